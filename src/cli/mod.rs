@@ -1,0 +1,72 @@
+//! The `shardcar` command line: parses flags, runs one command, owns exit codes.
+//!
+//! Library modules return typed errors; this is the one place they become `anyhow`
+//! chains and process exit codes (0 ok, 1 runtime failure, 78 bad configuration, so
+//! systemd's `RestartPreventExitStatus=78` stops a restart loop on a broken config).
+
+mod check_config;
+mod decode;
+mod predict;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::ConfigError;
+
+/// Exit code for a bad configuration (sysexits.h `EX_CONFIG`).
+pub const EXIT_CONFIG: u8 = 78;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shardcar",
+    version,
+    about = "A Kinesis agent that aggregates per predicted shard and throttles per shard, with a bundled Kinesis-compatible server."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Decode(decode::DecodeArgs),
+    Predict(predict::PredictArgs),
+    CheckConfig(check_config::CheckConfigArgs),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Decode(args) => decode::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::CheckConfig(args) => check_config::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            exit_code_for(&error)
+        }
+    }
+}
+
+fn exit_code_for(error: &anyhow::Error) -> ExitCode {
+    if error.chain().any(|cause| cause.is::<ConfigError>()) {
+        ExitCode::from(EXIT_CONFIG)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Logs go to stderr, so commands that print JSON lines keep stdout clean.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,187 @@
+//! `agent.toml`: read, parsed into the raw mirror ([`raw`]), then validated into
+//! [`Config`], the only type the rest of the program sees.
+//!
+//! Validation reports every problem at once, each naming the key, the bad value and
+//! what would be accepted, because an operator fixing a config on a host should not
+//! have to iterate one error at a time. `run` and `check-config` share this code.
+
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::kinesis::StreamName;
+
+/// Where `run` and `check-config` look when no `-c` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/shardcar/agent.toml";
+
+/// A validated agent configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub agent: AgentConfig,
+    pub kinesis: KinesisConfig,
+    pub flows: Vec<FlowConfig>,
+}
+
+/// `[agent]`: process-wide settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    pub state_dir: PathBuf,
+    pub max_in_flight_bytes: usize,
+    pub shutdown_grace_period: Duration,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// `[kinesis]` (and a flow's `[flows.kinesis]` override): where and as whom to send.
+/// Unset values fall back to the AWS SDK's default chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KinesisConfig {
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub profile: Option<String>,
+    pub role_arn: Option<String>,
+}
+
+/// One `[[flows]]` table: a set of files shipped to one stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowConfig {
+    pub name: String,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub stream: StreamName,
+    pub start_at: StartAt,
+    pub max_record_bytes: usize,
+    pub oversize: Oversize,
+    pub partition_key: PartitionKeyStrategy,
+    pub aggregation: AggregationConfig,
+    pub throttle: ThrottleConfig,
+    /// The global `[kinesis]` section with this flow's overrides applied.
+    pub kinesis: KinesisConfig,
+}
+
+/// Where to start reading a file the agent has never seen before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    Start,
+    End,
+}
+
+/// What to do with a record longer than `max_record_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Oversize {
+    Split,
+    Truncate,
+    Skip,
+}
+
+/// How a record's partition key is chosen.
+#[derive(Debug, Clone)]
+pub enum PartitionKeyStrategy {
+    Random,
+    LineHash,
+    Hostname,
+    File,
+    Fixed(String),
+    /// The first capture group of the regex.
+    Regex(regex::Regex),
+    /// An RFC 6901 pointer into the record parsed as JSON.
+    JsonPointer(String),
+}
+
+impl PartialEq for PartitionKeyStrategy {
+    fn eq(&self, other: &Self) -> bool {
+        use PartitionKeyStrategy::*;
+        match (self, other) {
+            (Regex(a), Regex(b)) => a.as_str() == b.as_str(),
+            (Fixed(a), Fixed(b)) | (JsonPointer(a), JsonPointer(b)) => a == b,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+/// `[flows.aggregation]`: KPL aggregation per predicted shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggregationConfig {
+    pub enabled: bool,
+    pub max_bytes: usize,
+    pub max_records: usize,
+    pub linger: Duration,
+}
+
+/// `[flows.throttle]`: the per-shard rate this producer allows itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThrottleConfig {
+    pub enabled: bool,
+    pub records_per_second_per_shard: u32,
+    pub bytes_per_second_per_shard: u32,
+    pub share: f64,
+    pub adaptive: bool,
+}
+
+/// One thing wrong with a config: the key, the value found, and what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path such as `flows[1].aggregation.linger_ms`.
+    pub key: String,
+    /// The value as written, or `None` when the key is missing.
+    pub value: Option<String>,
+    /// What would be accepted, phrased as the fix.
+    pub expected: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{} = {}: {}", self.key, value, self.expected),
+            None => write!(f, "{}: {}", self.key, self.expected),
+        }
+    }
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} has {} problem{}:\n{}", origin, problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        origin: String,
+        problems: Vec<Problem>,
+    },
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Read { .. } => &[],
+            ConfigError::Invalid { problems, .. } => problems,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Validates config text; `origin` names it in messages (usually the file path).
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        validate::validate(text).map_err(|problems| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            problems,
+        })
+    }
+}

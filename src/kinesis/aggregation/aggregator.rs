@@ -1,0 +1,284 @@
+//! Builds one aggregated record at a time, knowing its exact size before encoding.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use indexmap::IndexSet;
+use md5::{Digest, Md5};
+use prost::Message;
+use prost::encoding::encoded_len_varint;
+
+use super::proto;
+use super::{AGGREGATE_PARTITION_KEY, DIGEST_LEN, KinesisRecord, MAGIC, UserRecord};
+use crate::kinesis::hash_key::HashKey;
+
+/// What happened to a record offered to [`Aggregator::push`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed {
+    Added,
+    /// The aggregate would exceed its limit with this record: finish it, then push again.
+    Full(UserRecord),
+}
+
+/// A record that does not fit the limit even alone, returned so the caller decides
+/// (send it unaggregated under a larger limit, or dead-letter it).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "record of {size} bytes (partition key + data) exceeds the limit of {limit} bytes even on its own"
+)]
+pub struct RecordTooLarge {
+    pub record: UserRecord,
+    pub size: usize,
+    pub limit: usize,
+}
+
+/// Accumulates user records into one KPL aggregate.
+///
+/// The limit is on the Kinesis record that [`Aggregator::finish`] returns, counted as
+/// Kinesis counts it: outer partition key plus data (magic, protobuf and MD5 trailer).
+#[derive(Debug)]
+pub struct Aggregator {
+    max_bytes: usize,
+    partition_keys: IndexSet<String>,
+    explicit_hash_keys: IndexSet<String>,
+    records: Vec<proto::Record>,
+    /// Exact length of the protobuf `AggregatedRecord` built so far.
+    protobuf_len: usize,
+}
+
+/// Bytes a length-delimited field of `len` bytes costs, with its one-byte tag.
+fn delimited_field_len(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
+}
+
+/// Bytes a varint field costs, with its one-byte tag.
+fn varint_field_len(value: u64) -> usize {
+    1 + encoded_len_varint(value)
+}
+
+impl Aggregator {
+    /// An empty aggregator whose output never exceeds `max_bytes` (partition key + data).
+    pub fn new(max_bytes: usize) -> Self {
+        Aggregator {
+            max_bytes,
+            partition_keys: IndexSet::new(),
+            explicit_hash_keys: IndexSet::new(),
+            records: Vec::new(),
+            protobuf_len: 0,
+        }
+    }
+
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Number of user records held.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The size Kinesis will count for the record [`Aggregator::finish`] returns now.
+    pub fn kinesis_size(&self) -> usize {
+        match self.records.len() {
+            0 => 0,
+            1 => self.partition_keys[0].len() + self.first_data_len(),
+            _ => Self::aggregate_size(self.protobuf_len),
+        }
+    }
+
+    fn first_data_len(&self) -> usize {
+        self.records[0].data.as_ref().map_or(0, Bytes::len)
+    }
+
+    fn aggregate_size(protobuf_len: usize) -> usize {
+        AGGREGATE_PARTITION_KEY.len() + MAGIC.len() + protobuf_len + DIGEST_LEN
+    }
+
+    /// Adds a record if the aggregate stays within its limit.
+    pub fn push(&mut self, record: UserRecord) -> Result<Pushed, RecordTooLarge> {
+        let alone = record.kinesis_size();
+        if self.records.is_empty() && alone > self.max_bytes {
+            return Err(RecordTooLarge {
+                record,
+                size: alone,
+                limit: self.max_bytes,
+            });
+        }
+
+        let explicit_hash_key = record.explicit_hash_key.map(|k| k.to_string());
+        let (pk_index, pk_cost) = match self.partition_keys.get_index_of(&record.partition_key) {
+            Some(i) => (i, 0),
+            None => (
+                self.partition_keys.len(),
+                delimited_field_len(record.partition_key.len()),
+            ),
+        };
+        let (ehk_index, ehk_cost) = match &explicit_hash_key {
+            None => (None, 0),
+            Some(key) => match self.explicit_hash_keys.get_index_of(key) {
+                Some(i) => (Some(i), 0),
+                None => (
+                    Some(self.explicit_hash_keys.len()),
+                    delimited_field_len(key.len()),
+                ),
+            },
+        };
+        let record_len = varint_field_len(pk_index as u64)
+            + ehk_index.map_or(0, |i| varint_field_len(i as u64))
+            + delimited_field_len(record.data.len());
+        let grown = self.protobuf_len + pk_cost + ehk_cost + delimited_field_len(record_len);
+
+        if !self.records.is_empty() && Self::aggregate_size(grown) > self.max_bytes {
+            return Ok(Pushed::Full(record));
+        }
+
+        self.protobuf_len = grown;
+        if pk_cost > 0 {
+            self.partition_keys.insert(record.partition_key);
+        }
+        if let (Some(key), true) = (explicit_hash_key, ehk_cost > 0) {
+            self.explicit_hash_keys.insert(key);
+        }
+        self.records.push(proto::Record {
+            partition_key_index: Some(pk_index as u64),
+            explicit_hash_key_index: ehk_index.map(|i| i as u64),
+            data: Some(record.data),
+            tags: Vec::new(),
+        });
+        Ok(Pushed::Added)
+    }
+
+    /// Encodes the held records as one aggregated record (magic, protobuf, MD5), whatever
+    /// their number; this is what `aws-kinesis-agg` produces. Does not reset.
+    pub fn encode_aggregate(&self) -> Bytes {
+        let message = proto::AggregatedRecord {
+            partition_key_table: self.partition_keys.iter().cloned().collect(),
+            explicit_hash_key_table: self.explicit_hash_keys.iter().cloned().collect(),
+            records: self.records.clone(),
+        };
+        Self::encode_message(&message, self.protobuf_len)
+    }
+
+    fn encode_message(message: &proto::AggregatedRecord, protobuf_len: usize) -> Bytes {
+        debug_assert_eq!(message.encoded_len(), protobuf_len);
+        let mut out = BytesMut::with_capacity(MAGIC.len() + protobuf_len + DIGEST_LEN);
+        out.put_slice(&MAGIC);
+        // Encoding into a buffer reserved to the exact size cannot run out of room.
+        message
+            .encode(&mut out)
+            .unwrap_or_else(|e| unreachable!("buffer reserved to the exact size: {e}"));
+        let digest = Md5::digest(&out[MAGIC.len()..]);
+        out.put_slice(&digest);
+        out.freeze()
+    }
+
+    /// Takes the held records out as the Kinesis record the KPL would send and resets.
+    ///
+    /// One record goes out raw with its own partition key; two or more go out as an
+    /// aggregate with a 1-byte partition key. Either way the explicit hash key is the
+    /// first record's hash key, so the record lands on the shard it was built for.
+    pub fn finish(&mut self) -> Option<KinesisRecord> {
+        let records = std::mem::take(&mut self.records);
+        let partition_keys = std::mem::take(&mut self.partition_keys);
+        let explicit_hash_keys = std::mem::take(&mut self.explicit_hash_keys);
+        let protobuf_len = std::mem::replace(&mut self.protobuf_len, 0);
+
+        let first = records.first()?;
+        let first_pk = &partition_keys[0];
+        let first_hash_key = match first.explicit_hash_key_index {
+            // Table entries were rendered from a HashKey, so they parse back.
+            Some(i) => explicit_hash_keys[i as usize]
+                .parse()
+                .unwrap_or_else(|e| unreachable!("rendered from a HashKey: {e}")),
+            None => HashKey::of_partition_key(first_pk),
+        };
+        if records.len() == 1 {
+            let data = first.data.clone().unwrap_or_default();
+            return Some(KinesisRecord {
+                partition_key: partition_keys.into_iter().next().unwrap_or_default(),
+                explicit_hash_key: first_hash_key,
+                data,
+                user_records: 1,
+            });
+        }
+        let user_records = records.len();
+        let message = proto::AggregatedRecord {
+            partition_key_table: partition_keys.into_iter().collect(),
+            explicit_hash_key_table: explicit_hash_keys.into_iter().collect(),
+            records,
+        };
+        self.records.reserve(user_records);
+        Some(KinesisRecord {
+            partition_key: AGGREGATE_PARTITION_KEY.to_owned(),
+            explicit_hash_key: first_hash_key,
+            data: Self::encode_message(&message, protobuf_len),
+            user_records,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_record_goes_out_raw_with_its_own_keys() {
+        let mut agg = Aggregator::new(1024);
+        assert_eq!(
+            agg.push(UserRecord::new("pk-1", "hello")),
+            Ok(Pushed::Added)
+        );
+        assert_eq!(agg.kinesis_size(), 9);
+        let out = agg.finish().unwrap();
+        assert_eq!(out.partition_key, "pk-1");
+        assert_eq!(out.data, Bytes::from_static(b"hello"));
+        assert_eq!(out.explicit_hash_key, HashKey::of_partition_key("pk-1"));
+        assert!(agg.is_empty());
+        assert_eq!(agg.finish(), None);
+    }
+
+    #[test]
+    fn predicted_size_equals_encoded_size() {
+        let mut agg = Aggregator::new(1 << 20);
+        for i in 0..300 {
+            let mut record = UserRecord::new(format!("key-{}", i % 7), vec![b'x'; i]);
+            if i % 5 == 0 {
+                record.explicit_hash_key = Some(HashKey(i as u128 * 1_000_000_007));
+            }
+            agg.push(record).unwrap();
+            if agg.len() > 1 {
+                assert_eq!(agg.kinesis_size(), 1 + agg.encode_aggregate().len());
+            }
+        }
+        let size = agg.kinesis_size();
+        let out = agg.finish().unwrap();
+        assert_eq!(out.kinesis_size(), size);
+        assert_eq!(out.user_records, 300);
+    }
+
+    #[test]
+    fn full_aggregate_hands_the_record_back() {
+        let mut agg = Aggregator::new(150);
+        assert_eq!(
+            agg.push(UserRecord::new("k", vec![0; 40])),
+            Ok(Pushed::Added)
+        );
+        assert_eq!(
+            agg.push(UserRecord::new("k", vec![0; 40])),
+            Ok(Pushed::Added)
+        );
+        let third = UserRecord::new("k", vec![0; 40]);
+        assert_eq!(agg.push(third.clone()), Ok(Pushed::Full(third)));
+        assert_eq!(agg.kinesis_size(), 116);
+    }
+
+    #[test]
+    fn a_record_over_the_limit_alone_is_refused() {
+        let mut agg = Aggregator::new(10);
+        let err = agg.push(UserRecord::new("key", vec![0; 8])).unwrap_err();
+        assert_eq!((err.size, err.limit), (11, 10));
+        assert!(agg.is_empty());
+    }
+}
