@@ -16,7 +16,7 @@ pub struct PredictArgs {
     #[arg(long)]
     explicit_hash_key: bool,
     /// Partition keys (or, with --explicit-hash-key, hash keys).
-    #[arg(required = true, value_name = "KEY")]
+    #[arg(required = true, value_name = "KEY", allow_hyphen_values = true)]
     keys: Vec<String>,
 }
 

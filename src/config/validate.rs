@@ -712,3 +712,44 @@ mod tests {
         assert!(with("{ fixed = \"\" }").is_err());
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../agent.toml.example");
+
+    #[test]
+    fn the_example_parses_with_its_stated_defaults() {
+        let config = validate(EXAMPLE).unwrap_or_else(|p| panic!("{p:#?}"));
+        let defaults = validate("[[flows]]\ninclude = [\"/a\"]\nstream = \"s\"").unwrap();
+        let (example, default) = (&config.flows[0], &defaults.flows[0]);
+        assert_eq!(config.agent, defaults.agent);
+        assert_eq!(example.aggregation, default.aggregation);
+        assert_eq!(example.throttle, default.throttle);
+        assert_eq!(example.max_record_bytes, default.max_record_bytes);
+        assert_eq!(example.start_at, default.start_at);
+        assert_eq!(example.oversize, default.oversize);
+        assert_eq!(example.partition_key, default.partition_key);
+    }
+
+    #[test]
+    fn the_example_commented_keys_are_valid_when_uncommented() {
+        let uncommented: String = EXAMPLE
+            .lines()
+            .map(|line| {
+                let rest = line.strip_prefix("# ").unwrap_or(line);
+                let is_setting = rest.starts_with('[')
+                    || rest.split_once(" = ").is_some_and(|(k, _)| {
+                        !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    });
+                if is_setting { rest } else { line }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = validate(&uncommented).unwrap_or_else(|p| panic!("{p:#?}"));
+        assert!(config.agent.metrics_listen.is_some());
+        assert!(config.kinesis.role_arn.is_some());
+        assert_eq!(config.flows[0].kinesis.region.as_deref(), Some("eu-west-1"));
+    }
+}

@@ -1,6 +1,7 @@
 //! Builds one aggregated record at a time, knowing its exact size before encoding.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use foldhash::fast::RandomState;
 use indexmap::IndexSet;
 use md5::{Digest, Md5};
 use prost::Message;
@@ -37,8 +38,11 @@ pub struct RecordTooLarge {
 #[derive(Debug)]
 pub struct Aggregator {
     max_bytes: usize,
-    partition_keys: IndexSet<String>,
-    explicit_hash_keys: IndexSet<String>,
+    /// Key tables, deduplicated in first-seen order. The hasher is foldhash: SipHash's
+    /// flood resistance buys nothing in a table that lives for one aggregate, and it
+    /// cost a tenth of the aggregation time.
+    partition_keys: IndexSet<String, RandomState>,
+    explicit_hash_keys: IndexSet<String, RandomState>,
     records: Vec<proto::Record>,
     /// Exact length of the protobuf `AggregatedRecord` built so far.
     protobuf_len: usize,
@@ -59,8 +63,8 @@ impl Aggregator {
     pub fn new(max_bytes: usize) -> Self {
         Aggregator {
             max_bytes,
-            partition_keys: IndexSet::new(),
-            explicit_hash_keys: IndexSet::new(),
+            partition_keys: IndexSet::default(),
+            explicit_hash_keys: IndexSet::default(),
             records: Vec::new(),
             protobuf_len: 0,
         }
@@ -180,8 +184,14 @@ impl Aggregator {
     /// aggregate with a 1-byte partition key. Either way the explicit hash key is the
     /// first record's hash key, so the record lands on the shard it was built for.
     pub fn finish(&mut self) -> Option<KinesisRecord> {
-        let records = std::mem::take(&mut self.records);
-        let partition_keys = std::mem::take(&mut self.partition_keys);
+        // The next aggregate is likely to hold as many records: start it at that size
+        // rather than growing through every power of two again.
+        let (capacity, key_capacity) = (self.records.len(), self.partition_keys.len());
+        let records = std::mem::replace(&mut self.records, Vec::with_capacity(capacity));
+        let partition_keys = std::mem::replace(
+            &mut self.partition_keys,
+            IndexSet::with_capacity_and_hasher(key_capacity, RandomState::default()),
+        );
         let explicit_hash_keys = std::mem::take(&mut self.explicit_hash_keys);
         let protobuf_len = std::mem::replace(&mut self.protobuf_len, 0);
 
@@ -209,7 +219,6 @@ impl Aggregator {
             explicit_hash_key_table: explicit_hash_keys.into_iter().collect(),
             records,
         };
-        self.records.reserve(user_records);
         Some(KinesisRecord {
             partition_key: AGGREGATE_PARTITION_KEY.to_owned(),
             explicit_hash_key: first_hash_key,

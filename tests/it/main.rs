@@ -1,0 +1,7 @@
+//! One integration-test binary, a module per concern.
+
+mod aggregation_properties;
+mod cli_check_config;
+mod cli_decode_predict;
+mod support;
+mod vectors;
