@@ -7,6 +7,8 @@
 mod check_config;
 mod decode;
 mod predict;
+mod server;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -33,6 +35,7 @@ enum Command {
     Decode(decode::DecodeArgs),
     Predict(predict::PredictArgs),
     CheckConfig(check_config::CheckConfigArgs),
+    Server(server::ServerArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -43,6 +46,7 @@ pub fn main() -> ExitCode {
         Command::Decode(args) => decode::run(args),
         Command::Predict(args) => predict::run(args),
         Command::CheckConfig(args) => check_config::run(args),
+        Command::Server(args) => server::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

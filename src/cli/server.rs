@@ -1,0 +1,110 @@
+//! `shardcar server`: the bundled Kinesis-compatible server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::kinesis::StreamName;
+use crate::server::limits::FaultInjection;
+use crate::server::{Server, ServerConfig, StoreConfig};
+
+/// Run a Kinesis-compatible server (any AWS SDK or CLI works with --endpoint-url).
+///
+/// Durability with --data-dir: a PutRecord(s) response is sent only after its records
+/// were written to the OS, so they survive the server being killed (even kill -9);
+/// shard files are fsynced every second, so a power loss can take the last second.
+/// Without --data-dir everything is in memory.
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct ServerArgs {
+    /// Address to listen on; port 0 picks a free port (printed as `listening on ADDR`).
+    #[arg(long, default_value = "127.0.0.1:4567")]
+    listen: SocketAddr,
+    /// Keep streams and records in this directory across restarts.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Create this stream (ACTIVE at once) at start if it does not exist; NAME or NAME:SHARDS.
+    #[arg(long, value_name = "NAME[:SHARDS]")]
+    create_stream: Vec<String>,
+    /// Do not enforce per-shard throughput limits (to measure raw speed).
+    #[arg(long)]
+    no_limits: bool,
+    /// How long streams stay CREATING, UPDATING or DELETING, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    create_delay_ms: u64,
+    /// Fail this share (0 to 1) of PutRecords entries as ProvisionedThroughputExceededException.
+    #[arg(long, default_value_t = 0.0)]
+    fault_throttle_ratio: f64,
+    /// Fail this share (0 to 1) of PutRecords entries as InternalFailure.
+    #[arg(long, default_value_t = 0.0)]
+    fault_internal_ratio: f64,
+    /// Region named in stream ARNs.
+    #[arg(long, default_value = "us-east-1", env = "AWS_REGION")]
+    region: String,
+    /// Most open shards across all streams (the account quota).
+    #[arg(long, default_value_t = 500)]
+    shard_limit: u32,
+}
+
+fn parse_stream(spec: &str) -> Result<(String, u32)> {
+    let (name, shards) = match spec.split_once(':') {
+        Some((name, shards)) => (
+            name,
+            shards
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .with_context(|| {
+                    format!("--create-stream {spec:?}: SHARDS must be a number from 1 to 100000")
+                })?,
+        ),
+        None => (spec, 1),
+    };
+    StreamName::new(name).with_context(|| format!("--create-stream {spec:?}"))?;
+    Ok((name.to_owned(), shards))
+}
+
+pub fn run(args: ServerArgs) -> Result<()> {
+    for (flag, ratio) in [
+        ("--fault-throttle-ratio", args.fault_throttle_ratio),
+        ("--fault-internal-ratio", args.fault_internal_ratio),
+    ] {
+        if !(0.0..=1.0).contains(&ratio) {
+            bail!("{flag} {ratio} must be between 0 and 1");
+        }
+    }
+    let config = ServerConfig {
+        store: StoreConfig {
+            region: args.region,
+            status_delay_ms: args.create_delay_ms as i64,
+            limits: !args.no_limits,
+            faults: FaultInjection {
+                throttle_ratio: args.fault_throttle_ratio,
+                internal_ratio: args.fault_internal_ratio,
+            },
+            shard_limit: args.shard_limit,
+            ..StoreConfig::default()
+        },
+        data_dir: args.data_dir,
+        create_streams: args
+            .create_stream
+            .iter()
+            .map(|s| parse_stream(s))
+            .collect::<Result<_>>()?,
+        fsync_interval: Duration::from_secs(1),
+        ..ServerConfig::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let server = Server::bind(args.listen, config).await?;
+        println!("listening on {}", server.local_addr());
+        tracing::info!(listen = %server.local_addr(), limits = !args.no_limits, "shard server ready");
+        super::signals::terminated().await;
+        tracing::info!("stopping");
+        server.shutdown().await;
+        Ok(())
+    })
+}

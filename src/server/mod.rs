@@ -1,0 +1,245 @@
+//! The shard server: a Kinesis-compatible API with real shard limits.
+//!
+//! Layers, each using only the next: [`http`] (framing, the error mapping) ->
+//! `ops` (one function per action, validation as Kinesis does it) -> [`store`]
+//! (streams, shards, record logs, iterators, persistence) -> [`limits`].
+//! The server builds on [`crate::kinesis`] and never on the agent.
+
+pub mod clock;
+pub mod error;
+mod http;
+pub mod limits;
+mod ops;
+pub mod store;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+pub use clock::Clock;
+pub use store::stream::StreamMode;
+pub use store::{Store, StoreConfig};
+
+/// Everything `shardcar server` can be told.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub store: StoreConfig,
+    /// Keep streams and records here across restarts; in memory only when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Streams to create, ACTIVE at once, when the server starts (if they do not exist).
+    pub create_streams: Vec<(String, u32)>,
+    /// How often shard files are fsynced.
+    pub fsync_interval: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            store: StoreConfig::default(),
+            data_dir: None,
+            create_streams: Vec::new(),
+            fsync_interval: Duration::from_secs(1),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the data directory {}: {source}", path.display())]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create stream {name}: {source}")]
+    CreateStream {
+        name: String,
+        source: error::KinesisError,
+    },
+}
+
+pub struct Server;
+
+/// A server accepting connections; dropping it does not stop it, [`RunningServer::shutdown`] does.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    store: Store,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the store, creates the requested streams, binds `addr` and starts serving.
+    pub async fn bind(
+        addr: SocketAddr,
+        config: ServerConfig,
+    ) -> Result<RunningServer, ServerError> {
+        let persist =
+            match &config.data_dir {
+                Some(dir) => Some(store::persist::Persist::new(dir).map_err(|source| {
+                    ServerError::DataDir {
+                        path: dir.clone(),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
+        let store =
+            Store::new(config.store.clone(), Clock::default(), persist).map_err(|source| {
+                ServerError::DataDir {
+                    path: config.data_dir.clone().unwrap_or_default(),
+                    source,
+                }
+            })?;
+        for (name, shards) in &config.create_streams {
+            if store.stream(name).is_ok() {
+                continue;
+            }
+            store
+                .create_stream(
+                    name,
+                    *shards,
+                    StreamMode::Provisioned,
+                    Default::default(),
+                    true,
+                )
+                .map_err(|source| ServerError::CreateStream {
+                    name: name.clone(),
+                    source,
+                })?;
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(serve(listener, store.clone(), config, stopped));
+        Ok(RunningServer {
+            local_addr,
+            store,
+            stop,
+            task,
+        })
+    }
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://127.0.0.1:PORT`, for clients' endpoint URL.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The server clock, which tests advance to expire iterators and records.
+    pub fn clock(&self) -> &Clock {
+        self.store.clock()
+    }
+
+    /// Stops accepting, lets requests in progress finish (up to 5 s), syncs files.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        if let Err(error) = self.store.sync_files() {
+            tracing::error!(%error, "cannot sync shard files at shutdown");
+        }
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    store: Store,
+    config: ServerConfig,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut maintenance = tokio::time::interval(config.fsync_interval);
+    maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let persistent = config.data_dir.is_some();
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = stopped.changed() => break,
+        };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = maintenance.tick() => {
+                maintain(&store, persistent).await;
+                continue;
+            }
+            _ = stopped.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let store = store.clone();
+        let service =
+            hyper::service::service_fn(move |request| http::handle(store.clone(), request));
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open 5 s after shutdown began; closing them");
+    }
+}
+
+/// Periodic upkeep: drop expired records, fsync shard files.
+async fn maintain(store: &Store, persistent: bool) {
+    let store = store.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        store.trim_expired();
+        if persistent {
+            store.sync_files()
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    if let Ok(Err(error)) = result {
+        tracing::error!(%error, "cannot fsync shard files");
+    }
+}

@@ -1,0 +1,206 @@
+//! Field validation with Kinesis's own messages: every violation is listed, as in
+//! "2 validation errors detected: Value null at 'streamName' failed to satisfy
+//! constraint: Member must not be null; ...".
+
+use std::fmt::Display;
+
+use crate::server::error::{KinesisError, OpResult};
+use crate::server::store::Store;
+
+pub const STREAM_NAME_PATTERN: &str = "[a-zA-Z0-9_.-]+";
+pub const SHARD_ID_PATTERN: &str = "[a-zA-Z0-9_.-]+";
+pub const HASH_KEY_PATTERN: &str = "0|([1-9]\\d{0,38})";
+pub const SEQUENCE_PATTERN: &str = "0|([1-9]\\d{0,128})";
+
+/// Collects violations in field order.
+#[derive(Debug, Default)]
+pub struct Violations {
+    errors: Vec<String>,
+}
+
+pub fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+pub fn is_decimal(text: &str, max_digits: usize) -> bool {
+    match text.as_bytes() {
+        [b'0'] => true,
+        [first, rest @ ..] => {
+            (b'1'..=b'9').contains(first)
+                && rest.len() < max_digits
+                && rest.iter().all(u8::is_ascii_digit)
+        }
+        [] => false,
+    }
+}
+
+impl Violations {
+    fn push(&mut self, field: &str, value: Option<String>, constraint: impl Display) {
+        let value = value.map_or_else(|| "null".to_owned(), |v| format!("'{v}'"));
+        self.errors.push(format!(
+            "Value {value} at '{field}' failed to satisfy constraint: Member {constraint}"
+        ));
+    }
+
+    pub fn required<T>(&mut self, field: &str, value: &Option<T>) {
+        if value.is_none() {
+            self.push(field, None, "must not be null");
+        }
+    }
+
+    pub fn length(&mut self, field: &str, value: Option<&str>, min: usize, max: usize) {
+        let Some(value) = value else { return };
+        let len = value.chars().count();
+        if len < min {
+            self.push(
+                field,
+                Some(value.to_owned()),
+                format!("must have length greater than or equal to {min}"),
+            );
+        } else if len > max {
+            self.push(
+                field,
+                Some(value.to_owned()),
+                format!("must have length less than or equal to {max}"),
+            );
+        }
+    }
+
+    pub fn pattern(
+        &mut self,
+        field: &str,
+        value: Option<&str>,
+        pattern: &str,
+        matches: impl Fn(&str) -> bool,
+    ) {
+        if let Some(value) = value
+            && !value.is_empty()
+            && !matches(value)
+        {
+            self.push(
+                field,
+                Some(value.to_owned()),
+                format!("must satisfy regular expression pattern: {pattern}"),
+            );
+        }
+    }
+
+    pub fn range(&mut self, field: &str, value: Option<i64>, min: i64, max: i64) {
+        let Some(value) = value else { return };
+        if value < min {
+            self.push(
+                field,
+                Some(value.to_string()),
+                format!("must have value greater than or equal to {min}"),
+            );
+        } else if value > max {
+            self.push(
+                field,
+                Some(value.to_string()),
+                format!("must have value less than or equal to {max}"),
+            );
+        }
+    }
+
+    pub fn one_of(&mut self, field: &str, value: Option<&str>, allowed: &[&str]) {
+        if let Some(value) = value
+            && !allowed.contains(&value)
+        {
+            self.push(
+                field,
+                Some(value.to_owned()),
+                format!("must satisfy enum value set: [{}]", allowed.join(", ")),
+            );
+        }
+    }
+
+    /// A list's or map's number of members, reported as Kinesis does (by length).
+    pub fn count(&mut self, field: &str, len: usize, min: usize, max: usize) {
+        if len < min {
+            self.push(
+                field,
+                Some(format!("{len} members")),
+                format!("must have length greater than or equal to {min}"),
+            );
+        } else if len > max {
+            self.push(
+                field,
+                Some(format!("{len} members")),
+                format!("must have length less than or equal to {max}"),
+            );
+        }
+    }
+
+    pub fn blob_length(&mut self, field: &str, len: usize, max: usize) {
+        if len > max {
+            self.push(
+                field,
+                Some(format!(
+                    "java.nio.HeapByteBuffer[pos=0 lim={len} cap={len}]"
+                )),
+                format!("must have length less than or equal to {max}"),
+            );
+        }
+    }
+
+    /// Stream name and ARN rules shared by every action that names a stream.
+    pub fn stream(&mut self, name: Option<&str>, arn: Option<&str>) {
+        self.length("streamName", name, 1, 128);
+        self.pattern("streamName", name, STREAM_NAME_PATTERN, is_name);
+        self.length("streamARN", arn, 1, 2048);
+    }
+
+    pub fn finish(self) -> OpResult<()> {
+        match self.errors.len() {
+            0 => Ok(()),
+            n => Err(KinesisError::validation(format!(
+                "{n} validation error{} detected: {}",
+                if n == 1 { "" } else { "s" },
+                self.errors.join("; ")
+            ))),
+        }
+    }
+}
+
+/// The stream a request names, by StreamName or StreamARN.
+pub fn stream_name(store: &Store, name: Option<&str>, arn: Option<&str>) -> OpResult<String> {
+    match (name, arn) {
+        (_, Some(arn)) => {
+            let from_arn = store.name_from_arn(arn).ok_or_else(|| {
+                KinesisError::not_found(format!("Stream with ARN {arn} not found."))
+            })?;
+            if let Some(name) = name
+                && name != from_arn
+            {
+                return Err(KinesisError::invalid_argument(format!(
+                    "StreamARN {arn} and StreamName {name} do not name the same stream."
+                )));
+            }
+            Ok(from_arn)
+        }
+        (Some(name), None) => Ok(name.to_owned()),
+        (None, None) => Err(KinesisError::invalid_argument(
+            "Either StreamName or StreamARN should be provided.",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_match_kinesis() {
+        let mut v = Violations::default();
+        v.required::<String>("streamName", &None);
+        v.range("shardCount", Some(0), 1, 100_000);
+        let err = v.finish().unwrap_err();
+        assert_eq!(
+            err.message,
+            "2 validation errors detected: Value null at 'streamName' failed to satisfy constraint: Member must not be null; Value '0' at 'shardCount' failed to satisfy constraint: Member must have value greater than or equal to 1"
+        );
+    }
+}

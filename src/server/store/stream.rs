@@ -1,0 +1,234 @@
+//! A stream and its shards: the state every operation reads or changes.
+//!
+//! Locking: a stream's control state sits behind one `std::sync::Mutex` (held only
+//! for short, non-async sections), the open-shard map behind an `RwLock` that writes
+//! take a cheap `Arc` clone of, and each shard's records behind their own mutex, so
+//! writes to different shards never wait for each other.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use super::log::{Position, ShardLog};
+use super::persist::ShardFile;
+use super::sequence;
+use crate::kinesis::{HashKey, HashKeyRange, ShardId, ShardMap, ShardRange};
+use crate::server::clock::Millis;
+use crate::server::limits::ShardLimits;
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: every
+/// critical section here leaves the state consistent between statements.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StreamStatus {
+    Creating,
+    Deleting,
+    Active,
+    Updating,
+}
+
+impl StreamStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamStatus::Creating => "CREATING",
+            StreamStatus::Deleting => "DELETING",
+            StreamStatus::Active => "ACTIVE",
+            StreamStatus::Updating => "UPDATING",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StreamMode {
+    Provisioned,
+    OnDemand,
+}
+
+impl StreamMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamMode::Provisioned => "PROVISIONED",
+            StreamMode::OnDemand => "ON_DEMAND",
+        }
+    }
+}
+
+/// A shard that stopped taking writes (after a reshard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed {
+    pub at_ms: Millis,
+    /// Position just past the last record the shard will ever hold.
+    pub end_position: Position,
+}
+
+/// The mutable part of a shard.
+#[derive(Debug)]
+pub struct ShardState {
+    pub log: ShardLog,
+    pub closed: Option<Closed>,
+    pub limits: ShardLimits,
+    pub file: Option<ShardFile>,
+}
+
+#[derive(Debug)]
+pub struct Shard {
+    pub id: ShardId,
+    pub index: u32,
+    pub range: HashKeyRange,
+    pub parent: Option<ShardId>,
+    pub adjacent_parent: Option<ShardId>,
+    pub created_ms: Millis,
+    pub state: Mutex<ShardState>,
+}
+
+impl Shard {
+    pub fn new(
+        index: u32,
+        range: HashKeyRange,
+        parents: (Option<ShardId>, Option<ShardId>),
+        now_ms: Millis,
+    ) -> Self {
+        Shard {
+            id: ShardId::from_index(u64::from(index)),
+            index,
+            range,
+            parent: parents.0,
+            adjacent_parent: parents.1,
+            created_ms: now_ms,
+            state: Mutex::new(ShardState {
+                log: ShardLog::default(),
+                closed: None,
+                limits: ShardLimits::new(now_ms),
+                file: None,
+            }),
+        }
+    }
+
+    pub fn starting_sequence_number(&self) -> String {
+        sequence::format(self.index, 0)
+    }
+
+    /// The last sequence number of a closed shard (its last record, or its start if empty).
+    pub fn ending_sequence_number(&self) -> Option<String> {
+        lock(&self.state)
+            .closed
+            .map(|c| sequence::format(self.index, c.end_position.saturating_sub(1)))
+    }
+
+    pub fn is_open(&self) -> bool {
+        lock(&self.state).closed.is_none()
+    }
+
+    /// Stops writes; returns false if the shard was already closed.
+    pub fn close(&self, now_ms: Millis) -> bool {
+        let mut state = lock(&self.state);
+        if state.closed.is_some() {
+            return false;
+        }
+        let end_position = state.log.next_position();
+        if let Some(file) = state.file.as_mut()
+            && let Err(error) = file.flush()
+        {
+            tracing::error!(shard.id = %self.id, %error, "cannot flush a closing shard's file");
+        }
+        state.closed = Some(Closed {
+            at_ms: now_ms,
+            end_position,
+        });
+        true
+    }
+}
+
+/// The open shards in hash-key order, with the map that routes to them.
+#[derive(Debug)]
+pub struct OpenShards {
+    pub map: ShardMap,
+    /// `shards[i]` owns `map.shards()[i]`.
+    pub shards: Vec<Arc<Shard>>,
+}
+
+impl OpenShards {
+    pub fn new(open: Vec<Arc<Shard>>) -> Result<Self, crate::kinesis::ShardMapError> {
+        let map = ShardMap::new(
+            open.iter()
+                .map(|s| ShardRange {
+                    shard_id: s.id.clone(),
+                    range: s.range,
+                })
+                .collect(),
+        )?;
+        let mut shards = open;
+        shards.sort_by_key(|s| s.range.start);
+        Ok(OpenShards { map, shards })
+    }
+
+    pub fn route(&self, hash_key: HashKey) -> &Arc<Shard> {
+        &self.shards[self.map.predict_index(hash_key)]
+    }
+}
+
+/// Control-plane state of a stream.
+#[derive(Debug)]
+pub struct StreamState {
+    pub status: StreamStatus,
+    /// A status change due at a time (CREATING -> ACTIVE, UPDATING -> ACTIVE, DELETING -> gone).
+    pub pending: Option<(Millis, StreamStatus)>,
+    pub retention_hours: u32,
+    pub tags: BTreeMap<String, String>,
+    pub mode: StreamMode,
+    /// Every shard ever created, open or closed, in id order.
+    pub shards: Vec<Arc<Shard>>,
+    pub next_shard_index: u32,
+}
+
+impl StreamState {
+    /// Applies a due status change.
+    pub fn settle(&mut self, now_ms: Millis) {
+        if let Some((due, next)) = self.pending
+            && now_ms >= due
+        {
+            self.status = next;
+            self.pending = None;
+        }
+    }
+
+    pub fn open_shard_count(&self) -> usize {
+        self.shards.iter().filter(|s| s.is_open()).count()
+    }
+}
+
+#[derive(Debug)]
+pub struct Stream {
+    pub name: String,
+    pub arn: String,
+    pub created_ms: Millis,
+    pub state: Mutex<StreamState>,
+    pub open: RwLock<Arc<OpenShards>>,
+}
+
+impl Stream {
+    /// A snapshot of the open shards to route writes with.
+    pub fn open_shards(&self) -> Arc<OpenShards> {
+        self.open
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn set_open_shards(&self, open: OpenShards) {
+        *self
+            .open
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(open);
+    }
+
+    pub fn shard(&self, index: u32) -> Option<Arc<Shard>> {
+        lock(&self.state).shards.get(index as usize).cloned()
+    }
+}
