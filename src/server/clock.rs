@@ -11,18 +11,32 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
 
-/// A cheap, clonable handle to the server clock: system time plus an offset.
+/// A cheap, clonable handle to the server clock: system time plus an offset, or a
+/// frozen time that moves only when advanced.
 #[derive(Debug, Clone, Default)]
 pub struct Clock {
+    frozen_at_ms: Option<Millis>,
     offset_ms: Arc<AtomicI64>,
 }
 
+fn system_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 impl Clock {
+    /// A clock stopped at the current time: rate limits and expiry become exact in
+    /// tests, because only [`Clock::advance`] moves it.
+    pub fn frozen() -> Self {
+        Clock {
+            frozen_at_ms: Some(system_ms()),
+            offset_ms: Arc::default(),
+        }
+    }
+
     pub fn now_ms(&self) -> Millis {
-        let system = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        system + self.offset_ms.load(Ordering::Relaxed)
+        self.frozen_at_ms.unwrap_or_else(system_ms) + self.offset_ms.load(Ordering::Relaxed)
     }
 
     /// Moves the clock forward; used by tests to expire iterators and retention.

@@ -40,6 +40,8 @@ pub struct ServerConfig {
     /// How often shard files are fsynced.
     pub fsync_interval: Duration,
     pub max_connections: usize,
+    /// The clock the store runs on; tests freeze it.
+    pub clock: Clock,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +52,7 @@ impl Default for ServerConfig {
             create_streams: Vec::new(),
             fsync_interval: Duration::from_secs(1),
             max_connections: 1024,
+            clock: Clock::default(),
         }
     }
 }
@@ -101,7 +104,7 @@ impl Server {
                 None => None,
             };
         let store =
-            Store::new(config.store.clone(), Clock::default(), persist).map_err(|source| {
+            Store::new(config.store.clone(), config.clock.clone(), persist).map_err(|source| {
                 ServerError::DataDir {
                     path: config.data_dir.clone().unwrap_or_default(),
                     source,

@@ -3,5 +3,6 @@
 mod aggregation_properties;
 mod cli_check_config;
 mod cli_decode_predict;
+mod server_api;
 mod support;
 mod vectors;

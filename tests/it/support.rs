@@ -48,3 +48,59 @@ pub fn json_lines(output: &Output) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
         .collect()
 }
+
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use shardcar::server::{RunningServer, Server, ServerConfig};
+
+/// Starts the real shard server in-process on a free loopback port.
+pub async fn start_server(config: ServerConfig) -> RunningServer {
+    Server::bind("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .expect("start shard server")
+}
+
+/// A real `aws-sdk-kinesis` client pointed at `endpoint`, with static test credentials.
+pub fn kinesis_client(endpoint: &str) -> aws_sdk_kinesis::Client {
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_kinesis::Client::from_conf(config)
+}
+
+/// Server config for API tests: no status delay, no throughput limits (tests of the
+/// limits turn them on with a frozen clock, so refills happen only when advanced).
+pub fn test_server_config() -> ServerConfig {
+    let mut config = ServerConfig::default();
+    config.store.status_delay_ms = 0;
+    config.store.limits = false;
+    config
+}
+
+/// Limits on, on a clock that moves only when the test advances it.
+pub fn limited_server_config() -> ServerConfig {
+    let mut config = test_server_config();
+    config.store.limits = true;
+    config.clock = shardcar::server::Clock::frozen();
+    config
+}
+
+/// Polls `check` until it returns `Some`, or panics after `deadline`.
+pub async fn eventually<T>(
+    deadline: std::time::Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "condition not met within {deadline:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -82,6 +82,8 @@ pub struct ShardLog {
     next_position: Position,
     /// Arrival times never go backwards, so AT_TIMESTAMP can binary-search.
     last_arrival_ms: Millis,
+    /// Records below this position have expired even if their segment is still held.
+    horizon: Position,
     stored_bytes: usize,
 }
 
@@ -136,6 +138,7 @@ impl ShardLog {
         self.segments
             .front()
             .map_or(self.next_position, |s| s.first_position)
+            .max(self.horizon)
     }
 
     pub fn next_position(&self) -> Position {
@@ -186,18 +189,22 @@ impl ShardLog {
                 let index = segment
                     .entries
                     .partition_point(|e| e.arrival_ms < timestamp_ms);
-                segment.first_position + index as u64
+                (segment.first_position + index as u64).max(self.first_position())
             }
         }
     }
 
-    /// Drops every segment whose newest record arrived before `cutoff_ms`.
+    /// Expires every record that arrived before `cutoff_ms`. Memory is returned a whole
+    /// segment at a time; expired records in a partly expired segment are hidden.
     pub fn trim_before(&mut self, cutoff_ms: Millis) {
         while let Some(front) = self.segments.front() {
             if front.last_arrival_ms().is_some_and(|t| t < cutoff_ms) {
                 self.stored_bytes -= front.bytes.len();
+                self.horizon = self.horizon.max(front.end_position());
                 self.segments.pop_front();
             } else {
+                let expired = front.entries.partition_point(|e| e.arrival_ms < cutoff_ms);
+                self.horizon = self.horizon.max(front.first_position + expired as u64);
                 break;
             }
         }
@@ -270,5 +277,16 @@ mod tests {
         assert_eq!(log.read(0, 10, usize::MAX)[0].position, 2);
         assert_eq!(log.stored_bytes(), 4);
         assert_eq!(log.next_position(), 3);
+    }
+
+    #[test]
+    fn trimming_hides_expired_records_inside_a_kept_segment() {
+        let mut log = ShardLog::default();
+        log.append("k", b"old", 100);
+        log.append("k", b"new", 300);
+        log.trim_before(200);
+        assert_eq!(log.first_position(), 1);
+        assert_eq!(log.read(0, 10, usize::MAX)[0].data.as_ref(), b"new");
+        assert_eq!(log.position_at_timestamp(0), 1);
     }
 }

@@ -122,6 +122,12 @@ impl Store {
         Ok(())
     }
 
+    /// Records that arrived before this time have outlived the stream's retention.
+    /// Reads trim first, so expired records go without waiting for the periodic sweep.
+    fn retention_cutoff(&self, stream: &Stream) -> Millis {
+        self.now_ms() - i64::from(lock(&stream.state).retention_hours) * 3_600_000
+    }
+
     fn shard_by_id(&self, stream: &Stream, shard_id: &str) -> OpResult<Arc<Shard>> {
         let index = shard_id
             .strip_prefix("shardId-")
@@ -145,7 +151,9 @@ impl Store {
     ) -> OpResult<String> {
         let stream = self.readable_stream(stream_name)?;
         let shard = self.shard_by_id(&stream, shard_id)?;
-        let state = lock(&shard.state);
+        let cutoff = self.retention_cutoff(&stream);
+        let mut state = lock(&shard.state);
+        state.log.trim_before(cutoff);
         let end = state.log.next_position();
         let position = match start {
             IteratorStart::TrimHorizon => state.log.first_position(),
@@ -210,7 +218,9 @@ impl Store {
         }
         let shard = stream.shard(token.shard_index).ok_or_else(missing)?;
 
+        let cutoff = self.retention_cutoff(&stream);
         let mut state = lock(&shard.state);
+        state.log.trim_before(cutoff);
         if self.config().limits && !state.limits.admit_read(now) {
             return Err(self.throughput_error(&shard.id, &stream.name));
         }
