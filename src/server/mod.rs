@@ -77,6 +77,22 @@ pub enum ServerError {
     },
 }
 
+/// Answers one API call without HTTP: the decoding, validation and store layers the
+/// HTTP handler uses. Fuzz and property tests feed it arbitrary bodies.
+pub fn call(
+    store: &Store,
+    action: &str,
+    format: wire::Format,
+    body: &[u8],
+) -> Result<Vec<u8>, error::KinesisError> {
+    ops::dispatch(store, action, format, body)
+}
+
+/// The actions the server answers.
+pub fn actions() -> &'static [&'static str] {
+    ops::ACTIONS
+}
+
 pub struct Server;
 
 /// A server accepting connections; dropping it does not stop it, [`RunningServer::shutdown`] does.
@@ -181,7 +197,9 @@ async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(config.max_connections));
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that shuts down its sending side after the request still gets its answer.
+    builder.http1().half_close(true);
     let mut maintenance = tokio::time::interval(config.fsync_interval);
     maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let persistent = config.data_dir.is_some();

@@ -4,5 +4,7 @@ mod aggregation_properties;
 mod cli_check_config;
 mod cli_decode_predict;
 mod server_api;
+mod server_bad_input;
+mod server_persistence;
 mod support;
 mod vectors;

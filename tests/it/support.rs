@@ -104,3 +104,50 @@ pub async fn eventually<T>(
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// The real `shardcar server` binary, as a child process.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl ServerProcess {
+    /// Starts `shardcar server --listen 127.0.0.1:0 ARGS...` and waits for `listening on`.
+    pub fn start(args: &[&str]) -> ServerProcess {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shardcar"))
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn shardcar server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        ServerProcess {
+            child,
+            endpoint: format!("http://{addr}"),
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
