@@ -6,5 +6,6 @@ mod cli_decode_predict;
 mod server_api;
 mod server_bad_input;
 mod server_persistence;
+mod server_python;
 mod support;
 mod vectors;

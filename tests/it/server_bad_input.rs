@@ -40,6 +40,17 @@ fn raw_request(
     (status, body)
 }
 
+/// name, method, extra headers, body, claimed Content-Length (0: the real one), status, `__type`.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Vec<(&'a str, String)>,
+    Vec<u8>,
+    usize,
+    u16,
+    &'a str,
+);
+
 const JSON: (&str, &str) = ("Content-Type", "application/x-amz-json-1.1");
 
 fn target(action: &str) -> String {
@@ -52,7 +63,7 @@ async fn each_malformed_request_gets_its_error_type() {
     let addr = server.local_addr();
     let huge = vec![b'x'; 9 * 1024 * 1024];
     let ok_stream = br#"{"StreamName":"ok","ShardCount":1}"#;
-    let cases: Vec<(&str, &str, Vec<(&str, String)>, Vec<u8>, usize, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("malformed json", "POST", vec![("X-Amz-Target", target("CreateStream"))], b"{\"StreamName\":".to_vec(), 0, 400, "SerializationException"),
         ("unknown action", "POST", vec![("X-Amz-Target", target("MakeCoffee"))], b"{}".to_vec(), 0, 400, "UnknownOperationException"),
         ("no target", "POST", vec![], b"{}".to_vec(), 0, 400, "UnknownOperationException"),

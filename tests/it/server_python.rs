@@ -1,0 +1,139 @@
+//! The AWS CLI and boto3, installed from PyPI into a virtualenv, against the real binary.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::support::ServerProcess;
+
+/// A virtualenv with awscli and boto3 under the target directory, made once.
+fn python_env() -> PathBuf {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aws-venv");
+        if !venv.join("bin/aws").exists() {
+            let made = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("run python3 -m venv");
+            assert!(made.success(), "python3 -m venv failed");
+            let installed = Command::new(venv.join("bin/pip"))
+                .args([
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "awscli",
+                    "boto3",
+                ])
+                .status()
+                .expect("run pip");
+            assert!(
+                installed.success(),
+                "pip install awscli boto3 failed (PyPI must be reachable)"
+            );
+        }
+        venv
+    })
+    .clone()
+}
+
+fn aws(endpoint: &str, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(python_env().join("bin/aws"))
+        .args(["kinesis", "--endpoint-url", endpoint, "--output", "json"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("run aws");
+    assert!(
+        output.status.success(),
+        "aws {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.stdout.iter().all(u8::is_ascii_whitespace) {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_slice(&output.stdout).expect("aws printed JSON")
+}
+
+#[test]
+fn aws_cli_writes_and_reads_back_a_record() {
+    let server = ServerProcess::start(&["--create-delay-ms", "0"]);
+    let endpoint = server.endpoint.as_str();
+    aws(
+        endpoint,
+        &[
+            "create-stream",
+            "--stream-name",
+            "test",
+            "--shard-count",
+            "1",
+        ],
+    );
+    let put = aws(
+        endpoint,
+        &[
+            "put-record",
+            "--stream-name",
+            "test",
+            "--partition-key",
+            "user1",
+            "--data",
+            "user signup",
+        ],
+    );
+    assert_eq!(put["ShardId"], "shardId-000000000000");
+    let described = aws(endpoint, &["describe-stream", "--stream-name", "test"]);
+    assert_eq!(described["StreamDescription"]["StreamStatus"], "ACTIVE");
+    let iterator = aws(
+        endpoint,
+        &[
+            "get-shard-iterator",
+            "--stream-name",
+            "test",
+            "--shard-id",
+            "shardId-000000000000",
+            "--shard-iterator-type",
+            "TRIM_HORIZON",
+        ],
+    );
+    let records = aws(
+        endpoint,
+        &[
+            "get-records",
+            "--shard-iterator",
+            iterator["ShardIterator"].as_str().unwrap(),
+        ],
+    );
+    let record = &records["Records"][0];
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(record["Data"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(data, b"user signup");
+    assert_eq!(record["PartitionKey"], "user1");
+    assert_eq!(record["SequenceNumber"], put["SequenceNumber"]);
+    let shards = aws(endpoint, &["list-shards", "--stream-name", "test"]);
+    assert_eq!(shards["Shards"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn boto3_round_trip() {
+    let server = ServerProcess::start(&[]);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/boto3_roundtrip.py");
+    let output = Command::new(python_env().join("bin/python"))
+        .arg(script)
+        .arg(&server.endpoint)
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("boto3 ok"));
+}
