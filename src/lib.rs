@@ -7,7 +7,9 @@
 //! - [`config`]: `agent.toml`, parsed into a raw mirror and validated into [`config::Config`].
 //! - [`cli`]: the `shardcar` command line; `main.rs` only calls [`cli::main`].
 
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod kinesis;
+pub mod producer;
 pub mod server;

@@ -1,0 +1,246 @@
+//! The producer: user records in, PutRecords out, and one acknowledgement back for
+//! every record, exactly once.
+//!
+//! `send` waits while the in-flight byte budget is full (backpressure); the router
+//! task predicts each record's shard, aggregates per shard (KPL format), paces each
+//! shard through its throttle, packs PutRecords calls and judges every entry of every
+//! response. Nothing expires: failures are retried until Kinesis accepts the record,
+//! or, for a record it will never accept, dead-lettered and acknowledged as such.
+//!
+//! It knows nothing of files: the agent builds on it, and so can any other source.
+
+mod backoff;
+mod dead_letter;
+mod judge;
+mod lane;
+mod router;
+mod stats;
+pub mod throttle;
+mod topology;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub use stats::{ProducerStats, StatsSnapshot};
+
+use crate::config::{AggregationConfig, ThrottleConfig};
+use crate::kinesis::{UserRecord, limits};
+
+/// How a producer behaves. `ProducerConfig::new` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    pub stream: String,
+    pub aggregation: AggregationConfig,
+    pub throttle: ThrottleConfig,
+    /// Bytes (partition key + data) accepted by `send` but not yet acknowledged.
+    pub max_in_flight_bytes: usize,
+    /// PutRecords calls in flight at once.
+    pub max_concurrent_requests: usize,
+    /// The stream's record limit (partition key + data); larger records are dead-lettered.
+    pub max_record_bytes: usize,
+    /// Where records Kinesis will never accept are written (JSON lines); log only if `None`.
+    pub dead_letter_path: Option<PathBuf>,
+}
+
+impl ProducerConfig {
+    pub fn new(stream: &str) -> Self {
+        ProducerConfig {
+            stream: stream.to_owned(),
+            aggregation: AggregationConfig {
+                enabled: true,
+                max_bytes: 51_200,
+                max_records: 10_000,
+                linger: Duration::from_millis(100),
+            },
+            throttle: ThrottleConfig {
+                enabled: true,
+                records_per_second_per_shard: limits::SHARD_WRITE_RECORDS_PER_SEC as u32,
+                bytes_per_second_per_shard: limits::SHARD_WRITE_BYTES_PER_SEC as u32,
+                share: 1.0,
+                adaptive: true,
+            },
+            max_in_flight_bytes: 16 * 1024 * 1024,
+            max_concurrent_requests: 8,
+            max_record_bytes: limits::DEFAULT_MAX_RECORD_BYTES,
+            dead_letter_path: None,
+        }
+    }
+}
+
+/// The final outcome of one user record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered {
+        shard_id: String,
+        sequence_number: String,
+        /// Position inside its aggregate (0 for a record sent alone).
+        sub_sequence_number: u64,
+    },
+    DeadLettered {
+        reason: String,
+    },
+}
+
+/// A user record's token, handed back with its outcome.
+#[derive(Debug, Clone)]
+pub struct Ack<T> {
+    pub token: T,
+    pub outcome: Outcome,
+    /// From `send` to the outcome.
+    pub latency: Duration,
+}
+
+/// The stream of acknowledgements, in batches. It must be read: the producer waits
+/// for room in it.
+pub struct Acks<T> {
+    receiver: mpsc::Receiver<Vec<Ack<T>>>,
+}
+
+impl<T> Acks<T> {
+    /// The next batch, or `None` once the producer has stopped.
+    pub async fn recv(&mut self) -> Option<Vec<Ack<T>>> {
+        self.receiver.recv().await
+    }
+}
+
+/// The producer is no longer accepting records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the producer has stopped")]
+pub struct ProducerClosed;
+
+/// What was left when the producer stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    pub unacknowledged_records: u64,
+    pub grace_exceeded: bool,
+}
+
+pub(crate) struct Input<T> {
+    record: UserRecord,
+    token: T,
+    size: usize,
+    received: Instant,
+}
+
+/// Sends records to a running producer. Cheap to clone.
+pub struct ProducerHandle<T> {
+    input: mpsc::Sender<Input<T>>,
+    budget: Arc<Semaphore>,
+    budget_total: usize,
+    stats: Arc<ProducerStats>,
+    drain: Arc<watch::Sender<bool>>,
+    task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl<T> Clone for ProducerHandle<T> {
+    fn clone(&self) -> Self {
+        ProducerHandle {
+            input: self.input.clone(),
+            budget: self.budget.clone(),
+            budget_total: self.budget_total,
+            stats: self.stats.clone(),
+            drain: self.drain.clone(),
+            task: self.task.clone(),
+        }
+    }
+}
+
+pub struct Producer;
+
+impl Producer {
+    /// Starts the producer's task; its first act is listing the stream's shards.
+    pub fn start<T: Send + 'static>(
+        config: ProducerConfig,
+        client: aws_sdk_kinesis::Client,
+    ) -> (ProducerHandle<T>, Acks<T>) {
+        let (input_tx, input_rx) = mpsc::channel(4096);
+        let (ack_tx, ack_rx) = mpsc::channel(1024);
+        let budget_total = config
+            .max_in_flight_bytes
+            .max(limits::DEFAULT_MAX_RECORD_BYTES);
+        let budget = Arc::new(Semaphore::new(budget_total));
+        let stats = Arc::new(ProducerStats::default());
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let router = router::Router::new(
+            config,
+            client,
+            input_rx,
+            ack_tx,
+            budget.clone(),
+            stats.clone(),
+            drain_rx,
+        );
+        let task = tokio::spawn(router.run());
+        let handle = ProducerHandle {
+            input: input_tx,
+            budget,
+            budget_total,
+            stats,
+            drain: Arc::new(drain_tx),
+            task: Arc::new(std::sync::Mutex::new(Some(task))),
+        };
+        (handle, Acks { receiver: ack_rx })
+    }
+}
+
+impl<T: Send + 'static> ProducerHandle<T> {
+    /// Hands a record to the producer, waiting while the in-flight budget is full.
+    /// Its outcome arrives on the ack stream with `token`.
+    pub async fn send(&self, record: UserRecord, token: T) -> Result<(), ProducerClosed> {
+        let size = record.kinesis_size();
+        let permits = size.clamp(1, self.budget_total) as u32;
+        let permit = self
+            .budget
+            .acquire_many(permits)
+            .await
+            .map_err(|_| ProducerClosed)?;
+        permit.forget();
+        let input = Input {
+            record,
+            token,
+            size: permits as usize,
+            received: Instant::now(),
+        };
+        if self.input.send(input).await.is_err() {
+            self.budget.add_permits(permits as usize);
+            return Err(ProducerClosed);
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Bytes accepted by `send` and not yet acknowledged.
+    pub fn in_flight_bytes(&self) -> usize {
+        self.budget_total - self.budget.available_permits()
+    }
+
+    /// Stops taking records, sends what is held (aggregates go out at once), and waits
+    /// up to `grace` for their acknowledgements.
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        let _ = self.drain.send(true);
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut grace_exceeded = false;
+        if let Some(mut task) = task
+            && tokio::time::timeout(grace, &mut task).await.is_err()
+        {
+            grace_exceeded = true;
+            task.abort();
+            let _ = task.await;
+        }
+        let snapshot = self.stats.snapshot();
+        ShutdownReport {
+            unacknowledged_records: snapshot
+                .user_records
+                .saturating_sub(snapshot.acknowledged_records),
+            grace_exceeded,
+        }
+    }
+}

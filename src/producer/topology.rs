@@ -1,0 +1,75 @@
+//! The stream's shards as the producer knows them: the open ones to route to, and
+//! every listed one's range to check where a record really landed.
+
+use std::collections::HashMap;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::error::DisplayErrorContext;
+
+use crate::kinesis::{HashKey, HashKeyRange, ShardId, ShardMap, ShardRange};
+
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub open: ShardMap,
+    /// Every shard ListShards returned, open or closed.
+    pub ranges: HashMap<String, HashKeyRange>,
+}
+
+/// Why the shard list could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("ListShards failed: {0}")]
+    ListShards(String),
+    #[error("ListShards returned a shard with an unreadable hash-key range: {0}")]
+    BadRange(String),
+    #[error("the open shards do not form a usable map: {0}")]
+    Map(#[from] crate::kinesis::ShardMapError),
+}
+
+/// Lists every shard of `stream` (following NextToken) and builds the map.
+pub async fn fetch(client: &Client, stream: &str) -> Result<Topology, TopologyError> {
+    let mut open = Vec::new();
+    let mut ranges = HashMap::new();
+    let mut token: Option<String> = None;
+    loop {
+        let request = match &token {
+            Some(t) => client.list_shards().next_token(t),
+            None => client.list_shards().stream_name(stream),
+        };
+        let page = request
+            .send()
+            .await
+            .map_err(|e| TopologyError::ListShards(DisplayErrorContext(&e).to_string()))?;
+        for shard in page.shards() {
+            let Some(range) = shard.hash_key_range() else {
+                return Err(TopologyError::BadRange(shard.shard_id().to_owned()));
+            };
+            let parse = |text: &str| {
+                HashKey::parse_explicit(text)
+                    .map_err(|_| TopologyError::BadRange(format!("{}: {text}", shard.shard_id())))
+            };
+            let range = HashKeyRange::new(
+                parse(range.starting_hash_key())?,
+                parse(range.ending_hash_key())?,
+            )
+            .map_err(|e| TopologyError::BadRange(e.to_string()))?;
+            ranges.insert(shard.shard_id().to_owned(), range);
+            let closed = shard
+                .sequence_number_range()
+                .is_some_and(|r| r.ending_sequence_number().is_some());
+            if !closed {
+                let shard_id = ShardId::new(shard.shard_id())
+                    .map_err(|e| TopologyError::BadRange(e.to_string()))?;
+                open.push(ShardRange { shard_id, range });
+            }
+        }
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    Ok(Topology {
+        open: ShardMap::new(open)?,
+        ranges,
+    })
+}
