@@ -1,11 +1,16 @@
 //! Per-shard throttling: a records/s and a bytes/s bucket (governor), scaled by the
 //! configured share and an adaptive factor that backs off when Kinesis throttles.
 //!
-//! Adaptive mode is AIMD: a throttled answer multiplies the shard's rate by 0.7 (at
-//! most once per 250 ms, so one batch of refusals counts once, yet a 4x overload is
-//! shed within a second), and each second without one, once two seconds have passed
-//! since the last decrease, adds 5% of the configured rate back. Several producers
-//! sharing a shard settle near its limit.
+//! Adaptive mode starts slow and is AIMD after that, judged over windows of 250 ms:
+//! - a new shard starts at a quarter of the rate and doubles it every window without
+//!   a refusal (full rate within half a second), so producers that start together
+//!   do not all hit a shared shard at once;
+//! - at the end of a window in which Kinesis throttled the shard, the rate is
+//!   multiplied by the share of entries it accepted (between 0.25 and 0.9): a 4x
+//!   overload is shed in one step, a stray refusal costs 10%;
+//! - after two quiet seconds, each quiet second adds back 2% of the configured rate,
+//!   doubling the step each time (up to 16%) so freed capacity is reclaimed in a few
+//!   seconds; a refusal resets the step.
 //!
 //! Governor runs on [`TokioClock`], so tests with paused tokio time are exact.
 
@@ -41,12 +46,23 @@ impl Clock for TokioClock {
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
 
-const DECREASE_FACTOR: f64 = 0.7;
-const INCREASE_STEP: f64 = 0.05;
+const WINDOW: Duration = Duration::from_millis(250);
+const STRONGEST_DECREASE: f64 = 0.25;
+const WEAKEST_DECREASE: f64 = 0.9;
+const INCREASE_STEP: f64 = 0.02;
+const LARGEST_INCREASE_STEP: f64 = 0.16;
+const SLOW_START_FACTOR: f64 = 0.25;
 const MIN_FACTOR: f64 = 0.05;
-const DECREASE_INTERVAL: Duration = Duration::from_millis(250);
 const INCREASE_INTERVAL: Duration = Duration::from_secs(1);
 const QUIET_BEFORE_INCREASE: Duration = Duration::from_secs(2);
+
+/// What Kinesis answered for this shard in the current window.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Instant,
+    accepted: u32,
+    throttled: u32,
+}
 
 /// The rates a shard may be driven at, before the adaptive factor.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -67,6 +83,10 @@ pub struct ShardThrottle {
     bytes_burst: u32,
     last_decrease: Option<Instant>,
     last_increase: Instant,
+    window: Window,
+    /// Doubling each quiet window until the first refusal or the full rate.
+    slow_start: bool,
+    increase_step: f64,
 }
 
 fn nonzero(value: f64) -> NonZeroU32 {
@@ -87,7 +107,7 @@ impl ShardThrottle {
     pub fn new(rates: ShardRates, clock: TokioClock) -> Self {
         let (records, _) = limiter(rates.records_per_sec, clock);
         let (bytes, bytes_burst) = limiter(rates.bytes_per_sec, clock);
-        ShardThrottle {
+        let mut throttle = ShardThrottle {
             rates,
             factor: 1.0,
             clock,
@@ -96,7 +116,20 @@ impl ShardThrottle {
             bytes_burst,
             last_decrease: None,
             last_increase: Instant::now(),
+            window: Window {
+                start: Instant::now(),
+                accepted: 0,
+                throttled: 0,
+            },
+            slow_start: false,
+            increase_step: INCREASE_STEP,
+        };
+        if rates.adaptive {
+            throttle.slow_start = true;
+            throttle.factor = SLOW_START_FACTOR;
+            throttle.rebuild();
         }
+        throttle
     }
 
     /// The fraction of the configured rate currently allowed.
@@ -129,35 +162,55 @@ impl ShardThrottle {
         }
     }
 
-    /// Kinesis refused a record on this shard for throughput.
+    /// Kinesis refused an entry on this shard for throughput.
     pub fn throttled(&mut self) {
+        self.observe(0, 1);
+    }
+
+    /// Kinesis accepted an entry on this shard.
+    pub fn accepted(&mut self) {
+        self.observe(1, 0);
+    }
+
+    fn observe(&mut self, accepted: u32, throttled: u32) {
         if !self.rates.adaptive {
             return;
         }
         let now = Instant::now();
-        if self
-            .last_decrease
-            .is_some_and(|t| now.duration_since(t) < DECREASE_INTERVAL)
-        {
-            return;
+        if now.duration_since(self.window.start) >= WINDOW {
+            let closed = std::mem::replace(&mut self.window, Window { start: now, accepted: 0, throttled: 0 });
+            self.judge(closed, now);
         }
-        self.factor = (self.factor * DECREASE_FACTOR).max(MIN_FACTOR);
-        self.last_decrease = Some(now);
-        self.rebuild();
+        self.window.accepted += accepted;
+        self.window.throttled += throttled;
     }
 
-    /// Kinesis accepted records on this shard; probe the rate back up when it has been quiet.
-    pub fn accepted(&mut self) {
-        if !self.rates.adaptive || self.factor >= 1.0 {
-            return;
-        }
-        let now = Instant::now();
-        let quiet = self
-            .last_decrease
-            .is_none_or(|t| now.duration_since(t) >= QUIET_BEFORE_INCREASE);
-        if quiet && now.duration_since(self.last_increase) >= INCREASE_INTERVAL {
-            self.factor = (self.factor + INCREASE_STEP).min(1.0);
+    /// Adjusts the rate from one closed window of answers.
+    fn judge(&mut self, window: Window, now: Instant) {
+        let Window { accepted, throttled, .. } = window;
+        if throttled > 0 {
+            // Smoothed, so a window of one refusal at a low rate is not read as "0% accepted".
+            let ratio = f64::from(accepted + 1) / f64::from(accepted + throttled + 1);
+            self.factor = (self.factor * ratio.clamp(STRONGEST_DECREASE, WEAKEST_DECREASE)).max(MIN_FACTOR);
+            self.last_decrease = Some(now);
+            self.slow_start = false;
+            self.increase_step = INCREASE_STEP;
+            tracing::debug!(accepted, throttled, factor = self.factor, "shard rate lowered");
+            self.rebuild();
+        } else if accepted == 0 {
+        } else if self.slow_start {
+            self.factor = (self.factor * 2.0).min(1.0);
+            self.slow_start = self.factor < 1.0;
             self.last_increase = now;
+            self.rebuild();
+        } else if self.factor < 1.0
+            && self.last_decrease.is_none_or(|t| now.duration_since(t) >= QUIET_BEFORE_INCREASE)
+            && now.duration_since(self.last_increase) >= INCREASE_INTERVAL
+        {
+            self.factor = (self.factor + self.increase_step).min(1.0);
+            self.increase_step = (self.increase_step * 2.0).min(LARGEST_INCREASE_STEP);
+            self.last_increase = now;
+            tracing::debug!(factor = self.factor, "shard rate raised");
             self.rebuild();
         }
     }
@@ -221,34 +274,53 @@ mod tests {
         assert!(throttle.admit(1).is_ok());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn throttling_decreases_once_per_interval_and_quiet_probes_back_up() {
-        let mut throttle = ShardThrottle::new(rates(1000.0, 1e9), TokioClock::default());
-        throttle.throttled();
-        throttle.throttled();
-        assert!(
-            (throttle.factor() - 0.7).abs() < 1e-9,
-            "a burst of refusals counts once"
-        );
-        tokio::time::advance(Duration::from_millis(250)).await;
-        throttle.throttled();
-        assert!((throttle.factor() - 0.49).abs() < 1e-9);
-        throttle.accepted();
-        assert!(
-            (throttle.factor() - 0.49).abs() < 1e-9,
-            "no increase right after a decrease"
-        );
-        tokio::time::advance(Duration::from_secs(2)).await;
-        throttle.accepted();
-        assert!((throttle.factor() - 0.54).abs() < 1e-9);
-        throttle.accepted();
-        assert!(
-            (throttle.factor() - 0.54).abs() < 1e-9,
-            "one step per second"
-        );
-        for _ in 0..20 {
-            tokio::time::advance(Duration::from_secs(1)).await;
+    /// Feeds one window of answers and closes it.
+    async fn window(throttle: &mut ShardThrottle, accepted: u32, throttled: u32) {
+        for _ in 0..accepted {
             throttle.accepted();
+        }
+        for _ in 0..throttled {
+            throttle.throttled();
+        }
+        tokio::time::advance(WINDOW).await;
+        throttle.observe(0, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_window_of_refusals_scales_the_rate_by_the_accepted_share() {
+        let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        let mut throttle = warmed_up(1000.0).await;
+        // 4 producers on one shard: about a quarter accepted.
+        window(&mut throttle, 3, 13).await;
+        assert!(near(throttle.factor(), 0.25), "{}", throttle.factor());
+        // One refusal among many costs the weakest decrease.
+        let mut throttle = warmed_up(1000.0).await;
+        window(&mut throttle, 99, 1).await;
+        assert!(near(throttle.factor(), 0.9), "{}", throttle.factor());
+        // Everything refused still keeps a floor.
+        for _ in 0..20 {
+            window(&mut throttle, 0, 5).await;
+        }
+        assert!(near(throttle.factor(), MIN_FACTOR));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quiet_seconds_probe_back_up_one_step_at_a_time() {
+        let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        let mut throttle = warmed_up(1000.0).await;
+        window(&mut throttle, 0, 1).await;
+        assert!(near(throttle.factor(), 0.5));
+        window(&mut throttle, 10, 0).await;
+        assert!(near(throttle.factor(), 0.5), "no increase right after a decrease");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        window(&mut throttle, 10, 0).await;
+        window(&mut throttle, 10, 0).await;
+        assert!(near(throttle.factor(), 0.52), "one step per second: {}", throttle.factor());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        window(&mut throttle, 10, 0).await;
+        assert!(near(throttle.factor(), 0.56), "the step doubles while quiet: {}", throttle.factor());
+        for _ in 0..200 {
+            window(&mut throttle, 10, 0).await;
         }
         assert_eq!(throttle.factor(), 1.0);
         let admitted = admitted_over(&mut throttle, 5, 10, 5).await;
@@ -257,22 +329,28 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_decreased_shard_sends_at_the_lower_rate() {
-        let mut throttle = ShardThrottle::new(rates(1000.0, 1e9), TokioClock::default());
-        throttle.throttled();
+        let mut throttle = warmed_up(1000.0).await;
+        window(&mut throttle, 0, 1).await;
         let admitted = admitted_over(&mut throttle, 1, 10, 5).await;
-        assert!((690..=700).contains(&admitted), "{admitted}");
+        assert!((495..=500).contains(&admitted), "{admitted}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn fixed_mode_ignores_throttling() {
-        let mut throttle = ShardThrottle::new(
-            ShardRates {
-                adaptive: false,
-                ..rates(100.0, 1e9)
-            },
-            TokioClock::default(),
-        );
-        throttle.throttled();
+        let mut throttle = ShardThrottle::new(rates(100.0, 1e9), TokioClock::default());
+        window(&mut throttle, 0, 10).await;
         assert_eq!(throttle.factor(), 1.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_doubles_each_quiet_window_until_the_first_refusal() {
+        let mut throttle = ShardThrottle::new(adaptive(1000.0, 1e9), TokioClock::default());
+        assert_eq!(throttle.factor(), 0.25);
+        window(&mut throttle, 2, 0).await;
+        assert_eq!(throttle.factor(), 0.5);
+        window(&mut throttle, 0, 1).await;
+        assert_eq!(throttle.factor(), 0.25, "a refusal ends slow start");
+        window(&mut throttle, 5, 0).await;
+        assert_eq!(throttle.factor(), 0.25, "then only additive increase, after a quiet spell");
     }
 }

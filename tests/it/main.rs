@@ -3,6 +3,7 @@
 mod aggregation_properties;
 mod cli_check_config;
 mod cli_decode_predict;
+mod producer;
 mod server_api;
 mod server_bad_input;
 mod server_persistence;

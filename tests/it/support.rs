@@ -114,9 +114,14 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `shardcar server --listen 127.0.0.1:0 ARGS...` and waits for `listening on`.
     pub fn start(args: &[&str]) -> ServerProcess {
+        Self::start_on("127.0.0.1:0", args)
+    }
+
+    /// Starts the server on a given address (to come back on the same port).
+    pub fn start_on(listen: &str, args: &[&str]) -> ServerProcess {
         use std::io::BufRead;
         let mut child = Command::new(env!("CARGO_BIN_EXE_shardcar"))
-            .args(["server", "--listen", "127.0.0.1:0"])
+            .args(["server", "--listen", listen])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -150,4 +155,80 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One Kinesis record as read back, with the shard it was read from.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    pub shard_id: String,
+    pub range: shardcar::kinesis::HashKeyRange,
+    pub partition_key: String,
+    pub sequence_number: String,
+    pub data: bytes::Bytes,
+}
+
+/// Reads every shard of `stream` (open and closed) from TRIM_HORIZON to its end or tip.
+pub async fn read_stream(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<ReadRecord> {
+    use aws_sdk_kinesis::types::ShardIteratorType;
+    use shardcar::kinesis::{HashKey, HashKeyRange};
+    let mut out = Vec::new();
+    let shards = client.list_shards().stream_name(stream).send().await.expect("list shards");
+    for shard in shards.shards() {
+        let range = shard.hash_key_range().expect("range");
+        let range = HashKeyRange {
+            start: HashKey(range.starting_hash_key().parse().expect("start")),
+            end: HashKey(range.ending_hash_key().parse().expect("end")),
+        };
+        let mut iterator = client
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("iterator")
+            .shard_iterator
+            .expect("iterator string");
+        loop {
+            let page = match client.get_records().shard_iterator(&iterator).send().await {
+                Ok(page) => page,
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_provisioned_throughput_exceeded_exception()) => {
+                    // The shard's read limit (5 calls, 2 MiB per second): wait as a consumer must.
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(e) => panic!("get records: {e:?}"),
+            };
+            for record in page.records() {
+                out.push(ReadRecord {
+                    shard_id: shard.shard_id().to_owned(),
+                    range,
+                    partition_key: record.partition_key().unwrap_or_default().to_owned(),
+                    sequence_number: record.sequence_number().to_owned(),
+                    data: bytes::Bytes::copy_from_slice(record.data().as_ref()),
+                });
+            }
+            match page.next_shard_iterator {
+                Some(next) if !page.records().is_empty() => iterator = next,
+                _ => break,
+            }
+        }
+    }
+    out
+}
+
+/// The user records a KCL 2.x consumer would deliver from `records`: deaggregated, with
+/// any aggregate whose sub-records leave its shard's range dropped whole.
+pub fn kcl_user_records(records: &[ReadRecord]) -> (Vec<(String, shardcar::kinesis::UserRecord)>, usize) {
+    use shardcar::kinesis::aggregation::deaggregate_for_shard;
+    let mut out = Vec::new();
+    let mut dropped = 0;
+    for record in records {
+        let (result, check) = deaggregate_for_shard(&record.partition_key, &record.data, record.range);
+        if check.is_err() {
+            dropped += 1;
+        }
+        out.extend(result.records.into_iter().map(|r| (record.shard_id.clone(), r)));
+    }
+    (out, dropped)
 }
