@@ -14,9 +14,10 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// For a throttled entry: short, because the shard's throttle already slowed down.
+    /// For a throttled entry: about one throttle window, so the retry goes out after
+    /// the shard's rate was lowered rather than into the same overload.
     pub const THROTTLED: Backoff = Backoff {
-        base: Duration::from_millis(50),
+        base: Duration::from_millis(300),
         cap: Duration::from_secs(2),
     };
 

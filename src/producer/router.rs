@@ -422,8 +422,9 @@ impl<T: Send + 'static> Router<T> {
                     sequence_number,
                 } => {
                     if shard_id == entry.predicted {
+                        let size = entry.record.kinesis_size();
                         if let Some(lane) = self.lane_mut(&shard_id) {
-                            lane.throttle.accepted();
+                            lane.throttle.accepted(size);
                         }
                         self.deliver(entry, &shard_id, &sequence_number);
                     } else {

@@ -1,16 +1,20 @@
 //! Per-shard throttling: a records/s and a bytes/s bucket (governor), scaled by the
 //! configured share and an adaptive factor that backs off when Kinesis throttles.
 //!
-//! Adaptive mode starts slow and is AIMD after that, judged over windows of 250 ms:
-//! - a new shard starts at a quarter of the rate and doubles it every window without
-//!   a refusal (full rate within half a second), so producers that start together
-//!   do not all hit a shared shard at once;
-//! - at the end of a window in which Kinesis throttled the shard, the rate is
-//!   multiplied by the share of entries it accepted (between 0.25 and 0.9): a 4x
-//!   overload is shed in one step, a stray refusal costs 10%;
-//! - after two quiet seconds, each quiet second adds back 2% of the configured rate,
-//!   doubling the step each time (up to 16%) so freed capacity is reclaimed in a few
-//!   seconds; a refusal resets the step.
+//! Adaptive mode starts slow and then backs off to what Kinesis actually accepted,
+//! judged over windows of 250 ms:
+//! - a new shard starts at a tenth of the rate and grows it by half every window
+//!   without a refusal, up to half the rate (in about a second), so producers that
+//!   start together overshoot a shared shard by less than their number;
+//! - at the end of a window in which Kinesis throttled the shard, the rate drops to
+//!   85% of what the shard accepted from this producer over the last second (by at
+//!   least 15%, at most half): that is this producer's share of the shard right now,
+//!   measured rather than guessed, so several producers settle under the limit at once;
+//! - after two quiet seconds, each quiet second adds back 1% of the configured rate;
+//!   the small step keeps the overshoot of several producers, and so the refused
+//!   share, small. After ten seconds without a refusal the shard is likely not shared
+//!   and the step doubles each second (up to 16%), so a producer left alone reclaims
+//!   the shard within seconds.
 //!
 //! Governor runs on [`TokioClock`], so tests with paused tokio time are exact.
 
@@ -47,11 +51,19 @@ impl Clock for TokioClock {
 type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
 
 const WINDOW: Duration = Duration::from_millis(250);
-const STRONGEST_DECREASE: f64 = 0.25;
-const WEAKEST_DECREASE: f64 = 0.9;
-const INCREASE_STEP: f64 = 0.02;
+/// How far under the measured accepted rate to settle, and the least decrease.
+const BACK_OFF: f64 = 0.85;
+const INCREASE_STEP: f64 = 0.01;
 const LARGEST_INCREASE_STEP: f64 = 0.16;
-const SLOW_START_FACTOR: f64 = 0.25;
+/// After this long without a refusal, the shard is probably not shared: probe faster.
+const UNCONTENDED_AFTER: Duration = Duration::from_secs(10);
+const SLOW_START_FACTOR: f64 = 0.1;
+const SLOW_START_GROWTH: f64 = 1.5;
+/// Slow start hands over to additive increase here: Kinesis's one-second burst hides
+/// an overload for a while, so growing multiplicatively to the full rate overshoots.
+const SLOW_START_CEILING: f64 = 0.5;
+/// The span over which the accepted rate is measured.
+const RATE_SPAN: Duration = Duration::from_secs(1);
 const MIN_FACTOR: f64 = 0.05;
 const INCREASE_INTERVAL: Duration = Duration::from_secs(1);
 const QUIET_BEFORE_INCREASE: Duration = Duration::from_secs(2);
@@ -81,11 +93,16 @@ pub struct ShardThrottle {
     records: Limiter,
     bytes: Limiter,
     bytes_burst: u32,
+    /// Bytes of an entry larger than the burst still to be charged; the shard sends
+    /// nothing more until they are paid, so every byte goes through the bucket.
+    owed_bytes: usize,
     last_decrease: Option<Instant>,
     last_increase: Instant,
     window: Window,
     /// Doubling each quiet window until the first refusal or the full rate.
     slow_start: bool,
+    /// Entries accepted on this shard in the last [`RATE_SPAN`]: (when, bytes).
+    recent: std::collections::VecDeque<(Instant, usize)>,
     increase_step: f64,
 }
 
@@ -93,15 +110,19 @@ fn nonzero(value: f64) -> NonZeroU32 {
     NonZeroU32::new(value.clamp(1.0, f64::from(u32::MAX)) as u32).unwrap_or(NonZeroU32::MIN)
 }
 
-/// A limiter of `per_sec` with one second of burst, starting empty so a rate change
-/// never releases a burst.
+/// A limiter of `per_sec` allowing a burst of a fifth of a second, starting empty so a
+/// rate change never releases a burst. Kinesis's own bucket holds a second; keeping
+/// ours smaller leaves room for the other producers' bursts on a shared shard.
 fn limiter(per_sec: f64, clock: TokioClock) -> (Limiter, u32) {
     let rate = nonzero(per_sec);
-    let quota = Quota::per_second(rate).allow_burst(rate);
+    let burst = nonzero(per_sec / BURST_FRACTION_OF_SECOND);
+    let quota = Quota::per_second(rate).allow_burst(burst);
     let limiter = RateLimiter::direct_with_clock(quota, clock);
-    let _ = limiter.check_n(rate);
-    (limiter, rate.get())
+    let _ = limiter.check_n(burst);
+    (limiter, burst.get())
 }
+
+const BURST_FRACTION_OF_SECOND: f64 = 5.0;
 
 impl ShardThrottle {
     pub fn new(rates: ShardRates, clock: TokioClock) -> Self {
@@ -114,6 +135,7 @@ impl ShardThrottle {
             records,
             bytes,
             bytes_burst,
+            owed_bytes: 0,
             last_decrease: None,
             last_increase: Instant::now(),
             window: Window {
@@ -122,6 +144,7 @@ impl ShardThrottle {
                 throttled: 0,
             },
             slow_start: false,
+            recent: std::collections::VecDeque::new(),
             increase_step: INCREASE_STEP,
         };
         if rates.adaptive {
@@ -149,13 +172,23 @@ impl ShardThrottle {
     /// long until the refusing bucket could.
     pub fn admit(&mut self, bytes: usize) -> Result<(), Duration> {
         let now = self.clock.now();
+        let burst = self.bytes_burst as usize;
+        while self.owed_bytes > 0 {
+            let chunk = self.owed_bytes.min(burst);
+            match self.bytes.check_n(nonzero(chunk as f64)) {
+                Ok(Ok(())) => self.owed_bytes -= chunk,
+                Ok(Err(not_until)) => return Err(not_until.wait_time_from(now)),
+                Err(_) => return Err(Duration::from_secs(1)),
+            }
+        }
         if let Err(not_until) = self.records.check() {
             return Err(not_until.wait_time_from(now));
         }
-        // A record larger than one second of bytes waits for a full bucket.
-        let cells = nonzero((bytes as f64).min(f64::from(self.bytes_burst)));
-        match self.bytes.check_n(cells) {
-            Ok(Ok(())) => Ok(()),
+        match self.bytes.check_n(nonzero(bytes.min(burst) as f64)) {
+            Ok(Ok(())) => {
+                self.owed_bytes = bytes.saturating_sub(burst);
+                Ok(())
+            }
             Ok(Err(not_until)) => Err(not_until.wait_time_from(now)),
             // Cannot happen: cells are capped at the burst size.
             Err(_) => Err(Duration::from_secs(1)),
@@ -167,8 +200,11 @@ impl ShardThrottle {
         self.observe(0, 1);
     }
 
-    /// Kinesis accepted an entry on this shard.
-    pub fn accepted(&mut self) {
+    /// Kinesis accepted an entry of `bytes` on this shard.
+    pub fn accepted(&mut self, bytes: usize) {
+        if self.rates.adaptive {
+            self.recent.push_back((Instant::now(), bytes));
+        }
         self.observe(1, 0);
     }
 
@@ -178,37 +214,74 @@ impl ShardThrottle {
         }
         let now = Instant::now();
         if now.duration_since(self.window.start) >= WINDOW {
-            let closed = std::mem::replace(&mut self.window, Window { start: now, accepted: 0, throttled: 0 });
+            let closed = std::mem::replace(
+                &mut self.window,
+                Window {
+                    start: now,
+                    accepted: 0,
+                    throttled: 0,
+                },
+            );
             self.judge(closed, now);
         }
         self.window.accepted += accepted;
         self.window.throttled += throttled;
     }
 
+    /// The share of the configured rates this producer got accepted over the last second.
+    fn accepted_share(&mut self, now: Instant) -> f64 {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > RATE_SPAN)
+        {
+            self.recent.pop_front();
+        }
+        let records = self.recent.len() as f64 / self.rates.records_per_sec;
+        let bytes =
+            self.recent.iter().map(|(_, b)| *b as f64).sum::<f64>() / self.rates.bytes_per_sec;
+        records.max(bytes) / RATE_SPAN.as_secs_f64()
+    }
+
     /// Adjusts the rate from one closed window of answers.
     fn judge(&mut self, window: Window, now: Instant) {
-        let Window { accepted, throttled, .. } = window;
-        if throttled > 0 {
-            // Smoothed, so a window of one refusal at a low rate is not read as "0% accepted".
-            let ratio = f64::from(accepted + 1) / f64::from(accepted + throttled + 1);
-            self.factor = (self.factor * ratio.clamp(STRONGEST_DECREASE, WEAKEST_DECREASE)).max(MIN_FACTOR);
+        if window.throttled > 0 {
+            // Never more than halve per window: a window holds few entries at low rates,
+            // and one unlucky window should not cost more than one halving.
+            let measured = self.accepted_share(now) * BACK_OFF;
+            self.factor = measured
+                .clamp(self.factor * 0.5, self.factor * BACK_OFF)
+                .max(MIN_FACTOR);
             self.last_decrease = Some(now);
             self.slow_start = false;
             self.increase_step = INCREASE_STEP;
-            tracing::debug!(accepted, throttled, factor = self.factor, "shard rate lowered");
+            tracing::debug!(
+                accepted = window.accepted,
+                throttled = window.throttled,
+                factor = self.factor,
+                "shard rate lowered"
+            );
             self.rebuild();
-        } else if accepted == 0 {
+        } else if window.accepted == 0 {
+            // Nothing sent: nothing learned.
         } else if self.slow_start {
-            self.factor = (self.factor * 2.0).min(1.0);
-            self.slow_start = self.factor < 1.0;
+            self.factor = (self.factor * SLOW_START_GROWTH).min(SLOW_START_CEILING);
+            self.slow_start = self.factor < SLOW_START_CEILING;
             self.last_increase = now;
             self.rebuild();
         } else if self.factor < 1.0
-            && self.last_decrease.is_none_or(|t| now.duration_since(t) >= QUIET_BEFORE_INCREASE)
+            && self
+                .last_decrease
+                .is_none_or(|t| now.duration_since(t) >= QUIET_BEFORE_INCREASE)
             && now.duration_since(self.last_increase) >= INCREASE_INTERVAL
         {
             self.factor = (self.factor + self.increase_step).min(1.0);
-            self.increase_step = (self.increase_step * 2.0).min(LARGEST_INCREASE_STEP);
+            if self
+                .last_decrease
+                .is_none_or(|t| now.duration_since(t) >= UNCONTENDED_AFTER)
+            {
+                self.increase_step = (self.increase_step * 2.0).min(LARGEST_INCREASE_STEP);
+            }
             self.last_increase = now;
             tracing::debug!(factor = self.factor, "shard rate raised");
             self.rebuild();
@@ -224,7 +297,14 @@ mod tests {
         ShardRates {
             records_per_sec: records,
             bytes_per_sec: bytes,
+            adaptive: false,
+        }
+    }
+
+    fn adaptive(records: f64, bytes: f64) -> ShardRates {
+        ShardRates {
             adaptive: true,
+            ..rates(records, bytes)
         }
     }
 
@@ -263,6 +343,14 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn entries_larger_than_the_burst_are_charged_in_full() {
+        // 100 KiB/s allows a 20 KiB burst; 50 KiB aggregates must still go at 2 per second.
+        let mut throttle = ShardThrottle::new(rates(1000.0, 102_400.0), TokioClock::default());
+        let admitted = admitted_over(&mut throttle, 10, 51_200, 1).await;
+        assert!((19..=21).contains(&admitted), "{admitted}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn refusal_says_how_long_to_wait() {
         let mut throttle = ShardThrottle::new(rates(10.0, 1e9), TokioClock::default());
         let wait = throttle.admit(1).unwrap_err();
@@ -274,10 +362,10 @@ mod tests {
         assert!(throttle.admit(1).is_ok());
     }
 
-    /// Feeds one window of answers and closes it.
+    /// Feeds one window of answers (100-byte entries) and closes it.
     async fn window(throttle: &mut ShardThrottle, accepted: u32, throttled: u32) {
         for _ in 0..accepted {
-            throttle.accepted();
+            throttle.accepted(100);
         }
         for _ in 0..throttled {
             throttle.throttled();
@@ -286,39 +374,75 @@ mod tests {
         throttle.observe(0, 0);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_window_of_refusals_scales_the_rate_by_the_accepted_share() {
-        let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
-        let mut throttle = warmed_up(1000.0).await;
-        // 4 producers on one shard: about a quarter accepted.
-        window(&mut throttle, 3, 13).await;
-        assert!(near(throttle.factor(), 0.25), "{}", throttle.factor());
-        // One refusal among many costs the weakest decrease.
-        let mut throttle = warmed_up(1000.0).await;
-        window(&mut throttle, 99, 1).await;
-        assert!(near(throttle.factor(), 0.9), "{}", throttle.factor());
-        // Everything refused still keeps a floor.
-        for _ in 0..20 {
-            window(&mut throttle, 0, 5).await;
+    /// An adaptive throttle at full rate, slow start over, with no recent answers.
+    async fn warmed_up(records: f64) -> ShardThrottle {
+        let mut throttle = ShardThrottle::new(adaptive(records, 1e9), TokioClock::default());
+        // Slow start to half the rate, then uncontended doubling steps to the full rate.
+        for _ in 0..80 {
+            window(&mut throttle, 1, 0).await;
         }
-        assert!(near(throttle.factor(), MIN_FACTOR));
+        assert_eq!(throttle.factor(), 1.0);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        throttle
     }
 
     #[tokio::test(start_paused = true)]
-    async fn quiet_seconds_probe_back_up_one_step_at_a_time() {
+    async fn refusals_bring_the_rate_down_to_what_was_accepted() {
+        let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        // Four producers on one shard: each gets about a quarter through.
+        let mut throttle = warmed_up(1000.0).await;
+        window(&mut throttle, 60, 190).await;
+        assert!(
+            near(throttle.factor(), 0.5),
+            "at most halved per window: {}",
+            throttle.factor()
+        );
+        window(&mut throttle, 65, 60).await;
+        // 125 accepted in the last second of a 1000/s shard: 12.5%, less 15%, is under
+        // half the current rate, so the rate is halved.
+        assert!(near(throttle.factor(), 0.25), "{}", throttle.factor());
+        window(&mut throttle, 60, 5).await;
+        assert!(
+            near(throttle.factor(), 185.0 / 1000.0 * BACK_OFF),
+            "{}",
+            throttle.factor()
+        );
+        // A stray refusal while most was accepted costs 15% of what was accepted.
+        let mut throttle = warmed_up(1000.0).await;
+        window(&mut throttle, 240, 0).await;
+        window(&mut throttle, 240, 0).await;
+        window(&mut throttle, 240, 0).await;
+        window(&mut throttle, 240, 1).await;
+        assert!(
+            near(throttle.factor(), 0.96 * BACK_OFF),
+            "{}",
+            throttle.factor()
+        );
+        for _ in 0..20 {
+            window(&mut throttle, 0, 5).await;
+        }
+        assert!(near(throttle.factor(), MIN_FACTOR), "a floor remains");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quiet_seconds_probe_back_up_one_percent_then_faster() {
         let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
         let mut throttle = warmed_up(1000.0).await;
-        window(&mut throttle, 0, 1).await;
+        window(&mut throttle, 200, 50).await;
         assert!(near(throttle.factor(), 0.5));
         window(&mut throttle, 10, 0).await;
-        assert!(near(throttle.factor(), 0.5), "no increase right after a decrease");
+        assert!(
+            near(throttle.factor(), 0.5),
+            "no increase right after a decrease"
+        );
         tokio::time::advance(Duration::from_secs(2)).await;
         window(&mut throttle, 10, 0).await;
         window(&mut throttle, 10, 0).await;
-        assert!(near(throttle.factor(), 0.52), "one step per second: {}", throttle.factor());
-        tokio::time::advance(Duration::from_secs(1)).await;
-        window(&mut throttle, 10, 0).await;
-        assert!(near(throttle.factor(), 0.56), "the step doubles while quiet: {}", throttle.factor());
+        assert!(
+            near(throttle.factor(), 0.51),
+            "one step per second: {}",
+            throttle.factor()
+        );
         for _ in 0..200 {
             window(&mut throttle, 10, 0).await;
         }
@@ -330,7 +454,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_decreased_shard_sends_at_the_lower_rate() {
         let mut throttle = warmed_up(1000.0).await;
-        window(&mut throttle, 0, 1).await;
+        window(&mut throttle, 200, 50).await;
         let admitted = admitted_over(&mut throttle, 1, 10, 5).await;
         assert!((495..=500).contains(&admitted), "{admitted}");
     }
@@ -343,14 +467,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn slow_start_doubles_each_quiet_window_until_the_first_refusal() {
+    async fn slow_start_grows_each_quiet_window_until_the_first_refusal() {
+        let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
         let mut throttle = ShardThrottle::new(adaptive(1000.0, 1e9), TokioClock::default());
-        assert_eq!(throttle.factor(), 0.25);
+        assert!(near(throttle.factor(), 0.1));
         window(&mut throttle, 2, 0).await;
-        assert_eq!(throttle.factor(), 0.5);
+        assert!(near(throttle.factor(), 0.15));
         window(&mut throttle, 0, 1).await;
-        assert_eq!(throttle.factor(), 0.25, "a refusal ends slow start");
+        assert!(
+            near(throttle.factor(), 0.075),
+            "a refusal ends slow start: {}",
+            throttle.factor()
+        );
         window(&mut throttle, 5, 0).await;
-        assert_eq!(throttle.factor(), 0.25, "then only additive increase, after a quiet spell");
+        assert!(
+            near(throttle.factor(), 0.075),
+            "then only additive increase, after a quiet spell"
+        );
     }
 }

@@ -163,7 +163,6 @@ pub struct ReadRecord {
     pub shard_id: String,
     pub range: shardcar::kinesis::HashKeyRange,
     pub partition_key: String,
-    pub sequence_number: String,
     pub data: bytes::Bytes,
 }
 
@@ -172,7 +171,12 @@ pub async fn read_stream(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<
     use aws_sdk_kinesis::types::ShardIteratorType;
     use shardcar::kinesis::{HashKey, HashKeyRange};
     let mut out = Vec::new();
-    let shards = client.list_shards().stream_name(stream).send().await.expect("list shards");
+    let shards = client
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .expect("list shards");
     for shard in shards.shards() {
         let range = shard.hash_key_range().expect("range");
         let range = HashKeyRange {
@@ -192,7 +196,10 @@ pub async fn read_stream(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<
         loop {
             let page = match client.get_records().shard_iterator(&iterator).send().await {
                 Ok(page) => page,
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_provisioned_throughput_exceeded_exception()) => {
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_provisioned_throughput_exceeded_exception()) =>
+                {
                     // The shard's read limit (5 calls, 2 MiB per second): wait as a consumer must.
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     continue;
@@ -204,7 +211,6 @@ pub async fn read_stream(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<
                     shard_id: shard.shard_id().to_owned(),
                     range,
                     partition_key: record.partition_key().unwrap_or_default().to_owned(),
-                    sequence_number: record.sequence_number().to_owned(),
                     data: bytes::Bytes::copy_from_slice(record.data().as_ref()),
                 });
             }
@@ -219,16 +225,24 @@ pub async fn read_stream(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<
 
 /// The user records a KCL 2.x consumer would deliver from `records`: deaggregated, with
 /// any aggregate whose sub-records leave its shard's range dropped whole.
-pub fn kcl_user_records(records: &[ReadRecord]) -> (Vec<(String, shardcar::kinesis::UserRecord)>, usize) {
+pub fn kcl_user_records(
+    records: &[ReadRecord],
+) -> (Vec<(String, shardcar::kinesis::UserRecord)>, usize) {
     use shardcar::kinesis::aggregation::deaggregate_for_shard;
     let mut out = Vec::new();
     let mut dropped = 0;
     for record in records {
-        let (result, check) = deaggregate_for_shard(&record.partition_key, &record.data, record.range);
+        let (result, check) =
+            deaggregate_for_shard(&record.partition_key, &record.data, record.range);
         if check.is_err() {
             dropped += 1;
         }
-        out.extend(result.records.into_iter().map(|r| (record.shard_id.clone(), r)));
+        out.extend(
+            result
+                .records
+                .into_iter()
+                .map(|r| (record.shard_id.clone(), r)),
+        );
     }
     (out, dropped)
 }
