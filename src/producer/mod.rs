@@ -75,9 +75,10 @@ impl ProducerConfig {
 /// The final outcome of one user record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// Shard id and sequence number are shared by every record of one aggregate.
     Delivered {
-        shard_id: String,
-        sequence_number: String,
+        shard_id: Arc<str>,
+        sequence_number: Arc<str>,
         /// Position inside its aggregate (0 for a record sent alone).
         sub_sequence_number: u64,
     },

@@ -221,7 +221,13 @@ impl<T: Send + 'static> Router<T> {
             size: input.size,
             received: input.received,
         };
-        let key_chars = member.record.partition_key.chars().count();
+        // Counting characters is only needed when the bytes could exceed the limit.
+        let key = &member.record.partition_key;
+        let key_chars = if key.len() <= limits::MAX_PARTITION_KEY_CHARS {
+            key.len()
+        } else {
+            key.chars().count()
+        };
         if !(1..=limits::MAX_PARTITION_KEY_CHARS).contains(&key_chars) {
             self.dead_letter(
                 vec![member],
@@ -535,13 +541,15 @@ impl<T: Send + 'static> Router<T> {
         let aggregated = entry.record.is_aggregated();
         let now = Instant::now();
         let mut released = 0;
+        let (shard_id, sequence_number): (Arc<str>, Arc<str>) =
+            (shard_id.into(), sequence_number.into());
         for (position, member) in entry.members.into_iter().enumerate() {
             released += member.size;
             self.pending_acks.push(Ack {
                 token: member.token,
                 outcome: Outcome::Delivered {
-                    shard_id: shard_id.to_owned(),
-                    sequence_number: sequence_number.to_owned(),
+                    shard_id: shard_id.clone(),
+                    sequence_number: sequence_number.clone(),
                     sub_sequence_number: if aggregated { position as u64 } else { 0 },
                 },
                 latency: now.duration_since(member.received),

@@ -122,7 +122,7 @@ async fn two_hundred_thousand_records_arrive_once_each_on_their_predicted_shard(
         let Outcome::Delivered { shard_id, .. } = &outcomes[&i] else {
             unreachable!()
         };
-        assert_eq!(shard_id, shard);
+        assert_eq!(shard_id.as_ref(), shard.as_str());
     }
     let stats = handle.stats();
     assert!(
