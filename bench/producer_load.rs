@@ -102,19 +102,6 @@ async fn client(endpoint: &str) -> aws_sdk_kinesis::Client {
     shardcar::aws::kinesis_client(&settings, shardcar::aws::Purpose::Producer).await
 }
 
-async fn create_stream(endpoint: &str, name: &str, shards: i32) {
-    let settings = KinesisConfig {
-        endpoint_url: Some(endpoint.to_owned()),
-        ..KinesisConfig::default()
-    };
-    let c = shardcar::aws::kinesis_client(&settings, shardcar::aws::Purpose::General).await;
-    c.create_stream()
-        .stream_name(name)
-        .shard_count(shards)
-        .send()
-        .await
-        .expect("create stream");
-}
 
 /// Raw speed: as fast as the producer and the server can go on two cores.
 async fn throughput(bin: &str, records: u64) {
