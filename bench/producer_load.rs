@@ -102,7 +102,6 @@ async fn client(endpoint: &str) -> aws_sdk_kinesis::Client {
     shardcar::aws::kinesis_client(&settings, shardcar::aws::Purpose::Producer).await
 }
 
-
 /// Raw speed: as fast as the producer and the server can go on two cores.
 async fn throughput(bin: &str, records: u64) {
     let server = start_server(

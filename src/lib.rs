@@ -7,9 +7,11 @@
 //! - [`config`]: `agent.toml`, parsed into a raw mirror and validated into [`config::Config`].
 //! - [`cli`]: the `shardcar` command line; `main.rs` only calls [`cli::main`].
 
+pub mod agent;
 pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod kinesis;
 pub mod producer;
 pub mod server;
+pub mod time;

@@ -7,6 +7,7 @@
 mod check_config;
 mod decode;
 mod predict;
+mod run;
 mod server;
 mod signals;
 
@@ -36,6 +37,7 @@ enum Command {
     Predict(predict::PredictArgs),
     CheckConfig(check_config::CheckConfigArgs),
     Server(server::ServerArgs),
+    Run(run::RunArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -47,6 +49,7 @@ pub fn main() -> ExitCode {
         Command::Predict(args) => predict::run(args),
         Command::CheckConfig(args) => check_config::run(args),
         Command::Server(args) => server::run(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,7 +61,15 @@ pub fn main() -> ExitCode {
 }
 
 fn exit_code_for(error: &anyhow::Error) -> ExitCode {
-    if error.chain().any(|cause| cause.is::<ConfigError>()) {
+    // A corrupt checkpoint, like a bad config, needs an operator: restarting won't help.
+    let needs_operator = |cause: &(dyn std::error::Error + 'static)| {
+        cause.is::<ConfigError>()
+            || matches!(
+                cause.downcast_ref::<crate::agent::checkpoint::CheckpointError>(),
+                Some(crate::agent::checkpoint::CheckpointError::Corrupt { .. })
+            )
+    };
+    if error.chain().any(needs_operator) {
         ExitCode::from(EXIT_CONFIG)
     } else {
         ExitCode::FAILURE

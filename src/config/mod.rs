@@ -33,6 +33,18 @@ pub struct AgentConfig {
     pub max_in_flight_bytes: usize,
     pub shutdown_grace_period: Duration,
     pub metrics_listen: Option<SocketAddr>,
+    /// How often discovery lists the files again (notify events also trigger it).
+    pub scan_interval: Duration,
+    pub on_corrupt_checkpoint: OnCorruptCheckpoint,
+}
+
+/// What to do when the checkpoint file cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCorruptCheckpoint {
+    /// Refuse to start and say so (the default): an operator decides.
+    Refuse,
+    /// Move the file aside and start without checkpoints.
+    Reset,
 }
 
 /// `[kinesis]` (and a flow's `[flows.kinesis]` override): where and as whom to send.
@@ -55,6 +67,13 @@ pub struct FlowConfig {
     pub start_at: StartAt,
     pub max_record_bytes: usize,
     pub oversize: Oversize,
+    /// A line matching this starts a new record; other lines join the current one.
+    pub multiline_start: Option<BytesPattern>,
+    pub multiline_timeout: Duration,
+    pub skip_header_lines: u64,
+    /// A last line without a newline is sent after the file was idle this long.
+    pub flush_partial_line_after: Duration,
+    pub transforms: Vec<Transform>,
     pub partition_key: PartitionKeyStrategy,
     pub aggregation: AggregationConfig,
     pub throttle: ThrottleConfig,
@@ -67,6 +86,41 @@ pub struct FlowConfig {
 pub enum StartAt {
     Start,
     End,
+}
+
+/// A regex over raw bytes (log lines need not be UTF-8), compared by its source.
+#[derive(Debug, Clone)]
+pub struct BytesPattern(pub regex::bytes::Regex);
+
+impl PartialEq for BytesPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+/// One step of a flow's transform chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transform {
+    /// Joins a multi-line record into one line (newlines and surrounding blanks removed).
+    SingleLine,
+    /// Parses a CSV line into a JSON object with these field names.
+    CsvToJson {
+        field_names: Vec<String>,
+        delimiter: u8,
+    },
+    /// Parses a known log format into a JSON object.
+    LogToJson(LogFormat),
+    /// Wraps or extends the record with host, file, offset and timestamp fields.
+    AddMetadata,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    CommonApache,
+    CombinedApache,
+    ApacheError,
+    Syslog,
+    Rfc5424,
 }
 
 /// What to do with a record longer than `max_record_bytes`.

@@ -13,6 +13,8 @@ pub struct RawAgent {
     pub max_in_flight_bytes: Option<i64>,
     pub shutdown_grace_period_secs: Option<i64>,
     pub metrics_listen: Option<String>,
+    pub scan_interval_ms: Option<i64>,
+    pub on_corrupt_checkpoint: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -34,6 +36,12 @@ pub struct RawFlow {
     pub start_at: Option<String>,
     pub max_record_bytes: Option<i64>,
     pub oversize: Option<String>,
+    pub multiline_start: Option<String>,
+    pub multiline_timeout_ms: Option<i64>,
+    pub skip_header_lines: Option<i64>,
+    pub flush_partial_line_after_ms: Option<i64>,
+    /// Names (`"single_line"`, `"log_to_json:combined_apache"`) or tables; judged in validate.
+    pub transforms: Option<Vec<toml::Value>>,
     /// A strategy name (`"random"`) or a table (`{ regex = "..." }`); judged in validate.
     pub partition_key: Option<toml::Value>,
     pub aggregation: Option<RawAggregation>,

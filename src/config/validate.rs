@@ -11,8 +11,9 @@ use serde::de::DeserializeOwned;
 
 use super::raw::{RawAgent, RawAggregation, RawFlow, RawKinesis, RawThrottle};
 use super::{
-    AgentConfig, AggregationConfig, Config, FlowConfig, KinesisConfig, Oversize,
-    PartitionKeyStrategy, Problem, StartAt, ThrottleConfig,
+    AgentConfig, AggregationConfig, BytesPattern, Config, FlowConfig, KinesisConfig, LogFormat,
+    OnCorruptCheckpoint, Oversize, PartitionKeyStrategy, Problem, StartAt, ThrottleConfig,
+    Transform,
 };
 use crate::kinesis::{StreamName, limits};
 
@@ -249,11 +250,29 @@ fn agent_config(check: &mut Checker, raw: RawAgent) -> AgentConfig {
                 None
             }
         });
+    let scan_interval_ms = check.int_in(
+        "agent.scan_interval_ms",
+        raw.scan_interval_ms,
+        1000,
+        10..=600_000,
+        "milliseconds",
+    );
+    let on_corrupt_checkpoint = check.one_of(
+        "agent.on_corrupt_checkpoint",
+        raw.on_corrupt_checkpoint.as_deref(),
+        OnCorruptCheckpoint::Refuse,
+        &[
+            ("refuse", OnCorruptCheckpoint::Refuse),
+            ("reset", OnCorruptCheckpoint::Reset),
+        ],
+    );
     AgentConfig {
         state_dir,
         max_in_flight_bytes: max_in_flight_bytes as usize,
         shutdown_grace_period: Duration::from_secs(grace as u64),
         metrics_listen,
+        scan_interval: Duration::from_millis(scan_interval_ms as u64),
+        on_corrupt_checkpoint,
     }
 }
 
@@ -398,6 +417,47 @@ fn flow_config(
             ("skip", Oversize::Skip),
         ],
     );
+    let multiline_start =
+        raw.multiline_start
+            .and_then(|text| match regex::bytes::Regex::new(&text) {
+                Ok(re) => Some(BytesPattern(re)),
+                Err(e) => {
+                    check.bad(
+                        &at("multiline_start"),
+                        format!("\"{text}\""),
+                        format!("is not a valid regex: {e}"),
+                    );
+                    None
+                }
+            });
+    let multiline_timeout_ms = check.int_in(
+        &at("multiline_timeout_ms"),
+        raw.multiline_timeout_ms,
+        1000,
+        1..=600_000,
+        "milliseconds",
+    );
+    let skip_header_lines = check.int_in(
+        &at("skip_header_lines"),
+        raw.skip_header_lines,
+        0,
+        0..=1_000_000,
+        "lines",
+    );
+    let flush_partial_ms = check.int_in(
+        &at("flush_partial_line_after_ms"),
+        raw.flush_partial_line_after_ms,
+        5000,
+        1..=3_600_000,
+        "milliseconds",
+    );
+    let transforms = raw
+        .transforms
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, value)| transform(check, &format!("{key}.transforms[{i}]"), value))
+        .collect();
     let partition_key = partition_key_strategy(check, &at("partition_key"), raw.partition_key);
     let aggregation = aggregation_config(
         check,
@@ -421,10 +481,101 @@ fn flow_config(
         start_at,
         max_record_bytes,
         oversize,
+        multiline_start,
+        multiline_timeout: Duration::from_millis(multiline_timeout_ms as u64),
+        skip_header_lines: skip_header_lines as u64,
+        flush_partial_line_after: Duration::from_millis(flush_partial_ms as u64),
+        transforms,
         partition_key,
         aggregation,
         throttle,
         kinesis,
+    }
+}
+
+const TRANSFORMS: &str = "must be \"single_line\", \"add_metadata\", \"log_to_json:FORMAT\" (FORMAT: common_apache, combined_apache, apache_error, syslog, rfc5424), \"csv_to_json\" or { csv_to_json = { field_names = [...], delimiter = \",\" } }";
+
+fn transform(check: &mut Checker, key: &str, value: &toml::Value) -> Option<Transform> {
+    let log_format = |name: &str| match name {
+        "common_apache" => Some(LogFormat::CommonApache),
+        "combined_apache" => Some(LogFormat::CombinedApache),
+        "apache_error" => Some(LogFormat::ApacheError),
+        "syslog" => Some(LogFormat::Syslog),
+        "rfc5424" => Some(LogFormat::Rfc5424),
+        _ => None,
+    };
+    match value {
+        toml::Value::String(text) => match text.split_once(':') {
+            None if text == "single_line" => Some(Transform::SingleLine),
+            None if text == "add_metadata" => Some(Transform::AddMetadata),
+            None if text == "csv_to_json" => Some(Transform::CsvToJson {
+                field_names: Vec::new(),
+                delimiter: b',',
+            }),
+            Some(("log_to_json", format)) if log_format(format).is_some() => {
+                log_format(format).map(Transform::LogToJson)
+            }
+            _ => {
+                check.bad(key, format!("\"{text}\""), TRANSFORMS);
+                None
+            }
+        },
+        toml::Value::Table(table) => match table.get("csv_to_json").and_then(|v| v.as_table()) {
+            Some(options) if table.len() == 1 => {
+                let field_names = match options.get("field_names") {
+                    None => Some(Vec::new()),
+                    Some(toml::Value::Array(names)) => names
+                        .iter()
+                        .map(|n| n.as_str().map(str::to_owned))
+                        .collect(),
+                    Some(_) => None,
+                };
+                let Some(field_names) = field_names else {
+                    check.bad(
+                        &format!("{key}.csv_to_json.field_names"),
+                        value,
+                        "must be a list of strings",
+                    );
+                    return None;
+                };
+                let delimiter = match options.get("delimiter") {
+                    None => Some(b','),
+                    Some(toml::Value::String(d)) if d.len() == 1 => d.bytes().next(),
+                    Some(_) => None,
+                };
+                let Some(delimiter) = delimiter else {
+                    check.bad(
+                        &format!("{key}.csv_to_json.delimiter"),
+                        value,
+                        "must be a single ASCII character such as \",\" or \"\\t\"",
+                    );
+                    return None;
+                };
+                if let Some(unknown) = options
+                    .keys()
+                    .find(|k| !matches!(k.as_str(), "field_names" | "delimiter"))
+                {
+                    check.bad(
+                        &format!("{key}.csv_to_json.{unknown}"),
+                        value,
+                        "unknown option; expected field_names or delimiter",
+                    );
+                    return None;
+                }
+                Some(Transform::CsvToJson {
+                    field_names,
+                    delimiter,
+                })
+            }
+            _ => {
+                check.bad(key, value, TRANSFORMS);
+                None
+            }
+        },
+        _ => {
+            check.bad(key, value, TRANSFORMS);
+            None
+        }
     }
 }
 

@@ -151,20 +151,52 @@ impl<T> Clone for ProducerHandle<T> {
     }
 }
 
+/// Bytes in flight that one or more producers share (the agent has one for all flows).
+#[derive(Debug, Clone)]
+pub struct Budget {
+    semaphore: Arc<Semaphore>,
+    total: usize,
+}
+
+impl Budget {
+    /// At least one largest record, so any record can always be sent.
+    pub fn new(bytes: usize) -> Budget {
+        let total = bytes.max(limits::DEFAULT_MAX_RECORD_BYTES);
+        Budget {
+            semaphore: Arc::new(Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// Bytes taken now.
+    pub fn in_use(&self) -> usize {
+        self.total - self.semaphore.available_permits()
+    }
+}
+
 pub struct Producer;
 
 impl Producer {
-    /// Starts the producer's task; its first act is listing the stream's shards.
+    /// Starts the producer's task with a budget of its own (`max_in_flight_bytes`); its
+    /// first act is listing the stream's shards.
     pub fn start<T: Send + 'static>(
         config: ProducerConfig,
         client: aws_sdk_kinesis::Client,
     ) -> (ProducerHandle<T>, Acks<T>) {
+        let budget = Budget::new(config.max_in_flight_bytes);
+        Producer::start_with_budget(config, client, budget)
+    }
+
+    /// Starts a producer drawing on a shared in-flight budget.
+    pub fn start_with_budget<T: Send + 'static>(
+        config: ProducerConfig,
+        client: aws_sdk_kinesis::Client,
+        shared: Budget,
+    ) -> (ProducerHandle<T>, Acks<T>) {
         let (input_tx, input_rx) = mpsc::channel(4096);
         let (ack_tx, ack_rx) = mpsc::channel(1024);
-        let budget_total = config
-            .max_in_flight_bytes
-            .max(limits::DEFAULT_MAX_RECORD_BYTES);
-        let budget = Arc::new(Semaphore::new(budget_total));
+        let budget_total = shared.total;
+        let budget = shared.semaphore;
         let stats = Arc::new(ProducerStats::default());
         let (drain_tx, drain_rx) = watch::channel(false);
         let router = router::Router::new(
@@ -218,7 +250,8 @@ impl<T: Send + 'static> ProducerHandle<T> {
         self.stats.snapshot()
     }
 
-    /// Bytes accepted by `send` and not yet acknowledged.
+    /// Bytes accepted by `send` and not yet acknowledged (by every producer sharing
+    /// this one's budget).
     pub fn in_flight_bytes(&self) -> usize {
         self.budget_total - self.budget.available_permits()
     }

@@ -1,0 +1,204 @@
+//! Checkpoints: per file identity, the offset below which Kinesis accepted everything.
+//!
+//! Stored as versioned JSON in `state_dir`, written crash-safely: a temporary file,
+//! fsync, rename over the old one, fsync of the directory. A leftover temporary file
+//! (a crash mid-write) is ignored and removed; the previous checkpoint stands.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::tail::identity::FileIdentity;
+
+const FILE_NAME: &str = "checkpoints.json";
+const VERSION: u32 = 1;
+
+/// One file's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCheckpoint {
+    pub flow: String,
+    /// Where the file was last seen (informational; identity is what matches).
+    pub path: String,
+    pub dev: u64,
+    pub ino: u64,
+    pub fingerprint: String,
+    pub fingerprint_len: u64,
+    pub offset: u64,
+}
+
+impl FileCheckpoint {
+    pub fn identity(&self) -> FileIdentity {
+        FileIdentity {
+            dev: self.dev,
+            ino: self.ino,
+            fingerprint: self.fingerprint.clone(),
+            fingerprint_len: self.fingerprint_len,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointFile {
+    version: u32,
+    /// Flows that have run, so `start_at` applies only to a flow's first start.
+    #[serde(default)]
+    flows: Vec<String>,
+    files: Vec<FileCheckpoint>,
+}
+
+/// Everything the checkpoint file holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoints {
+    pub flows: Vec<String>,
+    pub files: Vec<FileCheckpoint>,
+}
+
+/// Why the checkpoints could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read the checkpoint file {}: {source}", path.display())]
+    Unreadable { path: PathBuf, source: io::Error },
+    #[error(
+        "the checkpoint file {} is corrupt ({reason}); shardcar will not guess where each file was. Start with --reset-checkpoints (or set [agent] on_corrupt_checkpoint = \"reset\") to move it aside and start over",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("cannot write checkpoints to {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    dir: PathBuf,
+}
+
+impl CheckpointStore {
+    pub fn new(state_dir: &Path) -> Self {
+        CheckpointStore {
+            dir: state_dir.to_owned(),
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(FILE_NAME)
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.dir.join(format!("{FILE_NAME}.tmp"))
+    }
+
+    /// Loads the checkpoints; `Ok(None)` when there are none yet (a first start).
+    pub fn load(&self) -> Result<Option<Checkpoints>, CheckpointError> {
+        let _ = fs::remove_file(self.temp_path());
+        let path = self.path();
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(CheckpointError::Unreadable { path, source }),
+        };
+        let file: CheckpointFile =
+            serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        if file.version != VERSION {
+            return Err(CheckpointError::Corrupt {
+                path,
+                reason: format!(
+                    "version {} is not the version {VERSION} this shardcar writes",
+                    file.version
+                ),
+            });
+        }
+        Ok(Some(Checkpoints {
+            flows: file.flows,
+            files: file.files,
+        }))
+    }
+
+    /// Moves a corrupt checkpoint file aside (kept for inspection).
+    pub fn reset(&self) -> io::Result<Option<PathBuf>> {
+        let path = self.path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let aside = self
+            .dir
+            .join(format!("{FILE_NAME}.corrupt-{}", std::process::id()));
+        fs::rename(&path, &aside)?;
+        Ok(Some(aside))
+    }
+
+    /// Writes `files` atomically.
+    pub fn persist(&self, checkpoints: &Checkpoints) -> Result<(), CheckpointError> {
+        let write = || -> io::Result<()> {
+            fs::create_dir_all(&self.dir)?;
+            let file = CheckpointFile {
+                version: VERSION,
+                flows: checkpoints.flows.clone(),
+                files: checkpoints.files.clone(),
+            };
+            let bytes = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
+            let temp = self.temp_path();
+            {
+                let mut file = File::create(&temp)?;
+                file.write_all(&bytes)?;
+                file.sync_all()?;
+            }
+            fs::rename(&temp, self.path())?;
+            File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(|source| CheckpointError::Write {
+            path: self.path(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(offset: u64) -> FileCheckpoint {
+        FileCheckpoint {
+            flow: "f".into(),
+            path: "/a.log".into(),
+            dev: 1,
+            ino: 2,
+            fingerprint: "00".into(),
+            fingerprint_len: 1,
+            offset,
+        }
+    }
+
+    #[test]
+    fn persists_and_loads_and_ignores_a_leftover_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(dir.path());
+        assert_eq!(store.load().unwrap(), None);
+        let saved = Checkpoints {
+            flows: vec!["f".into()],
+            files: vec![checkpoint(10)],
+        };
+        store.persist(&saved).unwrap();
+        std::fs::write(dir.path().join("checkpoints.json.tmp"), b"{half").unwrap();
+        assert_eq!(store.load().unwrap(), Some(saved));
+        assert!(!dir.path().join("checkpoints.json.tmp").exists());
+    }
+
+    #[test]
+    fn corrupt_files_are_refused_and_can_be_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(dir.path());
+        std::fs::write(store.path(), b"{\"version\": 1, \"files\": [").unwrap();
+        let err = store.load().unwrap_err();
+        assert!(err.to_string().contains("--reset-checkpoints"), "{err}");
+        let aside = store.reset().unwrap().unwrap();
+        assert!(aside.exists());
+        assert_eq!(store.load().unwrap(), None);
+        std::fs::write(store.path(), b"{\"version\": 9, \"files\": []}").unwrap();
+        assert!(matches!(store.load(), Err(CheckpointError::Corrupt { .. })));
+    }
+}

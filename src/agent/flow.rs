@@ -1,0 +1,501 @@
+//! One flow at work: finds its files, reads them, turns bytes into records and hands
+//! them to its producer. The producer's backpressure stops the reading: the log files
+//! are the buffer.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::ack::ReadingId;
+use super::checkpoint::FileCheckpoint;
+use super::ledger::Ledger;
+use super::partition;
+use super::stats::FlowStats;
+use super::tail::discovery::Discovery;
+use super::tail::framing::{Framed, FramingConfig};
+use super::tail::identity::FileIdentity;
+use super::tail::reader::{Lifecycle, TrackedFile};
+use super::transform::{self, Origin};
+use crate::config::{FlowConfig, StartAt};
+use crate::kinesis::UserRecord;
+use crate::producer::ProducerHandle;
+
+/// What a record's acknowledgement moves: a byte range of one reading.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub reading: ReadingId,
+    pub range: Range<u64>,
+}
+
+const READ_BUFFER: usize = 256 * 1024;
+/// Most bytes read from one file before the others get a turn.
+const READ_PER_TURN: usize = 4 * 1024 * 1024;
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// A renamed or deleted file idle this long is taken as complete.
+const DRAIN_IDLE: Duration = Duration::from_secs(5);
+
+pub struct Flow {
+    config: FlowConfig,
+    discovery: Discovery,
+    producer: ProducerHandle<Token>,
+    ledger: Ledger,
+    stats: Arc<FlowStats>,
+    host: String,
+    scan_interval: Duration,
+    files: BTreeMap<PathBuf, TrackedFile>,
+    draining: Vec<TrackedFile>,
+    /// Paths that could not be opened, reported once until they can.
+    unreadable: HashSet<PathBuf>,
+    buffer: Vec<u8>,
+}
+
+/// How a flow begins: its checkpoints, and whether `start_at` applies to the files it
+/// finds first (only when the flow has never run before).
+pub struct FlowStart {
+    pub checkpoints: Vec<FileCheckpoint>,
+    pub first_run: bool,
+}
+
+fn framing(config: &FlowConfig) -> FramingConfig {
+    FramingConfig {
+        max_record_bytes: config.max_record_bytes,
+        oversize: config.oversize,
+        multiline_start: config.multiline_start.as_ref().map(|p| p.0.clone()),
+        skip_header_lines: config.skip_header_lines,
+    }
+}
+
+impl Flow {
+    pub fn new(
+        config: FlowConfig,
+        producer: ProducerHandle<Token>,
+        ledger: Ledger,
+        stats: Arc<FlowStats>,
+        host: String,
+        scan_interval: Duration,
+    ) -> Result<Flow, super::tail::discovery::PatternError> {
+        let discovery = Discovery::new(&config.include, &config.exclude)?;
+        Ok(Flow {
+            config,
+            discovery,
+            producer,
+            ledger,
+            stats,
+            host,
+            scan_interval,
+            files: BTreeMap::new(),
+            draining: Vec::new(),
+            unreadable: HashSet::new(),
+            buffer: vec![0; READ_BUFFER],
+        })
+    }
+
+    /// Runs until `stop` turns true; returns once reading has stopped (the caller then
+    /// drains the producer). Records held in framers are not sent: their bytes are
+    /// above the checkpoint and will be read again.
+    pub async fn run(mut self, start: FlowStart, mut stop: watch::Receiver<bool>) {
+        self.start(start);
+        let (wake_tx, mut wake_rx) = mpsc::channel::<bool>(1);
+        let _watcher = self.watch(wake_tx);
+        let mut next_scan = Instant::now() + self.scan_interval;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= next_scan {
+                self.scan();
+                next_scan = now + self.scan_interval;
+            }
+            let read_any = self.read_all(&mut stop).await;
+            self.flush_idle().await;
+            self.release_drained();
+            self.report();
+            if read_any {
+                continue;
+            }
+            tokio::select! {
+                event = wake_rx.recv() => {
+                    if event == Some(true) {
+                        next_scan = Instant::now();
+                    }
+                }
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        tracing::debug!(flow = %self.config.name, files = self.files.len(), "flow stopped reading");
+    }
+
+    /// File-system events wake the loop (`true`: something was created or renamed, so
+    /// scan). Without events (network filesystems) the periodic scan still finds files.
+    fn watch(&self, wake: mpsc::Sender<bool>) -> Option<notify::RecommendedWatcher> {
+        use notify::{EventKind, RecursiveMode, Watcher};
+        let handler = move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event {
+                let structural = matches!(
+                    event.kind,
+                    EventKind::Create(_)
+                        | EventKind::Remove(_)
+                        | EventKind::Modify(notify::event::ModifyKind::Name(_))
+                );
+                let _ = wake.try_send(structural);
+            }
+        };
+        let mut watcher = match notify::recommended_watcher(handler) {
+            Ok(w) => w,
+            Err(error) => {
+                tracing::warn!(flow = %self.config.name, %error, "file events unavailable; relying on periodic scans");
+                return None;
+            }
+        };
+        for root in self.discovery.roots() {
+            if let Err(error) = watcher.watch(root, RecursiveMode::Recursive) {
+                tracing::debug!(flow = %self.config.name, file.path = %root.display(), %error, "cannot watch directory; relying on periodic scans");
+            }
+        }
+        Some(watcher)
+    }
+
+    fn open(&mut self, path: &Path, offset: u64, lifecycle: Lifecycle) -> Option<TrackedFile> {
+        let mut tracked = match TrackedFile::open(path, offset, framing(&self.config), 0) {
+            Ok(t) => t,
+            Err(error) => {
+                if self.unreadable.insert(path.to_owned()) {
+                    FlowStats::add(&self.stats.unreadable_files, 1);
+                    tracing::warn!(flow = %self.config.name, file.path = %path.display(), %error, "cannot read file; will retry");
+                }
+                return None;
+            }
+        };
+        self.unreadable.remove(path);
+        tracked.lifecycle = lifecycle;
+        tracked.reading = self
+            .ledger
+            .begin(&self.config.name, path, &tracked.identity, offset);
+        Some(tracked)
+    }
+
+    /// First scan: match files to checkpoints by identity.
+    fn start(&mut self, start: FlowStart) {
+        let mut remaining = start.checkpoints;
+        let (paths, errors) = self.discovery.scan();
+        self.report_scan_errors(errors);
+        for path in paths {
+            let Ok(file) = std::fs::File::open(&path) else {
+                self.open(&path, 0, Lifecycle::Active);
+                continue;
+            };
+            let matched = remaining
+                .iter()
+                .position(|c| c.identity().matches(&file).unwrap_or(false))
+                .map(|i| remaining.swap_remove(i));
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let offset = match matched {
+                Some(checkpoint) if checkpoint.offset <= size => checkpoint.offset,
+                Some(checkpoint) => {
+                    FlowStats::add(&self.stats.truncations, 1);
+                    tracing::warn!(flow = %self.config.name, file.path = %path.display(), file.offset = checkpoint.offset, size, "file is shorter than its checkpoint (truncated while stopped); reading it from the start");
+                    0
+                }
+                None if start.first_run && self.config.start_at == StartAt::End => size,
+                None => {
+                    if remaining.iter().any(|c| Path::new(&c.path) == path) {
+                        tracing::info!(flow = %self.config.name, file.path = %path.display(), "the file at this path is not the one checkpointed (rotated while stopped); reading it from the start");
+                    }
+                    0
+                }
+            };
+            if let Some(tracked) = self.open(&path, offset, Lifecycle::Active) {
+                self.files.insert(path, tracked);
+            }
+        }
+        // Checkpointed files no longer at a matching path: look for them renamed.
+        for checkpoint in remaining {
+            match find_renamed(&checkpoint) {
+                Some(path) => {
+                    tracing::info!(flow = %self.config.name, file.path = %path.display(), was = %checkpoint.path, file.offset = checkpoint.offset, "found a checkpointed file under a new name; finishing it");
+                    if let Some(tracked) = self.open(&path, checkpoint.offset, Lifecycle::Draining)
+                    {
+                        self.draining.push(tracked);
+                    }
+                }
+                None => {
+                    tracing::warn!(flow = %self.config.name, file.path = %checkpoint.path, file.offset = checkpoint.offset, "a checkpointed file is gone; what it held past its checkpoint cannot be read");
+                }
+            }
+        }
+    }
+
+    fn report_scan_errors(&mut self, errors: Vec<(PathBuf, std::io::Error)>) {
+        for (dir, error) in errors {
+            if self.unreadable.insert(dir.clone()) {
+                tracing::warn!(flow = %self.config.name, file.path = %dir.display(), %error, "cannot list directory; will retry");
+            }
+        }
+    }
+
+    /// Finds new files, and files rotated (renamed or deleted) away from their path.
+    fn scan(&mut self) {
+        let (paths, errors) = self.discovery.scan();
+        self.report_scan_errors(errors);
+        let tracked: Vec<PathBuf> = self.files.keys().cloned().collect();
+        for path in tracked {
+            let still_there = match self.files.get(&path).map(|t| t.is_at(&path)) {
+                Some(Ok(true)) => true,
+                Some(Ok(false)) | Some(Err(_)) => false,
+                None => continue,
+            };
+            if !still_there && let Some(mut old) = self.files.remove(&path) {
+                FlowStats::add(&self.stats.rotations, 1);
+                tracing::info!(flow = %self.config.name, file.path = %path.display(), file.offset = old.offset(), "file rotated or deleted; finishing what it holds");
+                old.lifecycle = Lifecycle::Draining;
+                self.draining.push(old);
+            }
+        }
+        for path in paths {
+            if self.files.contains_key(&path) {
+                continue;
+            }
+            // A file renamed onto another matching path is the same file: keep reading it.
+            if let Some(i) = self
+                .draining
+                .iter()
+                .position(|t| t.is_at(&path).unwrap_or(false))
+            {
+                let mut tracked = self.draining.swap_remove(i);
+                tracked.lifecycle = Lifecycle::Active;
+                tracked.path = path.clone();
+                self.ledger.update_path(tracked.reading, &path);
+                self.files.insert(path, tracked);
+                continue;
+            }
+            // A file that appears after the start is new: read it whole.
+            if let Some(tracked) = self.open(&path, 0, Lifecycle::Active) {
+                tracing::debug!(flow = %self.config.name, file.path = %path.display(), "new file");
+                self.files.insert(path, tracked);
+            }
+        }
+    }
+
+    /// Reads every file once around; returns whether any bytes were read.
+    async fn read_all(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        let mut read_any = false;
+        let paths: Vec<PathBuf> = self.files.keys().cloned().collect();
+        for path in paths {
+            if *stop.borrow() {
+                return read_any;
+            }
+            let Some(mut tracked) = self.files.remove(&path) else {
+                continue;
+            };
+            let (read, keep) = self.read_file(&mut tracked).await;
+            read_any |= read > 0;
+            if keep {
+                self.files.insert(path, tracked);
+            }
+        }
+        let mut draining = std::mem::take(&mut self.draining);
+        for tracked in &mut draining {
+            let (read, _) = self.read_file(tracked).await;
+            read_any |= read > 0;
+        }
+        self.draining.append(&mut draining);
+        read_any
+    }
+
+    /// Reads one file up to its end or its turn's limit, and sends what it frames.
+    /// Returns the bytes read and whether to keep tracking it.
+    async fn read_file(&mut self, tracked: &mut TrackedFile) -> (usize, bool) {
+        match tracked.size() {
+            Ok(size) if size < tracked.offset() && tracked.lifecycle == Lifecycle::Active => {
+                self.restart_truncated(tracked, size);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(flow = %self.config.name, file.path = %tracked.path.display(), %error, "cannot stat open file");
+            }
+        }
+        let mut total = 0;
+        while total < READ_PER_TURN {
+            let mut out = Framed::default();
+            let n = match tracked.read_chunk(&mut self.buffer, &mut out) {
+                Ok(n) => n,
+                Err(error) => {
+                    tracing::warn!(flow = %self.config.name, file.path = %tracked.path.display(), %error, "read failed; will retry");
+                    break;
+                }
+            };
+            total += n;
+            FlowStats::add(&self.stats.bytes_read, n as u64);
+            self.send(tracked, out).await;
+            if n == 0 {
+                break;
+            }
+        }
+        if let Ok(true) = tracked.refresh_identity() {
+            self.ledger
+                .update_identity(tracked.reading, &tracked.identity);
+        }
+        (total, true)
+    }
+
+    /// copytruncate: the file restarted from empty. What was not read before the
+    /// truncation is gone (copytruncate cannot promise otherwise) and is counted.
+    fn restart_truncated(&mut self, tracked: &mut TrackedFile, size: u64) {
+        FlowStats::add(&self.stats.truncations, 1);
+        tracing::warn!(flow = %self.config.name, file.path = %tracked.path.display(), file.offset = tracked.offset(), size, "file truncated (copytruncate); reading it again from the start");
+        self.ledger.abandon(tracked.reading);
+        if let Some(fresh) = self.open(&tracked.path.clone(), 0, Lifecycle::Active) {
+            *tracked = fresh;
+        }
+    }
+
+    /// Transforms, keys and sends the frames; acknowledges dropped ranges at once.
+    async fn send(&mut self, tracked: &TrackedFile, out: Framed) {
+        FlowStats::add(&self.stats.oversize_records, out.oversize);
+        let mut handled: Vec<(ReadingId, Range<u64>)> = out
+            .dropped
+            .into_iter()
+            .map(|r| (tracked.reading, r))
+            .collect();
+        let file = tracked.path.to_string_lossy();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for frame in out.frames {
+            if frame.data.is_empty() {
+                FlowStats::add(&self.stats.empty_lines, 1);
+                handled.push((tracked.reading, frame.range));
+                continue;
+            }
+            let origin = Origin {
+                host: &self.host,
+                file: &file,
+                offset: frame.range.start,
+                time_ms: now_ms,
+            };
+            let transformed = transform::apply(&self.config.transforms, frame.data, &origin);
+            if transformed.failures > 0 {
+                FlowStats::add(&self.stats.transform_failures, 1);
+            }
+            let key = partition::choose(
+                &self.config.partition_key,
+                &transformed.data,
+                &file,
+                &self.host,
+            );
+            if key.fell_back {
+                FlowStats::add(&self.stats.key_fallbacks, 1);
+            }
+            FlowStats::add(&self.stats.records, 1);
+            let record = UserRecord::new(key.key, transformed.data);
+            let token = Token {
+                reading: tracked.reading,
+                range: frame.range,
+            };
+            if self.producer.send(record, token).await.is_err() {
+                // The producer stopped (shutdown): the record stays above the checkpoint.
+                return;
+            }
+        }
+        if !handled.is_empty() {
+            self.ledger.acknowledge_all(handled);
+        }
+    }
+
+    /// Sends records that wait on idleness (multi-line records, last lines without newline).
+    async fn flush_idle(&mut self) {
+        let now = Instant::now();
+        let multiline = self.config.multiline_timeout;
+        let partial = self.config.flush_partial_line_after;
+        let mut work: Vec<(ReadingId, Framed)> = Vec::new();
+        let due = |tracked: &mut TrackedFile| -> Option<Framed> {
+            let idle = now.duration_since(tracked.last_data);
+            if tracked.pending_bytes() == 0 || idle < multiline.min(partial) {
+                return None;
+            }
+            // A renamed or deleted file will not get its newline: send its last line too.
+            let whole =
+                idle >= partial || (tracked.lifecycle == Lifecycle::Draining && idle >= DRAIN_IDLE);
+            let mut out = Framed::default();
+            tracked.flush_idle(whole, &mut out);
+            (!out.frames.is_empty()).then_some(out)
+        };
+        for tracked in self.files.values_mut().chain(self.draining.iter_mut()) {
+            if let Some(out) = due(tracked) {
+                work.push((tracked.reading, out));
+            }
+        }
+        // A rotated file and its successor can share a path: find each by its reading.
+        for (reading, out) in work {
+            if let Some(path) = self
+                .files
+                .iter()
+                .find(|(_, t)| t.reading == reading)
+                .map(|(p, _)| p.clone())
+            {
+                if let Some(tracked) = self.files.remove(&path) {
+                    self.send(&tracked, out).await;
+                    self.files.insert(path, tracked);
+                }
+            } else if let Some(i) = self.draining.iter().position(|t| t.reading == reading) {
+                let tracked = self.draining.swap_remove(i);
+                self.send(&tracked, out).await;
+                self.draining.push(tracked);
+            }
+        }
+    }
+
+    /// Releases renamed or deleted files read to their end and idle for a while.
+    fn release_drained(&mut self) {
+        let now = Instant::now();
+        let (done, keep): (Vec<TrackedFile>, Vec<TrackedFile>) = std::mem::take(&mut self.draining)
+            .into_iter()
+            .partition(|t| {
+                let at_end = t.size().map(|s| s <= t.offset()).unwrap_or(true);
+                at_end && t.pending_bytes() == 0 && now.duration_since(t.last_data) >= DRAIN_IDLE
+            });
+        self.draining = keep;
+        for tracked in done {
+            tracing::debug!(flow = %self.config.name, file.path = %tracked.path.display(), file.offset = tracked.offset(), "released a finished file");
+            self.ledger.finish(tracked.reading, tracked.offset());
+        }
+    }
+
+    fn report(&self) {
+        let tracked = (self.files.len() + self.draining.len()) as u64;
+        FlowStats::set(&self.stats.files_tracked, tracked);
+        let behind: u64 = self
+            .files
+            .values()
+            .chain(self.draining.iter())
+            .map(|t| t.size().unwrap_or(0).saturating_sub(t.offset()))
+            .sum();
+        FlowStats::set(&self.stats.bytes_behind, behind);
+    }
+}
+
+/// A file renamed while the agent was stopped is usually in the same directory.
+fn find_renamed(checkpoint: &FileCheckpoint) -> Option<PathBuf> {
+    let identity: FileIdentity = checkpoint.identity();
+    let dir = Path::new(&checkpoint.path).parent()?;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_file() && meta.ino() == identity.ino && meta.dev() == identity.dev {
+            if let Ok(file) = std::fs::File::open(&path)
+                && identity.matches(&file).unwrap_or(false)
+            {
+                return Some(path);
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,222 @@
+//! What every reading is and how far it is acknowledged: the source of checkpoints.
+//!
+//! Flows register readings and report dropped ranges; the producer's acknowledgements
+//! arrive here; the checkpointer asks for the list to persist. One `std::sync::Mutex`
+//! guards it: every use is a short, non-async section.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::ack::{AckTracker, ReadingId};
+use super::checkpoint::FileCheckpoint;
+use super::tail::identity::FileIdentity;
+
+#[derive(Debug, Clone)]
+struct Reading {
+    flow: String,
+    path: PathBuf,
+    identity: FileIdentity,
+    /// Set once the file was read to its end and released: the reading is over when
+    /// everything below it is acknowledged.
+    end: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    tracker: AckTracker,
+    readings: HashMap<ReadingId, Reading>,
+    next: ReadingId,
+}
+
+/// A cheap, clonable handle to the ledger.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Ledger {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a reading of `path` from `offset` and returns its id.
+    pub fn begin(
+        &self,
+        flow: &str,
+        path: &Path,
+        identity: &FileIdentity,
+        offset: u64,
+    ) -> ReadingId {
+        let mut inner = self.lock();
+        inner.next += 1;
+        let id = inner.next;
+        inner.tracker.begin(id, offset);
+        inner.readings.insert(
+            id,
+            Reading {
+                flow: flow.to_owned(),
+                path: path.to_owned(),
+                identity: identity.clone(),
+                end: None,
+            },
+        );
+        id
+    }
+
+    pub fn acknowledge(&self, reading: ReadingId, range: Range<u64>) {
+        let mut inner = self.lock();
+        inner.tracker.acknowledge(reading, range);
+        inner.retire_if_done(reading);
+    }
+
+    /// Many acknowledgements under one lock.
+    pub fn acknowledge_all(&self, ranges: impl IntoIterator<Item = (ReadingId, Range<u64>)>) {
+        let mut inner = self.lock();
+        for (reading, range) in ranges {
+            inner.tracker.acknowledge(reading, range);
+            inner.retire_if_done(reading);
+        }
+    }
+
+    pub fn update_identity(&self, reading: ReadingId, identity: &FileIdentity) {
+        if let Some(r) = self.lock().readings.get_mut(&reading) {
+            r.identity = identity.clone();
+        }
+    }
+
+    pub fn update_path(&self, reading: ReadingId, path: &Path) {
+        if let Some(r) = self.lock().readings.get_mut(&reading) {
+            r.path = path.to_owned();
+        }
+    }
+
+    /// The file was read to `end` and released.
+    pub fn finish(&self, reading: ReadingId, end: u64) {
+        let mut inner = self.lock();
+        if let Some(r) = inner.readings.get_mut(&reading) {
+            r.end = Some(end);
+        }
+        inner.retire_if_done(reading);
+    }
+
+    /// Drops a reading whose bytes no longer exist (the file was truncated).
+    pub fn abandon(&self, reading: ReadingId) {
+        let mut inner = self.lock();
+        inner.tracker.forget(reading);
+        inner.readings.remove(&reading);
+    }
+
+    /// Drops every reading of `flow` (it is being restarted from its checkpoints).
+    pub fn forget_flow(&self, flow: &str) {
+        let mut inner = self.lock();
+        let ids: Vec<ReadingId> = inner
+            .readings
+            .iter()
+            .filter(|(_, r)| r.flow == flow)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            inner.readings.remove(&id);
+            inner.tracker.forget(id);
+        }
+    }
+
+    /// Keeps only the readings of these flows (others were removed from the config).
+    pub fn retain_flows(&self, flows: &[String]) {
+        let mut inner = self.lock();
+        let ids: Vec<ReadingId> = inner
+            .readings
+            .iter()
+            .filter(|(_, r)| !flows.contains(&r.flow))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            inner.readings.remove(&id);
+            inner.tracker.forget(id);
+        }
+    }
+
+    /// The checkpoint of every reading still open or not fully acknowledged.
+    pub fn checkpoints(&self) -> Vec<FileCheckpoint> {
+        let inner = self.lock();
+        let mut list: Vec<FileCheckpoint> = inner
+            .readings
+            .iter()
+            .filter_map(|(id, r)| {
+                let offset = inner.tracker.committed(*id)?;
+                Some(FileCheckpoint {
+                    flow: r.flow.clone(),
+                    path: r.path.to_string_lossy().into_owned(),
+                    dev: r.identity.dev,
+                    ino: r.identity.ino,
+                    fingerprint: r.identity.fingerprint.clone(),
+                    fingerprint_len: r.identity.fingerprint_len,
+                    offset,
+                })
+            })
+            .collect();
+        list.sort_by(|a, b| (&a.flow, &a.path, a.ino).cmp(&(&b.flow, &b.path, b.ino)));
+        list.dedup_by(|a, b| {
+            a.dev == b.dev && a.ino == b.ino && a.fingerprint == b.fingerprint && a.flow == b.flow
+        });
+        list
+    }
+
+    /// Acknowledged offset of one reading (for status and tests).
+    pub fn committed(&self, reading: ReadingId) -> Option<u64> {
+        self.lock().tracker.committed(reading)
+    }
+
+    /// Readings of `flow` that are not over yet.
+    pub fn open_readings(&self, flow: &str) -> usize {
+        self.lock()
+            .readings
+            .values()
+            .filter(|r| r.flow == flow)
+            .count()
+    }
+}
+
+impl Inner {
+    fn retire_if_done(&mut self, reading: ReadingId) {
+        let done = match (
+            self.readings.get(&reading).and_then(|r| r.end),
+            self.tracker.committed(reading),
+        ) {
+            (Some(end), Some(committed)) => committed >= end,
+            _ => false,
+        };
+        if done {
+            self.readings.remove(&reading);
+            self.tracker.forget(reading);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> FileIdentity {
+        FileIdentity {
+            dev: 1,
+            ino: 2,
+            fingerprint: "f".into(),
+            fingerprint_len: 1,
+        }
+    }
+
+    #[test]
+    fn a_finished_reading_stays_until_fully_acknowledged() {
+        let ledger = Ledger::default();
+        let id = ledger.begin("flow", Path::new("/a"), &identity(), 0);
+        ledger.acknowledge(id, 10..20);
+        ledger.finish(id, 20);
+        assert_eq!(ledger.checkpoints()[0].offset, 0);
+        ledger.acknowledge(id, 0..10);
+        assert!(ledger.checkpoints().is_empty());
+        assert_eq!(ledger.open_readings("flow"), 0);
+    }
+}

@@ -1,0 +1,517 @@
+//! The agent: flows of files into Kinesis, with checkpoints that move only on
+//! acknowledgement.
+//!
+//! Each flow has a reader task (`flow`) feeding a producer, and an ack task moving
+//! acknowledged byte ranges into the shared `ledger`; the checkpointer writes the
+//! ledger to `state_dir` every second and at shutdown. All flows draw on one
+//! in-flight byte budget. Stopping is phased: stop reading, let the producers drain
+//! within the grace period, write the final checkpoint.
+
+pub mod ack;
+pub mod checkpoint;
+pub mod flow;
+pub mod ledger;
+pub mod partition;
+pub mod stats;
+pub mod tail;
+pub mod transform;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, FlowConfig, OnCorruptCheckpoint};
+use crate::producer::{Budget, Outcome, Producer, ProducerConfig, ProducerHandle, StatsSnapshot};
+use checkpoint::{CheckpointError, CheckpointStore, Checkpoints, FileCheckpoint};
+use flow::{Flow, FlowStart, Token};
+use ledger::Ledger;
+use stats::{FlowSnapshot, FlowStats};
+
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+const STATUS_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("cannot use the state directory {}: {source}", path.display())]
+    StateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("flow {flow}: {source}")]
+    Pattern {
+        flow: String,
+        source: tail::discovery::PatternError,
+    },
+    #[error("cannot serve metrics on {addr}: {reason}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        reason: String,
+    },
+}
+
+/// Options given on the command line rather than in the config.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Move a corrupt checkpoint file aside and start over.
+    pub reset_checkpoints: bool,
+}
+
+/// What was left when the agent stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StopReport {
+    pub unacknowledged_records: u64,
+    pub grace_exceeded: bool,
+}
+
+struct RunningFlow {
+    config: FlowConfig,
+    stop: watch::Sender<bool>,
+    reader: JoinHandle<()>,
+    acks: JoinHandle<()>,
+    producer: ProducerHandle<Token>,
+    stats: Arc<FlowStats>,
+}
+
+pub struct Agent;
+
+/// A running agent; [`RunningAgent::stop`] stops it in phases.
+pub struct RunningAgent {
+    config: Config,
+    ledger: Ledger,
+    store: CheckpointStore,
+    budget: Budget,
+    host: String,
+    flows: BTreeMap<String, RunningFlow>,
+    known_flows: Arc<std::sync::Mutex<Vec<String>>>,
+    background_stop: watch::Sender<bool>,
+    background: Vec<JoinHandle<()>>,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Agent {
+    /// Loads checkpoints, starts every flow, the checkpointer, the status line and (if
+    /// configured) the metrics endpoint.
+    pub async fn start(config: Config, options: RunOptions) -> Result<RunningAgent, AgentError> {
+        let state_dir = config.agent.state_dir.clone();
+        std::fs::create_dir_all(&state_dir).map_err(|source| AgentError::StateDir {
+            path: state_dir.clone(),
+            source,
+        })?;
+        let store = CheckpointStore::new(&state_dir);
+        let loaded = match store.load() {
+            Ok(loaded) => loaded,
+            Err(error @ CheckpointError::Corrupt { .. })
+                if options.reset_checkpoints
+                    || config.agent.on_corrupt_checkpoint == OnCorruptCheckpoint::Reset =>
+            {
+                let aside = store.reset().map_err(|source| AgentError::StateDir {
+                    path: state_dir.clone(),
+                    source,
+                })?;
+                tracing::warn!(%error, moved_to = ?aside, "starting without checkpoints; files are read as on a first start");
+                None
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if let Some(addr) = config.agent.metrics_listen {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(addr)
+                .install()
+                .map_err(|e| AgentError::Metrics {
+                    addr,
+                    reason: e.to_string(),
+                })?;
+            tracing::info!(listen = %addr, "serving Prometheus metrics");
+        }
+        let loaded = loaded.unwrap_or_default();
+        let budget = Budget::new(config.agent.max_in_flight_bytes);
+        let (background_stop, _) = watch::channel(false);
+        let mut agent = RunningAgent {
+            ledger: Ledger::default(),
+            store,
+            budget,
+            host: hostname(),
+            flows: BTreeMap::new(),
+            known_flows: Arc::new(std::sync::Mutex::new(loaded.flows.clone())),
+            background_stop,
+            background: Vec::new(),
+            config: config.clone(),
+        };
+        for flow in &config.flows {
+            let checkpoints: Vec<FileCheckpoint> = loaded
+                .files
+                .iter()
+                .filter(|c| c.flow == flow.name)
+                .cloned()
+                .collect();
+            let first_run = !loaded.flows.contains(&flow.name);
+            agent
+                .start_flow(
+                    flow.clone(),
+                    FlowStart {
+                        checkpoints,
+                        first_run,
+                    },
+                )
+                .await?;
+        }
+        agent.start_background();
+        Ok(agent)
+    }
+}
+
+impl RunningAgent {
+    async fn start_flow(&mut self, config: FlowConfig, start: FlowStart) -> Result<(), AgentError> {
+        let client =
+            crate::aws::kinesis_client(&config.kinesis, crate::aws::Purpose::Producer).await;
+        let mut producer_config = ProducerConfig::new(config.stream.as_str());
+        producer_config.aggregation = config.aggregation;
+        producer_config.throttle = config.throttle;
+        producer_config.max_in_flight_bytes = self.config.agent.max_in_flight_bytes;
+        producer_config.dead_letter_path = Some(
+            self.config
+                .agent
+                .state_dir
+                .join("dead-letter")
+                .join(format!("{}.jsonl", config.name)),
+        );
+        let (producer, mut acks) =
+            Producer::start_with_budget::<Token>(producer_config, client, self.budget.clone());
+        let stats = Arc::new(FlowStats::default());
+        let flow = Flow::new(
+            config.clone(),
+            producer.clone(),
+            self.ledger.clone(),
+            stats.clone(),
+            self.host.clone(),
+            self.config.agent.scan_interval,
+        )
+        .map_err(|source| AgentError::Pattern {
+            flow: config.name.clone(),
+            source,
+        })?;
+        let (stop, stopped) = watch::channel(false);
+        let reader = tokio::spawn(flow.run(start, stopped));
+        let ledger = self.ledger.clone();
+        let ack_stats = stats.clone();
+        let acks = tokio::spawn(async move {
+            while let Some(batch) = acks.recv().await {
+                let mut delivered = 0;
+                let mut dead = 0;
+                let ranges: Vec<_> = batch
+                    .into_iter()
+                    .map(|ack| {
+                        match ack.outcome {
+                            Outcome::Delivered { .. } => delivered += 1,
+                            Outcome::DeadLettered { .. } => dead += 1,
+                        }
+                        (ack.token.reading, ack.token.range)
+                    })
+                    .collect();
+                ledger.acknowledge_all(ranges);
+                FlowStats::add(&ack_stats.delivered, delivered);
+                FlowStats::add(&ack_stats.dead_lettered, dead);
+            }
+        });
+        {
+            let mut known = self.known_flows.lock().unwrap_or_else(|p| p.into_inner());
+            if !known.contains(&config.name) {
+                known.push(config.name.clone());
+            }
+        }
+        tracing::info!(flow = %config.name, stream.name = %config.stream, include = ?config.include, "flow started");
+        self.flows.insert(
+            config.name.clone(),
+            RunningFlow {
+                config,
+                stop,
+                reader,
+                acks,
+                producer,
+                stats,
+            },
+        );
+        Ok(())
+    }
+
+    fn start_background(&mut self) {
+        let ledger = self.ledger.clone();
+        let store = self.store.clone();
+        let known = self.known_flows.clone();
+        let mut stop = self.background_stop.subscribe();
+        self.background.push(tokio::spawn(async move {
+            let mut last = Checkpoints::default();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
+                    _ = stop.changed() => return,
+                }
+                last = write_checkpoints(&ledger, &store, &known, last).await;
+            }
+        }));
+        let flows: Vec<(String, Arc<FlowStats>, ProducerHandle<Token>)> = self
+            .flows
+            .iter()
+            .map(|(n, f)| (n.clone(), f.stats.clone(), f.producer.clone()))
+            .collect();
+        let budget = self.budget.clone();
+        let mut stop = self.background_stop.subscribe();
+        self.background.push(tokio::spawn(async move {
+            let mut previous: BTreeMap<String, FlowSnapshot> = BTreeMap::new();
+            let mut since_status = Duration::ZERO;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+                since_status += Duration::from_secs(1);
+                for (name, stats, producer) in &flows {
+                    let now = stats.snapshot();
+                    export_metrics(name, &now, &producer.stats(), budget.in_use());
+                    if since_status >= STATUS_INTERVAL {
+                        let before = previous.get(name).copied().unwrap_or_default();
+                        let producer = producer.stats();
+                        tracing::info!(
+                            flow = %name,
+                            files = now.files_tracked,
+                            bytes_behind = now.bytes_behind,
+                            records_per_sec = (now.records - before.records) / STATUS_INTERVAL.as_secs(),
+                            throttled = producer.throttled_entries,
+                            dead_lettered = now.dead_lettered,
+                            in_flight_bytes = budget.in_use(),
+                            "status"
+                        );
+                        previous.insert(name.clone(), now);
+                    }
+                }
+                if since_status >= STATUS_INTERVAL {
+                    since_status = Duration::ZERO;
+                }
+            }
+        }));
+    }
+
+    /// Counters of one flow.
+    pub fn flow_stats(&self, flow: &str) -> Option<FlowSnapshot> {
+        self.flows.get(flow).map(|f| f.stats.snapshot())
+    }
+
+    /// Counters of one flow's producer.
+    pub fn producer_stats(&self, flow: &str) -> Option<StatsSnapshot> {
+        self.flows.get(flow).map(|f| f.producer.stats())
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Applies a new config: flows added start, removed ones stop, changed ones restart
+    /// from their checkpoints. Nothing is lost: a stopping flow drains first.
+    pub async fn reload(&mut self, config: Config) -> Result<(), AgentError> {
+        let grace = config.agent.shutdown_grace_period;
+        let names: Vec<String> = self.flows.keys().cloned().collect();
+        for name in names {
+            let unchanged = config
+                .flows
+                .iter()
+                .any(|f| f.name == name && self.flows.get(&name).is_some_and(|r| r.config == *f));
+            if !unchanged && let Some(flow) = self.flows.remove(&name) {
+                tracing::info!(flow = %name, "stopping flow for the new config");
+                stop_flow(flow, grace).await;
+            }
+        }
+        let checkpoints = self.ledger.checkpoints();
+        self.config = config.clone();
+        for flow in &config.flows {
+            if self.flows.contains_key(&flow.name) {
+                continue;
+            }
+            let known = self
+                .known_flows
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&flow.name);
+            let start = FlowStart {
+                checkpoints: checkpoints
+                    .iter()
+                    .filter(|c| c.flow == flow.name)
+                    .cloned()
+                    .collect(),
+                first_run: !known,
+            };
+            // The readings of a stopped flow are replaced by the restarted flow's.
+            self.ledger.forget_flow(&flow.name);
+            self.start_flow(flow.clone(), start).await?;
+        }
+        let live: Vec<String> = self.flows.keys().cloned().collect();
+        self.ledger.retain_flows(&live);
+        let _ = self.background_stop.send(true);
+        for task in self.background.drain(..) {
+            let _ = task.await;
+        }
+        let (background_stop, _) = watch::channel(false);
+        self.background_stop = background_stop;
+        self.start_background();
+        tracing::info!(flows = self.flows.len(), "config reloaded");
+        Ok(())
+    }
+
+    /// Stops reading, drains every producer within the grace period, writes the final
+    /// checkpoint and reports what was left unacknowledged (it will be read again).
+    pub async fn stop(mut self) -> StopReport {
+        let grace = self.config.agent.shutdown_grace_period;
+        let flows: Vec<RunningFlow> = std::mem::take(&mut self.flows).into_values().collect();
+        let reports = futures_join(flows.into_iter().map(|flow| stop_flow(flow, grace))).await;
+        let _ = self.background_stop.send(true);
+        for task in self.background.drain(..) {
+            let _ = task.await;
+        }
+        write_checkpoints(
+            &self.ledger,
+            &self.store,
+            &self.known_flows,
+            Checkpoints::default(),
+        )
+        .await;
+        let report = StopReport {
+            unacknowledged_records: reports.iter().map(|r| r.unacknowledged_records).sum(),
+            grace_exceeded: reports.iter().any(|r| r.grace_exceeded),
+        };
+        if report.grace_exceeded {
+            tracing::warn!(
+                unacknowledged = report.unacknowledged_records,
+                "shutdown grace period ran out; unacknowledged records will be read again at the next start"
+            );
+        } else {
+            tracing::info!("stopped; final checkpoint written");
+        }
+        report
+    }
+}
+
+async fn futures_join<F: std::future::Future<Output = StopReport> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<StopReport> {
+    let tasks: Vec<JoinHandle<StopReport>> = futures.map(tokio::spawn).collect();
+    let mut reports = Vec::new();
+    for task in tasks {
+        reports.push(task.await.unwrap_or_default());
+    }
+    reports
+}
+
+async fn stop_flow(flow: RunningFlow, grace: Duration) -> StopReport {
+    let _ = flow.stop.send(true);
+    let _ = flow.reader.await;
+    let report = flow.producer.shutdown(grace).await;
+    let _ = flow.acks.await;
+    StopReport {
+        unacknowledged_records: report.unacknowledged_records,
+        grace_exceeded: report.grace_exceeded,
+    }
+}
+
+async fn write_checkpoints(
+    ledger: &Ledger,
+    store: &CheckpointStore,
+    known: &std::sync::Mutex<Vec<String>>,
+    last: Checkpoints,
+) -> Checkpoints {
+    let current = Checkpoints {
+        flows: known.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        files: ledger.checkpoints(),
+    };
+    if current == last {
+        return last;
+    }
+    let store = store.clone();
+    let to_write = current.clone();
+    match tokio::task::spawn_blocking(move || store.persist(&to_write)).await {
+        Ok(Ok(())) => current,
+        Ok(Err(error)) => {
+            tracing::error!(%error, "cannot write checkpoints; will retry");
+            last
+        }
+        Err(error) => {
+            tracing::error!(%error, "checkpoint writer failed; will retry");
+            last
+        }
+    }
+}
+
+fn export_metrics(flow: &str, stats: &FlowSnapshot, producer: &StatsSnapshot, in_flight: usize) {
+    let flow = flow.to_owned();
+    let counters = [
+        ("shardcar_flow_bytes_read_total", stats.bytes_read),
+        ("shardcar_flow_records_total", stats.records),
+        ("shardcar_flow_empty_lines_total", stats.empty_lines),
+        (
+            "shardcar_flow_oversize_records_total",
+            stats.oversize_records,
+        ),
+        ("shardcar_flow_rotations_total", stats.rotations),
+        ("shardcar_flow_truncations_total", stats.truncations),
+        (
+            "shardcar_flow_transform_failures_total",
+            stats.transform_failures,
+        ),
+        (
+            "shardcar_flow_partition_key_fallbacks_total",
+            stats.key_fallbacks,
+        ),
+        ("shardcar_flow_delivered_records_total", stats.delivered),
+        (
+            "shardcar_flow_dead_lettered_records_total",
+            stats.dead_lettered,
+        ),
+        (
+            "shardcar_flow_unreadable_files_total",
+            stats.unreadable_files,
+        ),
+        (
+            "shardcar_producer_user_records_total",
+            producer.user_records,
+        ),
+        ("shardcar_producer_user_bytes_total", producer.user_bytes),
+        (
+            "shardcar_producer_put_requests_total",
+            producer.put_requests,
+        ),
+        (
+            "shardcar_producer_throttled_entries_total",
+            producer.throttled_entries,
+        ),
+        (
+            "shardcar_producer_failed_entries_total",
+            producer.failed_entries,
+        ),
+    ];
+    for (name, value) in counters {
+        metrics::counter!(name, "flow" => flow.clone()).absolute(value);
+    }
+    metrics::gauge!("shardcar_flow_files_tracked", "flow" => flow.clone())
+        .set(stats.files_tracked as f64);
+    metrics::gauge!("shardcar_flow_bytes_behind", "flow" => flow.clone())
+        .set(stats.bytes_behind as f64);
+    metrics::gauge!("shardcar_in_flight_bytes").set(in_flight as f64);
+    let ratio = if producer.kinesis_records == 0 {
+        0.0
+    } else {
+        producer.user_records as f64 / producer.kinesis_records as f64
+    };
+    metrics::gauge!("shardcar_producer_aggregation_ratio", "flow" => flow).set(ratio);
+}

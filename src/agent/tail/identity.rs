@@ -1,0 +1,99 @@
+//! File identity: device and inode, plus a fingerprint of the first bytes.
+//!
+//! Device and inode follow a file through a rename; the fingerprint tells a reused
+//! inode (a new file after the old one was deleted) from the file a checkpoint was
+//! written for. A file shorter than the fingerprint length is fingerprinted on what
+//! it has, and the length is recorded, so it can still be matched and read.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+use md5::{Digest, Md5};
+
+/// Bytes at the start of a file that make up its fingerprint.
+pub const FINGERPRINT_BYTES: u64 = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    /// MD5 of the first `fingerprint_len` bytes, hex.
+    pub fingerprint: String,
+    pub fingerprint_len: u64,
+}
+
+fn fingerprint_of(file: &File, len: u64) -> io::Result<String> {
+    let mut buffer = vec![0u8; len as usize];
+    let mut read = 0;
+    while read < buffer.len() {
+        match file.read_at(&mut buffer[read..], read as u64)? {
+            0 => break,
+            n => read += n,
+        }
+    }
+    buffer.truncate(read);
+    Ok(Md5::digest(&buffer)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+impl FileIdentity {
+    /// Identifies an open file from its metadata and first bytes.
+    pub fn of(file: &File) -> io::Result<FileIdentity> {
+        let meta = file.metadata()?;
+        let len = meta.len().min(FINGERPRINT_BYTES);
+        Ok(FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            fingerprint: fingerprint_of(file, len)?,
+            fingerprint_len: len,
+        })
+    }
+
+    /// Whether `file` is the file this identity was taken of (same inode, same first bytes).
+    pub fn matches(&self, file: &File) -> io::Result<bool> {
+        let meta = file.metadata()?;
+        if meta.dev() != self.dev || meta.ino() != self.ino || meta.len() < self.fingerprint_len {
+            return Ok(false);
+        }
+        Ok(fingerprint_of(file, self.fingerprint_len)? == self.fingerprint)
+    }
+
+    /// Refreshes a short fingerprint once the file has grown (same file, longer prefix).
+    pub fn extended(&self, file: &File) -> io::Result<FileIdentity> {
+        if self.fingerprint_len >= FINGERPRINT_BYTES {
+            return Ok(self.clone());
+        }
+        FileIdentity::of(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn identity_survives_rename_and_catches_reuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"first line\n").unwrap();
+        let identity = FileIdentity::of(&File::open(&path).unwrap()).unwrap();
+        assert_eq!(identity.fingerprint_len, 11);
+        let renamed = dir.path().join("a.log.1");
+        std::fs::rename(&path, &renamed).unwrap();
+        assert!(identity.matches(&File::open(&renamed).unwrap()).unwrap());
+        // Growing keeps the match on the recorded prefix.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&renamed)
+            .unwrap();
+        file.write_all(b"more\n").unwrap();
+        assert!(identity.matches(&File::open(&renamed).unwrap()).unwrap());
+        // Another file is another identity.
+        std::fs::write(&path, b"first line\n").unwrap();
+        assert!(!identity.matches(&File::open(&path).unwrap()).unwrap());
+    }
+}
