@@ -100,8 +100,10 @@ impl Flow {
     /// above the checkpoint and will be read again.
     pub async fn run(mut self, start: FlowStart, mut stop: watch::Receiver<bool>) {
         self.start(start);
+        tracing::debug!(flow = %self.config.name, files = self.files.len(), draining = self.draining.len(), "initial scan done");
         let (wake_tx, mut wake_rx) = mpsc::channel::<bool>(1);
         let _watcher = self.watch(wake_tx);
+        tracing::trace!(flow = %self.config.name, "watching");
         let mut next_scan = Instant::now() + self.scan_interval;
         loop {
             if *stop.borrow() {
@@ -188,7 +190,10 @@ impl Flow {
         self.report_scan_errors(errors);
         for path in paths {
             let Ok(file) = std::fs::File::open(&path) else {
-                self.open(&path, 0, Lifecycle::Active);
+                // Reported (once) and retried by the periodic scan.
+                if let Some(tracked) = self.open(&path, 0, Lifecycle::Active) {
+                    self.files.insert(path, tracked);
+                }
                 continue;
             };
             let matched = remaining
@@ -332,6 +337,7 @@ impl Flow {
                 }
             };
             total += n;
+            tracing::trace!(flow = %self.config.name, file.path = %tracked.path.display(), bytes = n, file.offset = tracked.offset(), frames = out.frames.len(), "read");
             FlowStats::add(&self.stats.bytes_read, n as u64);
             self.send(tracked, out).await;
             if n == 0 {

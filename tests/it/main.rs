@@ -1,5 +1,7 @@
 //! One integration-test binary, a module per concern.
 
+mod agent;
+mod agent_support;
 mod aggregation_properties;
 mod cli_check_config;
 mod cli_decode_predict;
