@@ -495,12 +495,13 @@ fn find_renamed(checkpoint: &FileCheckpoint) -> Option<PathBuf> {
         let path = entry.path();
         use std::os::unix::fs::MetadataExt;
         let Ok(meta) = entry.metadata() else { continue };
-        if meta.is_file() && meta.ino() == identity.ino && meta.dev() == identity.dev {
-            if let Ok(file) = std::fs::File::open(&path)
-                && identity.matches(&file).unwrap_or(false)
-            {
-                return Some(path);
-            }
+        if meta.is_file()
+            && meta.ino() == identity.ino
+            && meta.dev() == identity.dev
+            && let Ok(file) = std::fs::File::open(&path)
+            && identity.matches(&file).unwrap_or(false)
+        {
+            return Some(path);
         }
     }
     None

@@ -204,7 +204,7 @@ mod tests {
             field_names: vec!["id".into(), "note".into()],
             delimiter: b',',
         };
-        let (value, failures) = run(&[csv.clone()], br#"7,"hello, ""world""",extra"#);
+        let (value, failures) = run(std::slice::from_ref(&csv), br#"7,"hello, ""world""",extra"#);
         assert_eq!(failures, 0);
         assert_eq!(value["id"], "7");
         assert_eq!(value["note"], r#"hello, "world""#);
