@@ -11,6 +11,8 @@ pub mod agent;
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod consume;
+pub mod demo;
 pub mod kinesis;
 pub mod producer;
 pub mod server;

@@ -5,7 +5,10 @@
 //! systemd's `RestartPreventExitStatus=78` stops a restart loop on a broken config).
 
 mod check_config;
+mod consume;
 mod decode;
+mod demo;
+mod endpoint;
 mod predict;
 mod run;
 mod server;
@@ -33,11 +36,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Demo(demo::DemoArgs),
+    Run(run::RunArgs),
+    Server(server::ServerArgs),
+    Consume(consume::ConsumeArgs),
     Decode(decode::DecodeArgs),
     Predict(predict::PredictArgs),
     CheckConfig(check_config::CheckConfigArgs),
-    Server(server::ServerArgs),
-    Run(run::RunArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -45,6 +50,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Consume(args) => consume::run(args),
         Command::Decode(args) => decode::run(args),
         Command::Predict(args) => predict::run(args),
         Command::CheckConfig(args) => check_config::run(args),

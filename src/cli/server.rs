@@ -41,6 +41,9 @@ pub struct ServerArgs {
     /// Fail this share (0 to 1) of PutRecords entries as InternalFailure.
     #[arg(long, default_value_t = 0.0)]
     fault_internal_ratio: f64,
+    /// Acknowledge this many records without storing them (tests of loss detection).
+    #[arg(long, default_value_t = 0, hide = true)]
+    fault_drop_records: u64,
     /// Region named in stream ARNs.
     #[arg(long, default_value = "us-east-1", env = "AWS_REGION")]
     region: String,
@@ -84,6 +87,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
             faults: FaultInjection {
                 throttle_ratio: args.fault_throttle_ratio,
                 internal_ratio: args.fault_internal_ratio,
+                drop_records: args.fault_drop_records,
             },
             shard_limit: args.shard_limit,
             ..StoreConfig::default()

@@ -3,13 +3,15 @@
 //!
 //! Adaptive mode starts slow and then backs off to what Kinesis actually accepted,
 //! judged over windows of 250 ms:
-//! - a new shard starts at a tenth of the rate and grows it by half every window
-//!   without a refusal, up to half the rate (in about a second), so producers that
+//! - a new shard starts at a quarter of the rate and grows it by half every window
+//!   without a refusal, up to half the rate (in half a second), so producers that
 //!   start together overshoot a shared shard by less than their number;
 //! - at the end of a window in which Kinesis throttled the shard, the rate drops to
 //!   85% of what the shard accepted from this producer over the last second (by at
 //!   least 15%, at most half): that is this producer's share of the shard right now,
 //!   measured rather than guessed, so several producers settle under the limit at once;
+//! - a shard never refused keeps growing past slow start by half each second (full
+//!   rate about two seconds later);
 //! - after two quiet seconds, each quiet second adds back 1% of the configured rate;
 //!   the small step keeps the overshoot of several producers, and so the refused
 //!   share, small. After ten seconds without a refusal the shard is likely not shared
@@ -57,7 +59,9 @@ const INCREASE_STEP: f64 = 0.01;
 const LARGEST_INCREASE_STEP: f64 = 0.16;
 /// After this long without a refusal, the shard is probably not shared: probe faster.
 const UNCONTENDED_AFTER: Duration = Duration::from_secs(10);
-const SLOW_START_FACTOR: f64 = 0.1;
+/// Growth per second past slow start for a shard that was never refused.
+const UNREFUSED_GROWTH: f64 = 1.5;
+const SLOW_START_FACTOR: f64 = 0.25;
 const SLOW_START_GROWTH: f64 = 1.5;
 /// Slow start hands over to additive increase here: Kinesis's one-second burst hides
 /// an overload for a while, so growing multiplicatively to the full rate overshoots.
@@ -275,7 +279,12 @@ impl ShardThrottle {
                 .is_none_or(|t| now.duration_since(t) >= QUIET_BEFORE_INCREASE)
             && now.duration_since(self.last_increase) >= INCREASE_INTERVAL
         {
-            self.factor = (self.factor + self.increase_step).min(1.0);
+            self.factor = if self.last_decrease.is_none() {
+                // Never refused: past slow start, keep growing by half each second.
+                (self.factor * UNREFUSED_GROWTH).min(1.0)
+            } else {
+                (self.factor + self.increase_step).min(1.0)
+            };
             if self
                 .last_decrease
                 .is_none_or(|t| now.duration_since(t) >= UNCONTENDED_AFTER)
@@ -470,18 +479,18 @@ mod tests {
     async fn slow_start_grows_each_quiet_window_until_the_first_refusal() {
         let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
         let mut throttle = ShardThrottle::new(adaptive(1000.0, 1e9), TokioClock::default());
-        assert!(near(throttle.factor(), 0.1));
+        assert!(near(throttle.factor(), 0.25));
         window(&mut throttle, 2, 0).await;
-        assert!(near(throttle.factor(), 0.15));
+        assert!(near(throttle.factor(), 0.375));
         window(&mut throttle, 0, 1).await;
         assert!(
-            near(throttle.factor(), 0.075),
+            near(throttle.factor(), 0.1875),
             "a refusal ends slow start: {}",
             throttle.factor()
         );
         window(&mut throttle, 5, 0).await;
         assert!(
-            near(throttle.factor(), 0.075),
+            near(throttle.factor(), 0.1875),
             "then only additive increase, after a quiet spell"
         );
     }

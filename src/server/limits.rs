@@ -98,6 +98,9 @@ pub struct FaultInjection {
     pub throttle_ratio: f64,
     /// Share of entries answered `InternalFailure`.
     pub internal_ratio: f64,
+    /// Records acknowledged but not stored (a lossy server), so end-to-end checks are
+    /// shown to catch a loss. For tests only.
+    pub drop_records: u64,
 }
 
 /// What fault injection decided for one entry.
@@ -110,7 +113,7 @@ pub enum InjectedFault {
 
 impl FaultInjection {
     pub fn is_active(&self) -> bool {
-        self.throttle_ratio > 0.0 || self.internal_ratio > 0.0
+        self.throttle_ratio > 0.0 || self.internal_ratio > 0.0 || self.drop_records > 0
     }
 
     /// Draws the fault for one entry from a uniform number in [0, 1).

@@ -378,7 +378,7 @@ mod tests {
         let out = frame_all(&mut framer, &[b"abc\r\nabcd\n"]);
         assert_eq!(texts(&out), ["abc"]);
         assert_eq!(out.oversize, 1);
-        assert_covers(&out, 0, 11);
+        assert_covers(&out, 0, 10);
     }
 
     #[test]

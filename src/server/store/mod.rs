@@ -66,6 +66,8 @@ struct StoreInner {
     persist: Option<Persist>,
     /// Serialises control-plane changes so the metadata file is written in order.
     control: Mutex<()>,
+    /// Records still to drop under `faults.drop_records`.
+    drops_left: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -80,9 +82,10 @@ impl Store {
         };
         Ok(Store {
             inner: Arc::new(StoreInner {
-                config,
+                config: config.clone(),
                 clock,
                 streams: RwLock::new(streams),
+                drops_left: std::sync::atomic::AtomicU64::new(config.faults.drop_records),
                 persist,
                 control: Mutex::new(()),
             }),
@@ -126,6 +129,15 @@ impl Store {
             "Stream {name} under account {} not found.",
             self.inner.config.account_id
         ))
+    }
+
+    /// Takes one record from the drop budget (fault injection); true if it must be dropped.
+    pub fn take_drop(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.inner
+            .drops_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     pub fn account_id(&self) -> &str {

@@ -76,6 +76,16 @@ impl Store {
                     return Err(KinesisError::internal("Internal service failure."));
                 }
             }
+            if self.take_drop() {
+                // Answer success without storing: a deliberately lossy server.
+                let open = stream.open_shards();
+                let shard = open.route(hash_key).clone();
+                let position = lock(&shard.state).log.next_position();
+                return Ok(PutOutcome {
+                    sequence_number: sequence::format(shard.index, position),
+                    shard,
+                });
+            }
         }
         let size = partition_key.len() + data.len();
         // A reshard can close the routed shard between the lookup and the lock; the

@@ -1,0 +1,273 @@
+//! Reading a whole stream back: every shard, parents before children, deaggregated
+//! with the KCL's rules, within the shards' read limits.
+//!
+//! Shards are read concurrently, but a shard starts only once its parents were read
+//! to their end, so records of one partition key come out in order across a reshard.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::error::DisplayErrorContext;
+use aws_sdk_kinesis::primitives::DateTime;
+use aws_sdk_kinesis::types::{Shard, ShardIteratorType};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::kinesis::aggregation::deaggregate_for_shard;
+use crate::kinesis::{HashKey, HashKeyRange};
+
+/// Where to start reading each shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    TrimHorizon,
+    Latest,
+    /// Epoch milliseconds.
+    AtTimestamp(i64),
+}
+
+/// One user record as a KCL 2.x consumer delivers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    pub shard_id: String,
+    pub sequence_number: String,
+    pub sub_sequence_number: u64,
+    pub partition_key: String,
+    pub explicit_hash_key: Option<HashKey>,
+    pub arrival_ms: i64,
+    pub data: Bytes,
+    /// Whether it came out of a KPL aggregate.
+    pub aggregated: bool,
+}
+
+/// Why reading stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error("ListShards on {stream} failed: {message}")]
+    ListShards { stream: String, message: String },
+    #[error("reading shard {shard} of {stream} failed: {message}")]
+    Read {
+        stream: String,
+        shard: String,
+        message: String,
+    },
+}
+
+/// How a read goes.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumeOptions {
+    pub from: StartFrom,
+    /// Keep reading open shards for new records instead of stopping at their tip.
+    pub follow: bool,
+}
+
+/// Aggregates a KCL 2.x consumer drops because their sub-records leave the shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsumeReport {
+    pub kinesis_records: u64,
+    pub dropped_aggregates: u64,
+}
+
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+async fn list_shards(client: &Client, stream: &str) -> Result<Vec<Shard>, ConsumeError> {
+    let mut shards = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let request = match &token {
+            Some(t) => client.list_shards().next_token(t),
+            None => client.list_shards().stream_name(stream),
+        };
+        let page = request.send().await.map_err(|e| ConsumeError::ListShards {
+            stream: stream.to_owned(),
+            message: DisplayErrorContext(&e).to_string(),
+        })?;
+        shards.extend(page.shards().iter().cloned());
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => return Ok(shards),
+        }
+    }
+}
+
+fn range_of(shard: &Shard) -> HashKeyRange {
+    let parse = |t: &str| t.parse::<u128>().map(HashKey).unwrap_or(HashKey::MIN);
+    shard
+        .hash_key_range()
+        .map_or(HashKeyRange::FULL, |r| HashKeyRange {
+            start: parse(r.starting_hash_key()),
+            end: parse(r.ending_hash_key()),
+        })
+}
+
+/// Reads `stream`, sending each user record to `out` (in order within a shard).
+pub async fn consume(
+    client: &Client,
+    stream: &str,
+    options: ConsumeOptions,
+    out: mpsc::Sender<ConsumedRecord>,
+) -> Result<ConsumeReport, ConsumeError> {
+    let mut done: HashSet<String> = HashSet::new();
+    let mut started: HashSet<String> = HashSet::new();
+    let mut running = tokio::task::JoinSet::new();
+    let mut report = ConsumeReport::default();
+    loop {
+        let shards = list_shards(client, stream).await?;
+        let known: HashSet<String> = shards.iter().map(|s| s.shard_id().to_owned()).collect();
+        for shard in &shards {
+            let id = shard.shard_id().to_owned();
+            if started.contains(&id) {
+                continue;
+            }
+            // Parents that are gone (past retention) or already read do not hold it back.
+            let parents_done = shard
+                .parent_shard_id()
+                .into_iter()
+                .chain(shard.adjacent_parent_shard_id())
+                .all(|p| done.contains(p) || !known.contains(p));
+            if !parents_done {
+                continue;
+            }
+            started.insert(id.clone());
+            let client = client.clone();
+            let stream = stream.to_owned();
+            let range = range_of(shard);
+            let out = out.clone();
+            // A child whose parent was read to its end is read from its start.
+            let parent_read = shard.parent_shard_id().is_some_and(|p| done.contains(p));
+            let from = if parent_read {
+                StartFrom::TrimHorizon
+            } else {
+                options.from
+            };
+            running.spawn(async move {
+                let result =
+                    read_shard(&client, &stream, &id, range, from, options.follow, out).await;
+                (id, result)
+            });
+        }
+        if running.is_empty() {
+            return Ok(report);
+        }
+        let Some(joined) = running.join_next().await else {
+            return Ok(report);
+        };
+        match joined {
+            Ok((id, Ok(shard_report))) => {
+                report.kinesis_records += shard_report.kinesis_records;
+                report.dropped_aggregates += shard_report.dropped_aggregates;
+                done.insert(id);
+            }
+            Ok((_, Err(error))) => return Err(error),
+            Err(join) => {
+                return Err(ConsumeError::Read {
+                    stream: stream.to_owned(),
+                    shard: "?".into(),
+                    message: join.to_string(),
+                });
+            }
+        }
+    }
+}
+
+async fn read_shard(
+    client: &Client,
+    stream: &str,
+    shard_id: &str,
+    range: HashKeyRange,
+    from: StartFrom,
+    follow: bool,
+    out: mpsc::Sender<ConsumedRecord>,
+) -> Result<ConsumeReport, ConsumeError> {
+    let error = |e: String| ConsumeError::Read {
+        stream: stream.to_owned(),
+        shard: shard_id.to_owned(),
+        message: e,
+    };
+    let request = client
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard_id);
+    let request = match from {
+        StartFrom::TrimHorizon => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        StartFrom::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
+        StartFrom::AtTimestamp(ms) => request
+            .shard_iterator_type(ShardIteratorType::AtTimestamp)
+            .timestamp(DateTime::from_millis(ms)),
+    };
+    let mut iterator = request
+        .send()
+        .await
+        .map_err(|e| error(DisplayErrorContext(&e).to_string()))?
+        .shard_iterator
+        .ok_or_else(|| error("no shard iterator returned".into()))?;
+    let mut report = ConsumeReport::default();
+    let mut throttled = 0u32;
+    loop {
+        let page = match client
+            .get_records()
+            .shard_iterator(&iterator)
+            .limit(10_000)
+            .send()
+            .await
+        {
+            Ok(page) => page,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_provisioned_throughput_exceeded_exception()) =>
+            {
+                // The shard's read limit: back off and try again, as a consumer must.
+                throttled += 1;
+                tokio::time::sleep(IDLE_POLL * throttled.min(10)).await;
+                continue;
+            }
+            Err(e) => return Err(error(DisplayErrorContext(&e).to_string())),
+        };
+        throttled = 0;
+        for record in page.records() {
+            report.kinesis_records += 1;
+            let data = Bytes::copy_from_slice(record.data().as_ref());
+            let outer_key = record.partition_key().unwrap_or_default();
+            let (result, check) = deaggregate_for_shard(outer_key, &data, range);
+            if check.is_err() {
+                report.dropped_aggregates += 1;
+                tracing::warn!(
+                    shard.id = shard_id,
+                    sequence = record.sequence_number(),
+                    "dropping an aggregate whose records lie outside this shard, as a KCL 2.x consumer does"
+                );
+            }
+            let aggregated = result.is_aggregated();
+            let arrival_ms = record
+                .approximate_arrival_timestamp()
+                .map_or(0, |t| t.to_millis().unwrap_or(0));
+            for (sub, user) in result.records.into_iter().enumerate() {
+                let consumed = ConsumedRecord {
+                    shard_id: shard_id.to_owned(),
+                    sequence_number: record.sequence_number().to_owned(),
+                    sub_sequence_number: sub as u64,
+                    partition_key: user.partition_key,
+                    explicit_hash_key: user.explicit_hash_key,
+                    arrival_ms,
+                    data: user.data,
+                    aggregated,
+                };
+                if out.send(consumed).await.is_err() {
+                    return Ok(report);
+                }
+            }
+        }
+        let caught_up = page.millis_behind_latest().unwrap_or(0) == 0;
+        let empty = page.records().is_empty();
+        match page.next_shard_iterator {
+            None => return Ok(report),
+            Some(next) => iterator = next,
+        }
+        if empty && caught_up {
+            if !follow {
+                return Ok(report);
+            }
+            tokio::time::sleep(IDLE_POLL).await;
+        }
+    }
+}
