@@ -48,7 +48,12 @@ enum Command {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The demo prints its own progress; its components log only problems by default.
+    init_logging(if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    });
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Consume(args) => consume::run(args),
@@ -84,9 +89,9 @@ fn exit_code_for(error: &anyhow::Error) -> ExitCode {
 }
 
 /// Logs go to stderr, so commands that print JSON lines keep stdout clean.
-fn init_logging() {
+fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

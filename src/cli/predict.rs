@@ -6,23 +6,42 @@ use serde_json::json;
 
 use crate::kinesis::{HashKey, ShardMap, limits};
 
-/// Print the shard each partition key lands on, one JSON line per key.
+/// Print the shard each partition key lands on, one JSON line per key: for a live stream
+/// (`shardcar predict STREAM KEY...`, from ListShards) or an even split (`--shards N KEY...`).
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// Predict for an evenly split stream of this many shards (as CreateStream makes).
+    /// Predict for an evenly split stream of this many shards (as CreateStream makes)
+    /// instead of asking a live stream.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(limits::MAX_SHARDS_PER_STREAM * 20)))]
-    shards: u32,
+    shards: Option<u32>,
     /// Treat each KEY as an explicit hash key (a decimal integer) instead of a partition key.
     #[arg(long)]
     explicit_hash_key: bool,
-    /// Partition keys (or, with --explicit-hash-key, hash keys).
-    #[arg(required = true, value_name = "KEY", allow_hyphen_values = true)]
-    keys: Vec<String>,
+    /// STREAM then keys, or with --shards only keys (with --explicit-hash-key: hash keys).
+    #[arg(required = true, value_name = "[STREAM] KEY")]
+    args: Vec<String>,
+    #[command(flatten)]
+    endpoint: super::endpoint::EndpointArgs,
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    let map = ShardMap::even(args.shards);
-    for key in &args.keys {
+    let (map, keys) = match args.shards {
+        Some(shards) => (ShardMap::even(shards), &args.args[..]),
+        None => {
+            let Some((stream, keys)) = args.args.split_first().filter(|(_, keys)| !keys.is_empty())
+            else {
+                bail!("give a stream and at least one key (or --shards N and keys)");
+            };
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let topology = runtime.block_on(async {
+                let client = args.endpoint.client().await;
+                crate::producer::topology::fetch(&client, stream).await
+            })?;
+            (topology.open, keys)
+        }
+    };
+    for key in keys {
         let line = if args.explicit_hash_key {
             let hash_key =
                 HashKey::parse_explicit(key).context("invalid --explicit-hash-key value")?;

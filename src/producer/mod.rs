@@ -16,7 +16,7 @@ mod lane;
 mod router;
 mod stats;
 pub mod throttle;
-mod topology;
+pub mod topology;
 
 use std::path::PathBuf;
 use std::sync::Arc;

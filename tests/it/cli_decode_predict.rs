@@ -115,7 +115,14 @@ fn predict_explicit_hash_keys_and_rejects_bad_ones() {
     assert_eq!(lines[1]["shard_id"], "shardId-000000000003");
 
     let bad = shardcar(
-        &["predict", "--shards", "4", "--explicit-hash-key", "-5"],
+        &[
+            "predict",
+            "--shards",
+            "4",
+            "--explicit-hash-key",
+            "--",
+            "-5",
+        ],
         b"",
     );
     assert_eq!(bad.status.code(), Some(1));

@@ -5,6 +5,7 @@ mod agent_support;
 mod aggregation_properties;
 mod cli_check_config;
 mod cli_decode_predict;
+mod demo_consume;
 mod producer;
 mod server_api;
 mod server_bad_input;
