@@ -7,13 +7,18 @@ use tokio::time::Instant;
 
 use super::throttle::ShardThrottle;
 use crate::config::AggregationConfig;
+use crate::kinesis::aggregation::deaggregate;
 use crate::kinesis::aggregation::{Aggregator, Pushed};
-use crate::kinesis::{KinesisRecord, UserRecord};
+use crate::kinesis::{HashKey, KinesisRecord, UserRecord};
 
 /// A user record the producer holds until its outcome is known.
 #[derive(Debug)]
 pub struct Member<T> {
-    pub record: UserRecord,
+    /// The record itself until it is sealed into an aggregate; then the aggregate holds
+    /// the only copy of its bytes, and [`Entry::into_members`] recovers it when needed.
+    pub record: Option<UserRecord>,
+    /// Where it routes (explicit hash key, else MD5 of its partition key).
+    pub hash_key: HashKey,
     pub token: T,
     /// Bytes of in-flight budget it holds.
     pub size: usize,
@@ -34,6 +39,28 @@ pub struct Entry<T> {
 }
 
 impl<T> Entry<T> {
+    /// The members with their records, recovered from the aggregate if they were
+    /// dropped at sealing (re-routing and dead-lettering are rare; memory is not).
+    pub fn into_members(self) -> Vec<Member<T>> {
+        if self.members.iter().all(|m| m.record.is_some()) {
+            return self.members;
+        }
+        let recovered = deaggregate(&self.record.partition_key, &self.record.data).records;
+        self.members
+            .into_iter()
+            .zip(
+                recovered
+                    .into_iter()
+                    .map(Some)
+                    .chain(std::iter::repeat_with(|| None)),
+            )
+            .map(|(mut member, record)| {
+                member.record = member.record.or(record);
+                member
+            })
+            .collect()
+    }
+
     fn new(record: KinesisRecord, members: Vec<Member<T>>, predicted: &str, now: Instant) -> Self {
         Entry {
             record,
@@ -71,13 +98,17 @@ impl<T> Lane<T> {
     /// Adds a record: into the open aggregate, or alone when aggregation is off or it
     /// is larger than an aggregate may be.
     pub fn add(&mut self, member: Member<T>, aggregation: &AggregationConfig, now: Instant) {
-        if !aggregation.enabled || member.record.kinesis_size() > aggregation.max_bytes {
-            let record = KinesisRecord::single(member.record.clone());
+        let Some(record) = member.record.clone() else {
+            tracing::error!("a record without data reached a lane; it cannot be sent");
+            return;
+        };
+        if !aggregation.enabled || record.kinesis_size() > aggregation.max_bytes {
+            let record = KinesisRecord::single(record);
             self.queue
                 .push_back(Entry::new(record, vec![member], &self.shard_id, now));
             return;
         }
-        match self.aggregator.push(member.record.clone()) {
+        match self.aggregator.push(record) {
             Ok(Pushed::Added) => {
                 self.members.push(member);
                 self.opened_at.get_or_insert(now);
@@ -89,9 +120,9 @@ impl<T> Lane<T> {
                 self.seal(now);
                 self.add(member, aggregation, now);
             }
-            Err(_) => {
+            Err(refused) => {
                 // Cannot happen (the size was checked above); send it alone anyway.
-                let record = KinesisRecord::single(member.record.clone());
+                let record = KinesisRecord::single(refused.record);
                 self.queue
                     .push_back(Entry::new(record, vec![member], &self.shard_id, now));
             }
@@ -101,8 +132,14 @@ impl<T> Lane<T> {
     /// Closes the open aggregate and queues it.
     pub fn seal(&mut self, now: Instant) {
         self.opened_at = None;
-        let members = std::mem::take(&mut self.members);
+        let mut members = std::mem::take(&mut self.members);
         if let Some(record) = self.aggregator.finish() {
+            if record.is_aggregated() {
+                // The aggregate now holds the bytes; keeping them twice would double memory.
+                for member in &mut members {
+                    member.record = None;
+                }
+            }
             self.queue
                 .push_back(Entry::new(record, members, &self.shard_id, now));
         }

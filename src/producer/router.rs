@@ -216,13 +216,15 @@ impl<T: Send + 'static> Router<T> {
         ProducerStats::add(&self.stats.user_records, 1);
         ProducerStats::add(&self.stats.user_bytes, input.record.kinesis_size() as u64);
         let member = Member {
-            record: input.record,
+            hash_key: input.record.hash_key(),
+            record: Some(input.record),
             token: input.token,
             size: input.size,
             received: input.received,
         };
+        let Some(record) = &member.record else { return };
         // Counting characters is only needed when the bytes could exceed the limit.
-        let key = &member.record.partition_key;
+        let key = &record.partition_key;
         let key_chars = if key.len() <= limits::MAX_PARTITION_KEY_CHARS {
             key.len()
         } else {
@@ -235,10 +237,10 @@ impl<T: Send + 'static> Router<T> {
             );
             return;
         }
-        if member.record.kinesis_size() > self.config.max_record_bytes {
+        if record.kinesis_size() > self.config.max_record_bytes {
             let reason = format!(
                 "record of {} bytes (partition key + data) exceeds the stream's record limit of {} bytes",
-                member.record.kinesis_size(),
+                record.kinesis_size(),
                 self.config.max_record_bytes
             );
             self.dead_letter(vec![member], &reason);
@@ -251,7 +253,7 @@ impl<T: Send + 'static> Router<T> {
         let Some(topology) = &self.topology else {
             unreachable!("records are only accepted once the shard map is known");
         };
-        let index = topology.open.predict_index(member.record.hash_key());
+        let index = topology.open.predict_index(member.hash_key);
         self.lanes[index].add(member, &self.config.aggregation, now);
     }
 
@@ -384,7 +386,7 @@ impl<T: Send + 'static> Router<T> {
             match self.lane_by_shard.get(&entry.predicted).copied() {
                 Some(index) => self.lanes[index].queue.push_front(entry),
                 None => {
-                    for member in entry.members {
+                    for member in entry.into_members() {
                         self.route(member, now);
                     }
                 }
@@ -500,7 +502,7 @@ impl<T: Send + 'static> Router<T> {
                 if entries.len() == 1 {
                     let reason = format!("{code}: {message}");
                     for entry in entries {
-                        self.dead_letter(entry.members, &reason);
+                        self.dead_letter(entry.into_members(), &reason);
                     }
                 } else {
                     tracing::warn!(stream.name = %self.config.stream, code, message, entries = entries.len(), "PutRecords refused as invalid; sending its entries one by one to find the bad one");
@@ -563,7 +565,9 @@ impl<T: Send + 'static> Router<T> {
         let mut released = 0;
         for member in members {
             ProducerStats::add(&self.stats.dead_lettered, 1);
-            self.dead_letters.write(&member.record, reason);
+            if let Some(record) = &member.record {
+                self.dead_letters.write(record, reason);
+            }
             released += member.size;
             self.pending_acks.push(Ack {
                 token: member.token,
@@ -684,13 +688,13 @@ impl<T: Send + 'static> Router<T> {
                 let indexes: Vec<usize> = entry
                     .members
                     .iter()
-                    .map(|m| map.predict_index(m.record.hash_key()))
+                    .map(|m| map.predict_index(m.hash_key))
                     .collect();
                 if indexes.windows(2).all(|w| w[0] == w[1]) && !indexes.is_empty() {
                     entry.predicted = self.lanes[indexes[0]].shard_id.clone();
                     self.lanes[indexes[0]].queue.push_back(entry);
                 } else {
-                    for member in entry.members {
+                    for member in entry.into_members() {
                         self.route(member, now);
                     }
                 }
@@ -712,12 +716,10 @@ impl<T: Send + 'static> Router<T> {
         let mut resend = Vec::new();
         let mut deliver = Vec::new();
         for (entry, shard_id, sequence_number) in pending {
-            let covered = topology.ranges.get(&shard_id).is_some_and(|range| {
-                entry
-                    .members
-                    .iter()
-                    .all(|m| range.contains(m.record.hash_key()))
-            });
+            let covered = topology
+                .ranges
+                .get(&shard_id)
+                .is_some_and(|range| entry.members.iter().all(|m| range.contains(m.hash_key)));
             if covered {
                 deliver.push((entry, shard_id, sequence_number));
             } else {
@@ -730,7 +732,7 @@ impl<T: Send + 'static> Router<T> {
         for entry in resend {
             ProducerStats::add(&self.stats.misrouted_aggregates, 1);
             tracing::warn!(stream.name = %self.config.stream, records = entry.members.len(), "an aggregate landed across a reshard boundary; its records are sent again on the new shards");
-            for member in entry.members {
+            for member in entry.into_members() {
                 self.route(member, now);
             }
         }
