@@ -17,20 +17,33 @@ struct Process(Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let _ = self.0.wait();
     }
 }
 
 fn server(bin: &str) -> (Process, String) {
     let mut child = Command::new(bin)
-        .args(["server", "--listen", "127.0.0.1:0", "--no-limits", "--create-delay-ms", "0", "--create-stream", "bench:4"])
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-limits",
+            "--create-delay-ms",
+            "0",
+            "--create-stream",
+            "bench:4",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("server");
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("listening");
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening");
     let endpoint = format!("http://{}", line.trim().trim_start_matches("listening on "));
     (Process(child), endpoint)
 }
@@ -59,22 +72,35 @@ fn proc_field(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix(field).map(|v| v.trim().trim_end_matches(" kB").parse().unwrap_or(0)))
+        .find_map(|l| {
+            l.strip_prefix(field)
+                .map(|v| v.trim().trim_end_matches(" kB").parse().unwrap_or(0))
+        })
         .unwrap_or(0)
 }
 
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0) + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
     ticks / 100.0
 }
 
 /// Sum of checkpointed offsets (what Kinesis acknowledged).
 fn acknowledged(dir: &Path) -> u64 {
-    let Ok(text) = std::fs::read_to_string(dir.join("state/checkpoints.json")) else { return 0 };
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else { return 0 };
-    value["files"].as_array().map_or(0, |files| files.iter().filter_map(|f| f["offset"].as_u64()).sum())
+    let Ok(text) = std::fs::read_to_string(dir.join("state/checkpoints.json")) else {
+        return 0;
+    };
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return 0;
+    };
+    value["files"].as_array().map_or(0, |files| {
+        files.iter().filter_map(|f| f["offset"].as_u64()).sum()
+    })
 }
 
 fn write_files(dir: &Path, files: usize, bytes_each: u64) -> u64 {
@@ -82,7 +108,10 @@ fn write_files(dir: &Path, files: usize, bytes_each: u64) -> u64 {
     line.push(b'\n');
     let mut total = 0;
     for f in 0..files {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(dir.join(format!("app-{f}.log"))).expect("create"));
+        let mut out = std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(dir.join(format!("app-{f}.log"))).expect("create"),
+        );
         let mut written = 0;
         let mut n = 0u64;
         while written < bytes_each {
@@ -104,7 +133,12 @@ fn throughput(bin: &str, megabytes: u64) {
     let total = write_files(&logs, 10, megabytes * 1_000_000 / 10);
     let (server, endpoint) = server(bin);
     let start = Instant::now();
-    let agent = agent(bin, dir.path(), &endpoint, &format!("{}/*.log", logs.display()));
+    let agent = agent(
+        bin,
+        dir.path(),
+        &endpoint,
+        &format!("{}/*.log", logs.display()),
+    );
     let pid = agent.0.id();
     let mut cpu = 0.0;
     while acknowledged(dir.path()) < total {
@@ -118,12 +152,27 @@ fn throughput(bin: &str, megabytes: u64) {
     let server_cpu = cpu_seconds(server.0.id());
     println!("| measure | value |");
     println!("|---|---:|");
-    println!("| data | {:.2} GB in 10 files of 200-byte lines |", total as f64 / 1e9);
-    println!("| lines/s (to acknowledged) | {:.0} |", total as f64 / 200.0 / secs);
+    println!(
+        "| data | {:.2} GB in 10 files of 200-byte lines |",
+        total as f64 / 1e9
+    );
+    println!(
+        "| lines/s (to acknowledged) | {:.0} |",
+        total as f64 / 200.0 / secs
+    );
     println!("| MB/s | {:.1} |", total as f64 / 1e6 / secs);
-    println!("| agent CPU-seconds per GB | {:.2} |", cpu / (total as f64 / 1e9));
-    println!("| server CPU-seconds per GB | {:.2} |", server_cpu / (total as f64 / 1e9));
-    println!("| agent peak RSS (default settings) | {:.1} MiB |", rss as f64 / 1024.0);
+    println!(
+        "| agent CPU-seconds per GB | {:.2} |",
+        cpu / (total as f64 / 1e9)
+    );
+    println!(
+        "| server CPU-seconds per GB | {:.2} |",
+        server_cpu / (total as f64 / 1e9)
+    );
+    println!(
+        "| agent peak RSS (default settings) | {:.1} MiB |",
+        rss as f64 / 1024.0
+    );
     drop(agent);
     drop(server);
 }
@@ -133,10 +182,19 @@ fn many_files(bin: &str) {
     let logs = dir.path().join("many");
     std::fs::create_dir_all(&logs).expect("dir");
     for f in 0..1000 {
-        std::fs::write(logs.join(format!("f{f:04}.log")), format!("file {f} first line\n")).expect("write");
+        std::fs::write(
+            logs.join(format!("f{f:04}.log")),
+            format!("file {f} first line\n"),
+        )
+        .expect("write");
     }
     let (server, endpoint) = server(bin);
-    let agent = agent(bin, dir.path(), &endpoint, &format!("{}/*.log", logs.display()));
+    let agent = agent(
+        bin,
+        dir.path(),
+        &endpoint,
+        &format!("{}/*.log", logs.display()),
+    );
     let start = Instant::now();
     while acknowledged(dir.path()) < 1000 * 20 && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(100));
@@ -144,13 +202,19 @@ fn many_files(bin: &str) {
     // A while of appending to all of them.
     for round in 0..5 {
         for f in 0..1000 {
-            let mut file = std::fs::OpenOptions::new().append(true).open(logs.join(format!("f{f:04}.log"))).expect("open");
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(logs.join(format!("f{f:04}.log")))
+                .expect("open");
             writeln!(file, "file {f} round {round} {}", "z".repeat(150)).expect("append");
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     std::thread::sleep(Duration::from_secs(2));
-    println!("| agent peak RSS with 1,000 tracked files | {:.1} MiB |", proc_field(agent.0.id(), "VmHWM:") as f64 / 1024.0);
+    println!(
+        "| agent peak RSS with 1,000 tracked files | {:.1} MiB |",
+        proc_field(agent.0.id(), "VmHWM:") as f64 / 1024.0
+    );
     drop(agent);
     drop(server);
 }
@@ -164,19 +228,38 @@ async fn latency(bin: &str) {
     let (server, endpoint) = server(bin);
     let agent = agent(bin, dir.path(), &endpoint, &path.display().to_string());
     std::thread::sleep(Duration::from_secs(1));
-    let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open");
     let lines = 200;
     for i in 0..lines {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_millis();
         writeln!(file, "latency {i} t={now}").expect("write");
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_secs(2));
-    let settings = KinesisConfig { endpoint_url: Some(endpoint.clone()), region: Some("us-east-1".into()), ..KinesisConfig::default() };
+    let settings = KinesisConfig {
+        endpoint_url: Some(endpoint.clone()),
+        region: Some("us-east-1".into()),
+        ..KinesisConfig::default()
+    };
     let client = shardcar::aws::kinesis_client(&settings, shardcar::aws::Purpose::General).await;
     let (tx, mut rx) = tokio::sync::mpsc::channel(1000);
     let reader = tokio::spawn(async move {
-        shardcar::consume::consume(&client, "bench", shardcar::consume::ConsumeOptions { from: shardcar::consume::StartFrom::TrimHorizon, follow: false }, tx).await
+        shardcar::consume::consume(
+            &client,
+            "bench",
+            shardcar::consume::ConsumeOptions {
+                from: shardcar::consume::StartFrom::TrimHorizon,
+                follow: false,
+            },
+            tx,
+        )
+        .await
     });
     let mut latencies = Vec::new();
     while let Some(record) = rx.recv().await {
@@ -187,16 +270,32 @@ async fn latency(bin: &str) {
     }
     let _ = reader.await;
     latencies.sort_unstable();
-    let at = |q: f64| latencies.get(((latencies.len().saturating_sub(1)) as f64 * q) as usize).copied().unwrap_or(-1);
-    println!("| line written -> readable at the server, 20 lines/s: p50 / p99 / max | {} / {} / {} ms ({} lines) |", at(0.5), at(0.99), at(1.0), latencies.len());
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len().saturating_sub(1)) as f64 * q) as usize)
+            .copied()
+            .unwrap_or(-1)
+    };
+    println!(
+        "| line written -> readable at the server, 20 lines/s: p50 / p99 / max | {} / {} / {} ms ({} lines) |",
+        at(0.5),
+        at(0.99),
+        at(1.0),
+        latencies.len()
+    );
     drop(agent);
     drop(server);
 }
 
 #[tokio::main]
 async fn main() {
-    let bin = std::env::args().nth(1).expect("usage: agent_load SHARDCAR_BINARY [megabytes]");
-    let megabytes = std::env::args().nth(2).and_then(|m| m.parse().ok()).unwrap_or(1000);
+    let bin = std::env::args()
+        .nth(1)
+        .expect("usage: agent_load SHARDCAR_BINARY [megabytes]");
+    let megabytes = std::env::args()
+        .nth(2)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1000);
     throughput(&bin, megabytes);
     many_files(&bin);
     latency(&bin).await;

@@ -51,7 +51,6 @@ pub struct Flow {
     draining: Vec<TrackedFile>,
     /// Paths that could not be opened, reported once until they can.
     unreadable: HashSet<PathBuf>,
-    buffer: Vec<u8>,
 }
 
 /// How a flow begins: its checkpoints, and whether `start_at` applies to the files it
@@ -91,7 +90,6 @@ impl Flow {
             files: BTreeMap::new(),
             draining: Vec::new(),
             unreadable: HashSet::new(),
-            buffer: vec![0; READ_BUFFER],
         })
     }
 
@@ -329,7 +327,7 @@ impl Flow {
         let mut total = 0;
         while total < READ_PER_TURN {
             let mut out = Framed::default();
-            let n = match tracked.read_chunk(&mut self.buffer, &mut out) {
+            let n = match tracked.read_chunk(READ_BUFFER, &mut out) {
                 Ok(n) => n,
                 Err(error) => {
                     tracing::warn!(flow = %self.config.name, file.path = %tracked.path.display(), %error, "read failed; will retry");

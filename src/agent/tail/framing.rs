@@ -86,21 +86,72 @@ impl Framer {
         self.line.len() + self.record.len()
     }
 
-    /// Feeds the next bytes of the file.
-    pub fn feed(&mut self, mut chunk: &[u8], out: &mut Framed) {
-        while !chunk.is_empty() {
-            match memchr(b'\n', chunk) {
+    /// Feeds the next bytes of the file. A line that lies whole within the chunk becomes
+    /// a slice of it (no copy, no allocation); only lines spanning chunks are copied.
+    pub fn feed(&mut self, chunk: &Bytes, out: &mut Framed) {
+        let mut rest = chunk.clone();
+        while !rest.is_empty() {
+            match memchr::memchr(b'\n', &rest) {
                 Some(at) => {
-                    self.take_line_bytes(&chunk[..at], out);
-                    self.end_line(out);
-                    chunk = &chunk[at + 1..];
+                    if self.line.is_empty() && self.oversized.is_none() && at <= self.max() + 1 {
+                        let line = rest.slice(..at);
+                        self.complete_line(line, out);
+                    } else {
+                        self.take_line_bytes(&rest[..at], out);
+                        self.end_line(out);
+                    }
+                    rest = rest.slice(at + 1..);
                 }
                 None => {
-                    self.take_line_bytes(chunk, out);
-                    chunk = &[];
+                    self.take_line_bytes(&rest, out);
+                    break;
                 }
             }
         }
+    }
+
+    /// A whole line (without its `\n`) that starts at `self.line_start` and never passed
+    /// the limit while streaming.
+    fn complete_line(&mut self, mut line: Bytes, out: &mut Framed) {
+        let start = self.line_start;
+        let end = start + line.len() as u64 + 1;
+        self.line_start = end;
+        if line.last() == Some(&b'\r') {
+            line.truncate(line.len() - 1);
+        }
+        self.lines_seen = self.lines_seen.saturating_add(1);
+        if line.len() > self.max() {
+            // Exactly one byte over after dropping '\r': apply the policy to the whole line.
+            out.oversize += 1;
+            self.flush_record(out);
+            let max = self.max();
+            match self.config.oversize {
+                Oversize::Skip => out.dropped.push(start..end),
+                Oversize::Truncate => {
+                    out.frames.push(Frame {
+                        data: line.slice(..max),
+                        range: start..start + max as u64,
+                    });
+                    out.dropped.push(start + max as u64..end);
+                }
+                Oversize::Split => {
+                    out.frames.push(Frame {
+                        data: line.slice(..max),
+                        range: start..start + max as u64,
+                    });
+                    out.frames.push(Frame {
+                        data: line.slice(max..),
+                        range: start + max as u64..end,
+                    });
+                }
+            }
+            return;
+        }
+        if self.lines_seen <= self.config.skip_header_lines {
+            out.dropped.push(start..end);
+            return;
+        }
+        self.add_line(line, start..end, out);
     }
 
     fn max(&self) -> usize {
@@ -167,79 +218,47 @@ impl Framer {
 
     /// A `\n` ended the current line (the newline byte is at `self.offset()`).
     fn end_line(&mut self, out: &mut Framed) {
-        let newline_at = self.offset();
-        let end = newline_at + 1;
+        let end = self.offset() + 1;
         let oversized = self.oversized.take();
-        let mut line = std::mem::take(&mut self.line);
-        if line.last() == Some(&b'\r') {
-            line.truncate(line.len() - 1);
-        }
-        let start = self.line_start;
-        self.line_start = end;
-        self.lines_seen = self.lines_seen.saturating_add(1);
+        let line = std::mem::take(&mut self.line).freeze();
         match oversized {
             Some(OversizedLine::Skipping { from }) | Some(OversizedLine::Discarding { from }) => {
+                self.line_start = end;
+                self.lines_seen = self.lines_seen.saturating_add(1);
                 out.dropped.push(from..end);
-                return;
             }
             Some(OversizedLine::Splitting) => {
                 // The last piece of a split line (possibly empty: the newline alone).
+                let start = self.line_start;
+                self.line_start = end;
+                self.lines_seen = self.lines_seen.saturating_add(1);
+                let mut line = line;
+                if line.last() == Some(&b'\r') {
+                    line.truncate(line.len() - 1);
+                }
                 if line.is_empty() {
                     out.dropped.push(start..end);
                 } else {
                     out.frames.push(Frame {
-                        data: line.freeze(),
+                        data: line,
                         range: start..end,
                     });
                 }
-                return;
             }
-            None => {}
+            None => self.complete_line(line, out),
         }
-        if line.len() > self.max() {
-            // Exactly one byte over after dropping '\r': apply the policy to the whole line.
-            out.oversize += 1;
-            self.flush_record(out);
-            match self.config.oversize {
-                Oversize::Skip => out.dropped.push(start..end),
-                Oversize::Truncate | Oversize::Split => {
-                    let max = self.max();
-                    let head = line.split_to(max).freeze();
-                    out.frames.push(Frame {
-                        data: head,
-                        range: start..start + max as u64,
-                    });
-                    match self.config.oversize {
-                        Oversize::Split => out.frames.push(Frame {
-                            data: line.freeze(),
-                            range: start + max as u64..end,
-                        }),
-                        _ => out.dropped.push(start + max as u64..end),
-                    }
-                }
-            }
-            return;
-        }
-        if self.lines_seen <= self.config.skip_header_lines {
-            out.dropped.push(start..end);
-            return;
-        }
-        self.add_line(line, start..end, out);
     }
 
     /// Adds a complete line to the multi-line record, or emits it as its own record.
-    fn add_line(&mut self, line: BytesMut, range: Range<u64>, out: &mut Framed) {
+    fn add_line(&mut self, line: Bytes, range: Range<u64>, out: &mut Framed) {
         let Some(start_pattern) = &self.config.multiline_start else {
-            out.frames.push(Frame {
-                data: line.freeze(),
-                range,
-            });
+            out.frames.push(Frame { data: line, range });
             return;
         };
         let starts_record = start_pattern.is_match(&line);
         if starts_record || self.record_range.is_none() {
             self.flush_record(out);
-            self.record = line;
+            self.record = BytesMut::from(&line[..]);
             self.record_range = Some(range);
             return;
         }
@@ -247,7 +266,7 @@ impl Framer {
             // The record would pass the limit: it ends here, the line starts the next one.
             out.oversize += 1;
             self.flush_record(out);
-            self.record = line;
+            self.record = BytesMut::from(&line[..]);
             self.record_range = Some(range);
             return;
         }
@@ -282,10 +301,6 @@ impl Framer {
     }
 }
 
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,7 +317,7 @@ mod tests {
     fn frame_all(framer: &mut Framer, chunks: &[&[u8]]) -> Framed {
         let mut out = Framed::default();
         for chunk in chunks {
-            framer.feed(chunk, &mut out);
+            framer.feed(&Bytes::copy_from_slice(chunk), &mut out);
         }
         out
     }
@@ -386,7 +401,7 @@ mod tests {
         for policy in [Oversize::Split, Oversize::Truncate, Oversize::Skip] {
             let mut framer = Framer::new(config(1 << 20, policy), 0);
             let mut out = Framed::default();
-            let chunk = vec![b'x'; 64 * 1024];
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
             for _ in 0..80 {
                 framer.feed(&chunk, &mut out);
                 assert!(
@@ -394,7 +409,7 @@ mod tests {
                     "{policy:?}"
                 );
             }
-            framer.feed(b"\n", &mut out);
+            framer.feed(&Bytes::from_static(b"\n"), &mut out);
             let emitted: usize = out.frames.iter().map(|f| f.data.len()).sum();
             match policy {
                 Oversize::Split => assert_eq!(emitted, 80 * 64 * 1024),

@@ -5,6 +5,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use bytes::BytesMut;
 use tokio::time::Instant;
 
 use super::framing::{Framed, Framer, FramingConfig};
@@ -79,12 +80,15 @@ impl TrackedFile {
         Ok(meta.dev() == self.identity.dev && meta.ino() == self.identity.ino)
     }
 
-    /// Reads the next chunk into `buffer` and frames it; returns the bytes read (0 at the end).
-    pub fn read_chunk(&mut self, buffer: &mut [u8], out: &mut Framed) -> io::Result<usize> {
-        let n = self.file.read_at(buffer, self.offset)?;
+    /// Reads up to `max` bytes and frames them; returns the bytes read (0 at the end).
+    /// Each chunk is a fresh buffer that the records framed from it share.
+    pub fn read_chunk(&mut self, max: usize, out: &mut Framed) -> io::Result<usize> {
+        let mut buffer = BytesMut::zeroed(max);
+        let n = self.file.read_at(&mut buffer, self.offset)?;
         if n > 0 {
+            buffer.truncate(n);
             self.offset += n as u64;
-            self.framer.feed(&buffer[..n], out);
+            self.framer.feed(&buffer.freeze(), out);
             self.last_data = Instant::now();
         }
         Ok(n)
