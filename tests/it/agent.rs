@@ -313,3 +313,48 @@ async fn transforms_and_partition_keys_apply_to_the_sent_records() {
     );
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_adds_changes_and_removes_flows_without_losing_lines() {
+    let setup = Setup::new(2).await;
+    let logs = setup.logs();
+    let first = lines("a-first", 300);
+    append(&logs.join("a.log"), &first);
+    let config_a = setup.config(&["a.log"], &[], "");
+    let mut agent = setup.start(config_a.clone()).await;
+    setup.wait_for(&first, Duration::from_secs(20)).await;
+
+    // Change flow "test" (its partition key) and add a second flow over b.log.
+    let mut changed = setup.config(&["a.log"], &[], "partition_key = \"file\"");
+    let mut second = setup.config(&["b.log"], &[], "").flows.remove(0);
+    second.name = "second".into();
+    changed.flows.push(second);
+    let during = lines("a-during", 300);
+    append(&logs.join("a.log"), &during);
+    agent.reload(changed).await.unwrap();
+    let b_lines = lines("b", 300);
+    append(&logs.join("b.log"), &b_lines);
+    let after = lines("a-after", 300);
+    append(&logs.join("a.log"), &after);
+    let all: Vec<Vec<u8>> = first
+        .iter()
+        .chain(&during)
+        .chain(&after)
+        .chain(&b_lines)
+        .cloned()
+        .collect();
+    let arrived = setup.wait_for(&all, Duration::from_secs(20)).await;
+    assert!(
+        arrived.values().all(|&n| n == 1),
+        "a reload sends nothing twice"
+    );
+    assert!(agent.flow_stats("second").is_some());
+
+    // Remove the second flow again.
+    agent.reload(config_a).await.unwrap();
+    assert!(agent.flow_stats("second").is_none());
+    let last = lines("a-last", 100);
+    append(&logs.join("a.log"), &last);
+    setup.wait_for(&last, Duration::from_secs(20)).await;
+    agent.stop().await;
+}

@@ -245,3 +245,83 @@ async fn a_thirty_second_outage_loses_nothing_and_memory_stays_bounded() {
         "agent RSS {peak} KiB during the outage: more than the budget plus 40 MiB"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_are_served_and_sighup_reloads_the_config() {
+    let server = ServerProcess::start(&[
+        "--no-limits",
+        "--create-stream",
+        "logs:1",
+        "--create-delay-ms",
+        "0",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = agent_config(dir.path(), &server.endpoint, 16 * 1024 * 1024);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[agent]\n",
+        &format!("[agent]\nmetrics_listen = \"127.0.0.1:{port}\"\n"),
+    );
+    std::fs::write(&config, &text).unwrap();
+    std::fs::write(
+        dir.path().join("logs/app.log"),
+        (0..100).map(line).collect::<String>(),
+    )
+    .unwrap();
+    let agent = start_agent(&config);
+    let fetch = || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut body).ok()?;
+        Some(body)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let metrics = loop {
+        if let Some(body) = fetch()
+            .filter(|b| b.contains("shardcar_flow_delivered_records_total{flow=\"crash\"} 100"))
+        {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed 100 delivered records: {:?}",
+            fetch()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(metrics.contains("shardcar_producer_aggregation_ratio"));
+    assert!(metrics.contains("shardcar_in_flight_bytes"));
+
+    // SIGHUP with a second flow added: its file gets shipped without a restart.
+    std::fs::write(dir.path().join("logs/other.log"), "other line\n").unwrap();
+    let reloaded = format!(
+        "{text}[[flows]]\nname = \"other\"\nstream = \"logs\"\nstart_at = \"start\"\ninclude = [\"{}/logs/other.log\"]\n",
+        dir.path().display()
+    );
+    std::fs::write(&config, reloaded).unwrap();
+    let _ = Command::new("kill")
+        .args(["-HUP", &agent.id().to_string()])
+        .status();
+    let client = kinesis_client(&server.endpoint);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (users, _) = kcl_user_records(&read_stream(&client, "logs").await);
+        if users.iter().any(|(_, u)| u.data.as_ref() == b"other line") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flow added by SIGHUP never shipped its file"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    terminate(agent);
+}
