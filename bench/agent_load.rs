@@ -6,6 +6,9 @@
 //! Memory with 1,000 tracked files. Latency at light load: line written -> arrival
 //! time at the server.
 
+#[path = "process.rs"]
+mod process;
+
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -68,28 +71,6 @@ fn agent(bin: &str, dir: &Path, endpoint: &str, include: &str) -> Process {
     )
 }
 
-fn proc_field(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)
-                .map(|v| v.trim().trim_end_matches(" kB").parse().unwrap_or(0))
-        })
-        .unwrap_or(0)
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
 /// Sum of checkpointed offsets (what Kinesis acknowledged).
 fn acknowledged(dir: &Path) -> u64 {
     let Ok(text) = std::fs::read_to_string(dir.join("state/checkpoints.json")) else {
@@ -142,14 +123,14 @@ fn throughput(bin: &str, megabytes: u64) {
     let pid = agent.0.id();
     let mut cpu = 0.0;
     while acknowledged(dir.path()) < total {
-        cpu = cpu_seconds(pid);
+        cpu = process::cpu_seconds(Some(pid));
         std::thread::sleep(Duration::from_millis(100));
         assert!(start.elapsed() < Duration::from_secs(900), "did not finish");
     }
     let secs = start.elapsed().as_secs_f64();
-    let cpu = cpu.max(cpu_seconds(pid));
-    let rss = proc_field(pid, "VmHWM:");
-    let server_cpu = cpu_seconds(server.0.id());
+    let cpu = cpu.max(process::cpu_seconds(Some(pid)));
+    let rss = process::status_kib(Some(pid), "VmHWM:");
+    let server_cpu = process::cpu_seconds(Some(server.0.id()));
     println!("| measure | value |");
     println!("|---|---:|");
     println!(
@@ -213,7 +194,7 @@ fn many_files(bin: &str) {
     std::thread::sleep(Duration::from_secs(2));
     println!(
         "| agent peak RSS with 1,000 tracked files | {:.1} MiB |",
-        proc_field(agent.0.id(), "VmHWM:") as f64 / 1024.0
+        process::status_kib(Some(agent.0.id()), "VmHWM:") as f64 / 1024.0
     );
     drop(agent);
     drop(server);

@@ -5,6 +5,9 @@
 //! utilisation under real limits (aggregation on and off), send->ack latency at
 //! moderate load, and memory at steady state and through a 30 s server outage.
 
+#[path = "process.rs"]
+mod process;
+
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,28 +45,6 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn cpu_seconds_self() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)
-                .map(|v| v.trim().trim_end_matches(" kB").parse().unwrap_or(0))
-        })
-        .unwrap_or(0)
 }
 
 /// Records as a source would hand them over: a fresh partition key string each, data
@@ -112,7 +93,7 @@ async fn throughput(bin: &str, records: u64) {
     let mut config = ProducerConfig::new("fast");
     config.throttle.enabled = false;
     let (handle, mut acks) = Producer::start::<()>(config, client(&server.endpoint).await);
-    let cpu_before = cpu_seconds_self();
+    let cpu_before = process::cpu_seconds(None);
     let start = Instant::now();
     let sender = tokio::spawn({
         let handle = handle.clone();
@@ -128,7 +109,7 @@ async fn throughput(bin: &str, records: u64) {
     }
     sender.await.expect("sender");
     let secs = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds_self() - cpu_before;
+    let cpu = process::cpu_seconds(None) - cpu_before;
     let stats = handle.stats();
     let gb = stats.user_bytes as f64 / 1e9;
     println!(
@@ -141,7 +122,7 @@ async fn throughput(bin: &str, records: u64) {
         stats.user_bytes as f64 / secs / 1e6,
         cpu / gb,
         stats.user_records as f64 / stats.kinesis_records.max(1) as f64,
-        status_kib("VmHWM:") as f64 / 1024.0
+        process::status_kib(None, "VmHWM:") as f64 / 1024.0
     );
     handle.shutdown(Duration::from_secs(5)).await;
 }
@@ -281,14 +262,14 @@ async fn outage(bin: &str) {
     });
     let drain = tokio::spawn(async move { while acks.recv().await.is_some() {} });
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let steady = status_kib("VmRSS:");
+    let steady = process::status_kib(None, "VmRSS:");
     drop(server);
     let mut peak_in_flight = 0;
     let mut peak_rss = 0;
     let down = Instant::now();
     while down.elapsed() < Duration::from_secs(30) {
         peak_in_flight = peak_in_flight.max(handle.in_flight_bytes());
-        peak_rss = peak_rss.max(status_kib("VmRSS:"));
+        peak_rss = peak_rss.max(process::status_kib(None, "VmRSS:"));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let acked_before = handle.stats().acknowledged_records;

@@ -4,6 +4,9 @@
 //! Each client sends the same pre-built PutRecords body (500 records of 100 bytes
 //! with distinct partition keys) so the generator spends its CPU on I/O, not JSON.
 
+#[path = "process.rs"]
+mod process;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -95,28 +98,6 @@ fn put_records_body(stream: &str, record_bytes: usize, client: usize) -> Vec<u8>
     .into_bytes()
 }
 
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)
-                .map(|v| v.trim().trim_end_matches(" kB").parse().unwrap_or(0))
-        })
-        .unwrap_or(0)
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
 fn main() {
     let args = parse_args();
     let mut setup = connect(&args.addr);
@@ -132,9 +113,9 @@ fn main() {
     );
     println!("|---:|---:|---:|---:|---:|");
     let per_million_calls = 1_000_000 / 500;
-    let baseline_rss = rss_kib(args.pid, "VmRSS:");
+    let baseline_rss = process::status_kib(Some(args.pid), "VmRSS:");
     let mut total_put_secs = 0.0;
-    let server_cpu_before = cpu_seconds(args.pid);
+    let server_cpu_before = process::cpu_seconds(Some(args.pid));
     for million in 1..=args.millions {
         let start = Instant::now();
         std::thread::scope(|scope| {
@@ -159,7 +140,7 @@ fn main() {
         total_put_secs += secs;
         let records = (per_million_calls / args.clients * args.clients * 500) as f64;
         let payload_per_record = (args.record_bytes + "client-0-key-00000".len()) as f64;
-        let rss = rss_kib(args.pid, "VmRSS:");
+        let rss = process::status_kib(Some(args.pid), "VmRSS:");
         let stored_payload_mib = million as f64 * 1e6 * payload_per_record / 1048576.0;
         println!(
             "| {}M | {:.0} | {:.1} | {:.1} | {:.2} |",
@@ -170,7 +151,7 @@ fn main() {
             (rss.saturating_sub(baseline_rss)) as f64 / 1024.0 / stored_payload_mib
         );
     }
-    let server_cpu = cpu_seconds(args.pid) - server_cpu_before;
+    let server_cpu = process::cpu_seconds(Some(args.pid)) - server_cpu_before;
 
     // Read everything back from TRIM_HORIZON, one shard after another.
     let start = Instant::now();
@@ -230,6 +211,6 @@ fn main() {
     println!("| records read back | {read} |");
     println!(
         "| server peak RSS MiB | {:.1} |",
-        rss_kib(args.pid, "VmHWM:") as f64 / 1024.0
+        process::status_kib(Some(args.pid), "VmHWM:") as f64 / 1024.0
     );
 }
