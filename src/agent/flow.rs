@@ -51,6 +51,8 @@ pub struct Flow {
     draining: Vec<TrackedFile>,
     /// Paths that could not be opened, reported once until they can.
     unreadable: HashSet<PathBuf>,
+    /// Where every file of the flow is read into, one at a time.
+    scratch: Vec<u8>,
 }
 
 /// How a flow begins: its checkpoints, and whether `start_at` applies to the files it
@@ -90,6 +92,7 @@ impl Flow {
             files: BTreeMap::new(),
             draining: Vec::new(),
             unreadable: HashSet::new(),
+            scratch: vec![0; READ_BUFFER],
         })
     }
 
@@ -327,7 +330,7 @@ impl Flow {
         let mut total = 0;
         while total < READ_PER_TURN {
             let mut out = Framed::default();
-            let n = match tracked.read_chunk(READ_BUFFER, &mut out) {
+            let n = match tracked.read_chunk(&mut self.scratch, &mut out) {
                 Ok(n) => n,
                 Err(error) => {
                     tracing::warn!(flow = %self.config.name, file.path = %tracked.path.display(), %error, "read failed; will retry");
@@ -372,6 +375,7 @@ impl Flow {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
+        let mut batch = Vec::with_capacity(out.frames.len());
         for frame in out.frames {
             if frame.data.is_empty() {
                 FlowStats::add(&self.stats.empty_lines, 1);
@@ -403,10 +407,11 @@ impl Flow {
                 reading: tracked.reading,
                 range: frame.range,
             };
-            if self.producer.send(record, token).await.is_err() {
-                // The producer stopped (shutdown): the record stays above the checkpoint.
-                return;
-            }
+            batch.push((record, token));
+        }
+        if self.producer.send_batch(batch).await.is_err() {
+            // The producer stopped (shutdown): the records stay above the checkpoint.
+            return;
         }
         if !handled.is_empty() {
             self.ledger.acknowledge_all(handled);

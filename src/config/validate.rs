@@ -225,7 +225,7 @@ fn agent_config(check: &mut Checker, raw: RawAgent) -> AgentConfig {
     let max_in_flight_bytes = check.int_in(
         "agent.max_in_flight_bytes",
         raw.max_in_flight_bytes,
-        16 * MIB,
+        8 * MIB,
         // At least one largest record must fit, or nothing could ever be sent.
         (limits::DEFAULT_MAX_RECORD_BYTES as i64)..=(4096 * MIB),
         "bytes (1 MiB to 4 GiB)",
@@ -766,7 +766,7 @@ mod tests {
         assert_eq!(flow.aggregation.max_bytes, 51_200);
         assert_eq!(flow.aggregation.linger, Duration::from_millis(100));
         assert_eq!(flow.throttle.records_per_second_per_shard, 1000);
-        assert_eq!(config.agent.max_in_flight_bytes, 16 * 1024 * 1024);
+        assert_eq!(config.agent.max_in_flight_bytes, 8 * 1024 * 1024);
         assert_eq!(config.agent.state_dir, PathBuf::from("/var/lib/shardcar"));
     }
 

@@ -19,6 +19,8 @@ pub struct Member<T> {
     pub record: Option<UserRecord>,
     /// Where it routes (explicit hash key, else MD5 of its partition key).
     pub hash_key: HashKey,
+    /// Whether `hash_key` was given explicitly (so a recovered record keeps it).
+    pub explicit: bool,
     pub token: T,
     /// Bytes of in-flight budget it holds.
     pub size: usize,
@@ -97,17 +99,17 @@ impl<T> Lane<T> {
 
     /// Adds a record: into the open aggregate, or alone when aggregation is off or it
     /// is larger than an aggregate may be.
-    pub fn add(&mut self, member: Member<T>, aggregation: &AggregationConfig, now: Instant) {
-        let Some(record) = member.record.clone() else {
+    pub fn add(&mut self, mut member: Member<T>, aggregation: &AggregationConfig, now: Instant) {
+        let Some(record) = member.record.take() else {
             tracing::error!("a record without data reached a lane; it cannot be sent");
             return;
         };
         if !aggregation.enabled || record.kinesis_size() > aggregation.max_bytes {
-            let record = KinesisRecord::single(record);
-            self.queue
-                .push_back(Entry::new(record, vec![member], &self.shard_id, now));
+            self.queue_alone(record, member, now);
             return;
         }
+        // The aggregator takes the record's only copy; sealing gives it back when the
+        // aggregate turns out to hold this one record alone.
         match self.aggregator.push(record) {
             Ok(Pushed::Added) => {
                 self.members.push(member);
@@ -116,17 +118,25 @@ impl<T> Lane<T> {
                     self.seal(now);
                 }
             }
-            Ok(Pushed::Full(_)) => {
+            Ok(Pushed::Full(record)) => {
                 self.seal(now);
+                member.record = Some(record);
                 self.add(member, aggregation, now);
             }
             Err(refused) => {
                 // Cannot happen (the size was checked above); send it alone anyway.
-                let record = KinesisRecord::single(refused.record);
-                self.queue
-                    .push_back(Entry::new(record, vec![member], &self.shard_id, now));
+                self.queue_alone(refused.record, member, now);
             }
         }
+    }
+
+    /// Queues a record as a Kinesis record of its own, keeping it in its member (a
+    /// record sent alone has no aggregate to recover it from).
+    fn queue_alone(&mut self, record: UserRecord, mut member: Member<T>, now: Instant) {
+        let kinesis = KinesisRecord::single_routed(record.clone(), member.hash_key);
+        member.record = Some(record);
+        self.queue
+            .push_back(Entry::new(kinesis, vec![member], &self.shard_id, now));
     }
 
     /// Closes the open aggregate and queues it.
@@ -134,11 +144,15 @@ impl<T> Lane<T> {
         self.opened_at = None;
         let mut members = std::mem::take(&mut self.members);
         if let Some(record) = self.aggregator.finish() {
-            if record.is_aggregated() {
-                // The aggregate now holds the bytes; keeping them twice would double memory.
-                for member in &mut members {
-                    member.record = None;
-                }
+            if !record.is_aggregated()
+                && let [only] = members.as_mut_slice()
+            {
+                // One record goes out raw: it is its own copy.
+                only.record = Some(UserRecord {
+                    partition_key: record.partition_key.clone(),
+                    explicit_hash_key: only.explicit.then_some(only.hash_key),
+                    data: record.data.clone(),
+                });
             }
             self.queue
                 .push_back(Entry::new(record, members, &self.shard_id, now));
@@ -154,13 +168,15 @@ impl<T> Lane<T> {
         self.members.is_empty() && self.queue.is_empty()
     }
 
-    /// Everything not yet sent: open-aggregate members and queued entries.
+    /// Everything not yet sent: open-aggregate members (with their records given back)
+    /// and queued entries.
     pub fn take_unsent(&mut self) -> (Vec<Member<T>>, Vec<Entry<T>>) {
-        let _ = self.aggregator.finish();
         self.opened_at = None;
-        (
-            std::mem::take(&mut self.members),
-            self.queue.drain(..).collect(),
-        )
+        let records = self.aggregator.take_records();
+        let mut members = std::mem::take(&mut self.members);
+        for (member, record) in members.iter_mut().zip(records) {
+            member.record = Some(record);
+        }
+        (members, self.queue.drain(..).collect())
     }
 }

@@ -128,9 +128,25 @@ pub(crate) struct Input<T> {
     received: Instant,
 }
 
+/// What travels to the router: one record, or a batch that costs one channel message,
+/// one budget acquisition and one clock read for all of its records.
+pub(crate) enum Inputs<T> {
+    One(Input<T>),
+    Many(Vec<Input<T>>),
+}
+
+impl<T> Inputs<T> {
+    fn len(&self) -> usize {
+        match self {
+            Inputs::One(_) => 1,
+            Inputs::Many(batch) => batch.len(),
+        }
+    }
+}
+
 /// Sends records to a running producer. Cheap to clone.
 pub struct ProducerHandle<T> {
-    input: mpsc::Sender<Input<T>>,
+    input: mpsc::Sender<Inputs<T>>,
     budget: Arc<Semaphore>,
     budget_total: usize,
     stats: Arc<ProducerStats>,
@@ -230,22 +246,87 @@ impl<T: Send + 'static> ProducerHandle<T> {
     /// Hands a record to the producer, waiting while the in-flight budget is full.
     /// Its outcome arrives on the ack stream with `token`.
     pub async fn send(&self, record: UserRecord, token: T) -> Result<(), ProducerClosed> {
-        // The budget is a memory cap: a held record costs its bytes plus its bookkeeping.
-        let size = record.kinesis_size() + PER_RECORD_OVERHEAD;
-        let permits = size.clamp(1, self.budget_total) as u32;
-        let permit = self
-            .budget
-            .acquire_many(permits)
-            .await
-            .map_err(|_| ProducerClosed)?;
-        permit.forget();
+        let permits = self.permits(&record);
+        self.acquire(permits).await?;
         let input = Input {
             record,
             token,
             size: permits as usize,
             received: Instant::now(),
         };
-        if self.input.send(input).await.is_err() {
+        self.forward(Inputs::One(input), permits).await
+    }
+
+    /// Hands over many records at once, in order; the same as calling [`send`] for
+    /// each, at a fraction of the cost per record. A source that reads in chunks (the
+    /// agent) sends each chunk's records this way.
+    ///
+    /// [`send`]: ProducerHandle::send
+    pub async fn send_batch(
+        &self,
+        records: impl IntoIterator<Item = (UserRecord, T)>,
+    ) -> Result<(), ProducerClosed> {
+        // A part never holds more than a quarter of the budget, so one large batch
+        // cannot wait for the whole budget while smaller senders starve behind it.
+        let most = (self.budget_total / 4).max(1) as u64;
+        let mut part: Vec<(UserRecord, T, u32)> = Vec::new();
+        let mut part_permits = 0u64;
+        for (record, token) in records {
+            let permits = self.permits(&record);
+            if !part.is_empty() && part_permits + u64::from(permits) > most {
+                self.send_part(std::mem::take(&mut part), part_permits)
+                    .await?;
+                part_permits = 0;
+            }
+            part_permits += u64::from(permits);
+            part.push((record, token, permits));
+        }
+        if !part.is_empty() {
+            self.send_part(part, part_permits).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_part(
+        &self,
+        part: Vec<(UserRecord, T, u32)>,
+        permits: u64,
+    ) -> Result<(), ProducerClosed> {
+        // Each record's permits are clamped to the budget, and a part holds more than
+        // one record only while it stays under a quarter of it: this fits in a u32.
+        let permits = permits.min(u64::from(u32::MAX)) as u32;
+        self.acquire(permits).await?;
+        let received = Instant::now();
+        let batch = part
+            .into_iter()
+            .map(|(record, token, size)| Input {
+                record,
+                token,
+                size: size as usize,
+                received,
+            })
+            .collect();
+        self.forward(Inputs::Many(batch), permits).await
+    }
+
+    /// The budget a record holds: a memory cap, so its bytes plus its bookkeeping.
+    fn permits(&self, record: &UserRecord) -> u32 {
+        let size = record.kinesis_size() + PER_RECORD_OVERHEAD;
+        size.clamp(1, self.budget_total).min(u32::MAX as usize) as u32
+    }
+
+    async fn acquire(&self, permits: u32) -> Result<(), ProducerClosed> {
+        let permit = self
+            .budget
+            .acquire_many(permits)
+            .await
+            .map_err(|_| ProducerClosed)?;
+        permit.forget();
+        Ok(())
+    }
+
+    async fn forward(&self, inputs: Inputs<T>, permits: u32) -> Result<(), ProducerClosed> {
+        if self.input.send(inputs).await.is_err() {
             self.budget.add_permits(permits as usize);
             return Err(ProducerClosed);
         }

@@ -25,7 +25,7 @@ use super::lane::{Entry, Lane, Member};
 use super::stats::ProducerStats;
 use super::throttle::{ShardRates, ShardThrottle, TokioClock};
 use super::topology::{self, Topology, TopologyError};
-use super::{Ack, Input, Outcome, ProducerConfig};
+use super::{Ack, Input, Inputs, Outcome, ProducerConfig};
 use crate::kinesis::limits;
 
 type PutResult = Result<PutRecordsOutput, SdkError<PutRecordsError>>;
@@ -61,7 +61,7 @@ impl LogLimiter {
 pub struct Router<T> {
     config: ProducerConfig,
     client: Client,
-    input: mpsc::Receiver<Input<T>>,
+    input: mpsc::Receiver<Inputs<T>>,
     input_open: bool,
     acks: mpsc::Sender<Vec<Ack<T>>>,
     pending_acks: Vec<Ack<T>>,
@@ -89,7 +89,7 @@ impl<T: Send + 'static> Router<T> {
     pub fn new(
         config: ProducerConfig,
         client: Client,
-        input: mpsc::Receiver<Input<T>>,
+        input: mpsc::Receiver<Inputs<T>>,
         acks: mpsc::Sender<Vec<Ack<T>>>,
         budget: Arc<Semaphore>,
         stats: Arc<ProducerStats>,
@@ -151,10 +151,16 @@ impl<T: Send + 'static> Router<T> {
                 }
                 input = self.input.recv(), if accepting => match input {
                     Some(first) => {
-                        self.accept(first);
-                        for _ in 0..1024 {
+                        // Take what is waiting, up to a bound, before sealing and sending.
+                        let now = Instant::now();
+                        let mut taken = first.len();
+                        self.accept_all(first, now);
+                        while taken < 4096 {
                             match self.input.try_recv() {
-                                Ok(more) => self.accept(more),
+                                Ok(more) => {
+                                    taken += more.len();
+                                    self.accept_all(more, now);
+                                }
                                 Err(_) => break,
                             }
                         }
@@ -212,11 +218,23 @@ impl<T: Send + 'static> Router<T> {
         wake.max(now + Duration::from_millis(1))
     }
 
-    fn accept(&mut self, input: Input<T>) {
+    fn accept_all(&mut self, inputs: Inputs<T>, now: Instant) {
+        match inputs {
+            Inputs::One(input) => self.accept(input, now),
+            Inputs::Many(batch) => {
+                for input in batch {
+                    self.accept(input, now);
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, input: Input<T>, now: Instant) {
         ProducerStats::add(&self.stats.user_records, 1);
         ProducerStats::add(&self.stats.user_bytes, input.record.kinesis_size() as u64);
         let member = Member {
             hash_key: input.record.hash_key(),
+            explicit: input.record.explicit_hash_key.is_some(),
             record: Some(input.record),
             token: input.token,
             size: input.size,
@@ -246,7 +264,7 @@ impl<T: Send + 'static> Router<T> {
             self.dead_letter(vec![member], &reason);
             return;
         }
-        self.route(member, Instant::now());
+        self.route(member, now);
     }
 
     fn route(&mut self, member: Member<T>, now: Instant) {

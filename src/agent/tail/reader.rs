@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::framing::{Framed, Framer, FramingConfig};
@@ -80,15 +80,18 @@ impl TrackedFile {
         Ok(meta.dev() == self.identity.dev && meta.ino() == self.identity.ino)
     }
 
-    /// Reads up to `max` bytes and frames them; returns the bytes read (0 at the end).
-    /// Each chunk is a fresh buffer that the records framed from it share.
-    pub fn read_chunk(&mut self, max: usize, out: &mut Framed) -> io::Result<usize> {
-        let mut buffer = BytesMut::zeroed(max);
-        let n = self.file.read_at(&mut buffer, self.offset)?;
+    /// Reads what fits in `scratch` and frames it; returns the bytes read (0 at the end).
+    ///
+    /// The bytes are copied out of `scratch` into a buffer of exactly their size that the
+    /// records framed from it share: a fresh full-size buffer per read would cost page
+    /// faults on every read, and a short read from one of many files would pin a whole
+    /// buffer in memory until its records are acknowledged.
+    pub fn read_chunk(&mut self, scratch: &mut [u8], out: &mut Framed) -> io::Result<usize> {
+        let n = self.file.read_at(scratch, self.offset)?;
         if n > 0 {
-            buffer.truncate(n);
             self.offset += n as u64;
-            self.framer.feed(&buffer.freeze(), out);
+            self.framer
+                .feed(&Bytes::copy_from_slice(&scratch[..n]), out);
             self.last_data = Instant::now();
         }
         Ok(n)

@@ -178,6 +178,30 @@ impl Aggregator {
         out.freeze()
     }
 
+    /// Takes the held records back out, unencoded and in order, and resets: for a
+    /// caller that must regroup them (the stream's shards changed).
+    pub fn take_records(&mut self) -> Vec<UserRecord> {
+        let records = std::mem::take(&mut self.records);
+        let partition_keys = std::mem::take(&mut self.partition_keys);
+        let explicit_hash_keys = std::mem::take(&mut self.explicit_hash_keys);
+        self.protobuf_len = 0;
+        records
+            .into_iter()
+            .map(|record| UserRecord {
+                partition_key: record
+                    .partition_key_index
+                    .and_then(|i| partition_keys.get_index(i as usize))
+                    .cloned()
+                    .unwrap_or_default(),
+                explicit_hash_key: record
+                    .explicit_hash_key_index
+                    .and_then(|i| explicit_hash_keys.get_index(i as usize))
+                    .and_then(|key| key.parse().ok()),
+                data: record.data.unwrap_or_default(),
+            })
+            .collect()
+    }
+
     /// Takes the held records out as the Kinesis record the KPL would send and resets.
     ///
     /// One record goes out raw with its own partition key; two or more go out as an
@@ -246,6 +270,23 @@ mod tests {
         assert_eq!(out.explicit_hash_key, HashKey::of_partition_key("pk-1"));
         assert!(agg.is_empty());
         assert_eq!(agg.finish(), None);
+    }
+
+    #[test]
+    fn taken_records_come_back_whole_and_in_order() {
+        let mut agg = Aggregator::new(1 << 20);
+        let mut pushed = Vec::new();
+        for i in 0..20u128 {
+            let mut record = UserRecord::new(format!("key-{}", i % 3), format!("data {i}"));
+            if i % 4 == 0 {
+                record.explicit_hash_key = Some(HashKey(i * 77));
+            }
+            pushed.push(record.clone());
+            agg.push(record).unwrap();
+        }
+        assert_eq!(agg.take_records(), pushed);
+        assert!(agg.is_empty());
+        assert_eq!(agg.kinesis_size(), 0);
     }
 
     #[test]

@@ -74,10 +74,16 @@ pub struct KinesisRecord {
 impl KinesisRecord {
     /// A user record sent on its own, unaggregated, with its own keys.
     pub fn single(record: UserRecord) -> Self {
-        let explicit_hash_key = record.hash_key();
+        let hash_key = record.hash_key();
+        Self::single_routed(record, hash_key)
+    }
+
+    /// [`KinesisRecord::single`] for a record whose hash key is already known (it costs
+    /// an MD5 to compute).
+    pub fn single_routed(record: UserRecord, hash_key: HashKey) -> Self {
         KinesisRecord {
             partition_key: record.partition_key,
-            explicit_hash_key,
+            explicit_hash_key: hash_key,
             data: record.data,
             user_records: 1,
         }
