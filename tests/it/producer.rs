@@ -135,6 +135,45 @@ async fn two_hundred_thousand_records_arrive_once_each_on_their_predicted_shard(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn batches_larger_than_the_budget_allows_at_once_arrive_once_each() {
+    let server = start_server(test_server_config()).await;
+    let client = create_stream(&server, "batches", 2).await;
+    let mut config = ProducerConfig::new("batches");
+    config.throttle.enabled = false;
+    // Each batch of 5,000 records (about 1.9 MB with bookkeeping) is more than a
+    // quarter of this budget, so it goes in parts.
+    config.max_in_flight_bytes = 2 * 1024 * 1024;
+    let (handle, mut acks) =
+        Producer::start::<u64>(config, producer_client(&server.endpoint_url()));
+    let (total, per_batch) = (50_000u64, 5_000u64);
+    let sender = tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            for start in (0..total).step_by(per_batch as usize) {
+                let batch = (start..start + per_batch).map(|i| (record(i), i));
+                handle.send_batch(batch).await.expect("send_batch");
+            }
+        }
+    });
+    let outcomes = collect_acks(&mut acks, total, Duration::from_secs(60)).await;
+    sender.await.unwrap();
+    assert!(
+        outcomes
+            .values()
+            .all(|o| matches!(o, Outcome::Delivered { .. }))
+    );
+    let stored = read_stream(&client, "batches").await;
+    let (users, dropped) = kcl_user_records(&stored);
+    assert_eq!(dropped, 0);
+    let mut indexes: Vec<u64> = users.iter().map(|(_, u)| index_of(&u.data)).collect();
+    indexes.sort_unstable();
+    assert_eq!(indexes, (0..total).collect::<Vec<_>>(), "each record once");
+    assert_eq!(handle.in_flight_bytes(), 0);
+    handle.shutdown(Duration::from_secs(5)).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn under_real_limits_few_entries_are_throttled_and_all_arrive() {
     let mut server_config = test_server_config();
     server_config.store.limits = true;
