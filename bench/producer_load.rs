@@ -83,14 +83,26 @@ async fn client(endpoint: &str) -> aws_sdk_kinesis::Client {
     shardcar::aws::kinesis_client(&settings, shardcar::aws::Purpose::Producer).await
 }
 
-/// Raw speed: as fast as the producer and the server can go on two cores.
+/// Raw speed: as fast as the producer and the server can go on two cores, with records
+/// handed over one `send` at a time or 500 per `send_batch`.
 async fn throughput(bin: &str, records: u64) {
     let server = start_server(
         bin,
         "127.0.0.1:0",
-        &["--no-limits", "--create-stream", "fast:4"],
+        &["--no-limits", "--create-stream", "fast:4", "--create-stream", "batched:4"],
     );
-    let mut config = ProducerConfig::new("fast");
+    println!(
+        "| scenario | records | seconds | records/s | MB/s (pk+data) | producer CPU-s per GB | aggregation ratio | peak RSS MiB |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    throughput_run(&server, "fast", records, 1).await;
+    throughput_run(&server, "batched", records, 500).await;
+}
+
+async fn throughput_run(server: &ServerProcess, stream: &str, records: u64, batch: u64) {
+    // Peak RSS per run: 5 resets the process's high-water mark.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let mut config = ProducerConfig::new(stream);
     config.throttle.enabled = false;
     let (handle, mut acks) = Producer::start::<()>(config, client(&server.endpoint).await);
     let cpu_before = process::cpu_seconds(None);
@@ -98,8 +110,16 @@ async fn throughput(bin: &str, records: u64) {
     let sender = tokio::spawn({
         let handle = handle.clone();
         async move {
-            for i in 0..records {
-                handle.send(record(i, 200), ()).await.expect("send");
+            if batch == 1 {
+                for i in 0..records {
+                    handle.send(record(i, 200), ()).await.expect("send");
+                }
+            } else {
+                for first in (0..records).step_by(batch as usize) {
+                    let last = (first + batch).min(records);
+                    let part = (first..last).map(|i| (record(i, 200), ()));
+                    handle.send_batch(part).await.expect("send_batch");
+                }
             }
         }
     });
@@ -112,12 +132,13 @@ async fn throughput(bin: &str, records: u64) {
     let cpu = process::cpu_seconds(None) - cpu_before;
     let stats = handle.stats();
     let gb = stats.user_bytes as f64 / 1e9;
+    let how = if batch == 1 {
+        "send".to_owned()
+    } else {
+        format!("send_batch of {batch}")
+    };
     println!(
-        "| scenario | records | seconds | records/s | MB/s (pk+data) | producer CPU-s per GB | aggregation ratio | peak RSS MiB |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    println!(
-        "| --no-limits, 4 shards, 200 B | {records} | {secs:.2} | {:.0} | {:.1} | {:.2} | {:.0} | {:.1} |",
+        "| --no-limits, 4 shards, 200 B, {how} | {records} | {secs:.2} | {:.0} | {:.1} | {:.2} | {:.0} | {:.1} |",
         records as f64 / secs,
         stats.user_bytes as f64 / secs / 1e6,
         cpu / gb,
