@@ -26,7 +26,7 @@ fn random_key() -> String {
         *digit = HEX[(value & 0xf) as usize];
         value >>= 4;
     }
-    text.iter().map(|&b| b as char).collect()
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// A usable key from extracted text: empty is unusable; one over 256 characters is
