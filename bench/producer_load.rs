@@ -89,7 +89,13 @@ async fn throughput(bin: &str, records: u64) {
     let server = start_server(
         bin,
         "127.0.0.1:0",
-        &["--no-limits", "--create-stream", "fast:4", "--create-stream", "batched:4"],
+        &[
+            "--no-limits",
+            "--create-stream",
+            "fast:4",
+            "--create-stream",
+            "batched:4",
+        ],
     );
     println!(
         "| scenario | records | seconds | records/s | MB/s (pk+data) | producer CPU-s per GB | aggregation ratio | peak RSS MiB |"
