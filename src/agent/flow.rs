@@ -401,7 +401,6 @@ impl Flow {
             if key.fell_back {
                 FlowStats::add(&self.stats.key_fallbacks, 1);
             }
-            FlowStats::add(&self.stats.records, 1);
             let record = UserRecord::new(key.key, transformed.data);
             let token = Token {
                 reading: tracked.reading,
@@ -409,6 +408,7 @@ impl Flow {
             };
             batch.push((record, token));
         }
+        FlowStats::add(&self.stats.records, batch.len() as u64);
         if self.producer.send_batch(batch).await.is_err() {
             // The producer stopped (shutdown): the records stay above the checkpoint.
             return;

@@ -71,11 +71,20 @@ impl Ledger {
         inner.retire_if_done(reading);
     }
 
-    /// Many acknowledgements under one lock.
+    /// Many acknowledgements under one lock; each reading they touch is checked for
+    /// retirement once, after all of them.
     pub fn acknowledge_all(&self, ranges: impl IntoIterator<Item = (ReadingId, Range<u64>)>) {
         let mut inner = self.lock();
+        let mut touched: Vec<ReadingId> = Vec::new();
         for (reading, range) in ranges {
             inner.tracker.acknowledge(reading, range);
+            if touched.last() != Some(&reading) {
+                touched.push(reading);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for reading in touched {
             inner.retire_if_done(reading);
         }
     }
