@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::agent_support::{Setup, append, lines};
+use crate::agent_support::{Setup, append, copy_truncate, lines};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nested_directories_with_double_star_and_exclude() {
@@ -72,13 +72,7 @@ async fn copytruncate_rotation_reads_the_file_again_from_the_start() {
     let agent = setup.start(setup.config(&["app.log"], &[], "")).await;
     setup.wait_for(&before, Duration::from_secs(20)).await;
     // copytruncate: copy away, truncate in place, keep writing.
-    std::fs::copy(&path, setup.logs().join("app.log.1")).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    copy_truncate(&path, &setup.logs().join("app.log.1"));
     let after = lines("after", 300);
     append(&path, &after);
     setup.wait_for(&after, Duration::from_secs(20)).await;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::agent_support::{Setup, append};
+use crate::agent_support::{Setup, append, copy_truncate};
 
 #[derive(Debug, Clone, Copy)]
 enum Step {
@@ -65,13 +65,7 @@ async fn random_sequences_of_file_events_deliver_every_line_once() {
                     std::fs::write(&path, b"").unwrap();
                 }
                 Step::CopyTruncate => {
-                    std::fs::copy(&path, setup.logs().join("app.log.copy")).unwrap();
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .unwrap()
-                        .set_len(0)
-                        .unwrap();
+                    copy_truncate(&path, &setup.logs().join("app.log.copy"));
                 }
                 Step::DeleteAndRecreate => {
                     std::fs::remove_file(&path).unwrap();

@@ -55,6 +55,23 @@ fn line(i: u64) -> String {
     format!("crash-test line {i:08} {}\n", "y".repeat(40))
 }
 
+/// What has arrived once all `total` lines are there, or what has after `within`
+/// (reading the whole stream is slow, so it is polled every half second).
+async fn arrived_all(
+    client: &aws_sdk_kinesis::Client,
+    total: u64,
+    within: Duration,
+) -> std::collections::HashMap<u64, u32> {
+    let deadline = Instant::now() + within;
+    loop {
+        let counts = arrived(client).await;
+        if counts.len() as u64 == total || Instant::now() > deadline {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Indices of lines arrived, with how often.
 async fn arrived(client: &aws_sdk_kinesis::Client) -> std::collections::HashMap<u64, u32> {
     let (users, _) = kcl_user_records(&read_stream(client, "logs").await);
@@ -117,14 +134,7 @@ async fn killed_three_times_every_line_arrives_and_only_in_flight_lines_repeat()
     }
     writer.join().unwrap();
     let client = kinesis_client(&server.endpoint);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let counts = loop {
-        let counts = arrived(&client).await;
-        if counts.len() as u64 == total || Instant::now() > deadline {
-            break counts;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let counts = arrived_all(&client, total, Duration::from_secs(60)).await;
     terminate(agent);
     let missing: Vec<u64> = (0..total)
         .filter(|i| !counts.contains_key(i))
@@ -220,14 +230,7 @@ async fn a_thirty_second_outage_loses_nothing_and_memory_stays_bounded() {
     let _restarted = ServerProcess::start_on(&listen, &["--no-limits", "--data-dir", &data_dir]);
     let total = 10_000 + lines_during;
     let client = kinesis_client(&format!("http://{listen}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let counts = loop {
-        let counts = arrived(&client).await;
-        if counts.len() as u64 == total || Instant::now() > deadline {
-            break counts;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let counts = arrived_all(&client, total, Duration::from_secs(60)).await;
     terminate(agent);
     assert_eq!(
         counts.len() as u64,

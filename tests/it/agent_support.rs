@@ -138,6 +138,18 @@ pub fn append(path: &Path, lines: &[Vec<u8>]) {
     }
 }
 
+/// Rotates as logrotate's `copytruncate` does: copies the file to `copy`, then
+/// truncates it in place while its writer keeps it open.
+pub fn copy_truncate(path: &Path, copy: &Path) {
+    std::fs::copy(path, copy).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 /// `n` distinct lines tagged with `tag`.
 pub fn lines(tag: &str, n: usize) -> Vec<Vec<u8>> {
     (0..n)

@@ -181,22 +181,10 @@ impl Framer {
             match self.config.oversize {
                 Oversize::Split => {
                     self.oversized = Some(OversizedLine::Splitting);
-                    let piece = self.line.split_to(max).freeze();
-                    let start = self.line_start;
-                    self.line_start += max as u64;
-                    out.frames.push(Frame {
-                        data: piece,
-                        range: start..self.line_start,
-                    });
+                    self.emit_first(max, out);
                 }
                 Oversize::Truncate => {
-                    let piece = self.line.split_to(max).freeze();
-                    let start = self.line_start;
-                    self.line_start += max as u64;
-                    out.frames.push(Frame {
-                        data: piece,
-                        range: start..self.line_start,
-                    });
+                    self.emit_first(max, out);
                     self.oversized = Some(OversizedLine::Discarding {
                         from: self.line_start,
                     });
@@ -217,6 +205,17 @@ impl Framer {
     }
 
     /// A `\n` ended the current line (the newline byte is at `self.offset()`).
+    /// Sends the first `max` bytes of an oversized line as a record of their own.
+    fn emit_first(&mut self, max: usize, out: &mut Framed) {
+        let piece = self.line.split_to(max).freeze();
+        let start = self.line_start;
+        self.line_start += max as u64;
+        out.frames.push(Frame {
+            data: piece,
+            range: start..self.line_start,
+        });
+    }
+
     fn end_line(&mut self, out: &mut Framed) {
         let end = self.offset() + 1;
         let oversized = self.oversized.take();
