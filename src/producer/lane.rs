@@ -14,8 +14,8 @@ use crate::kinesis::{HashKey, KinesisRecord, UserRecord};
 /// A user record the producer holds until its outcome is known.
 #[derive(Debug)]
 pub struct Member<T> {
-    /// The record itself until it is sealed into an aggregate; then the aggregate holds
-    /// the only copy of its bytes, and [`Entry::into_members`] recovers it when needed.
+    /// The record itself until a lane takes it; from then on the aggregator or the
+    /// entry holds the only copy, and [`Entry::into_members`] recovers it when needed.
     pub record: Option<UserRecord>,
     /// Where it routes (explicit hash key, else MD5 of its partition key).
     pub hash_key: HashKey,
@@ -41,11 +41,33 @@ pub struct Entry<T> {
 }
 
 impl<T> Entry<T> {
-    /// The members with their records, recovered from the aggregate if they were
-    /// dropped at sealing (re-routing and dead-lettering are rare; memory is not).
+    /// The members with their records, recovered from the entry's record (re-routing
+    /// and dead-lettering are rare; holding every record twice is not).
     pub fn into_members(self) -> Vec<Member<T>> {
         if self.members.iter().all(|m| m.record.is_some()) {
             return self.members;
+        }
+        if !self.record.is_aggregated() {
+            // Sent raw: the entry's record is its one member's record.
+            let KinesisRecord {
+                partition_key,
+                data,
+                ..
+            } = self.record;
+            return self
+                .members
+                .into_iter()
+                .map(|mut member| {
+                    member.record = member.record.or_else(|| {
+                        Some(UserRecord {
+                            partition_key: partition_key.clone(),
+                            explicit_hash_key: member.explicit.then_some(member.hash_key),
+                            data: data.clone(),
+                        })
+                    });
+                    member
+                })
+                .collect();
         }
         let recovered = deaggregate(&self.record.partition_key, &self.record.data).records;
         self.members
@@ -130,11 +152,9 @@ impl<T> Lane<T> {
         }
     }
 
-    /// Queues a record as a Kinesis record of its own, keeping it in its member (a
-    /// record sent alone has no aggregate to recover it from).
-    fn queue_alone(&mut self, record: UserRecord, mut member: Member<T>, now: Instant) {
-        let kinesis = KinesisRecord::single_routed(record.clone(), member.hash_key);
-        member.record = Some(record);
+    /// Queues a record as a Kinesis record of its own; the entry holds its only copy.
+    fn queue_alone(&mut self, record: UserRecord, member: Member<T>, now: Instant) {
+        let kinesis = KinesisRecord::single_routed(record, member.hash_key);
         self.queue
             .push_back(Entry::new(kinesis, vec![member], &self.shard_id, now));
     }
@@ -142,18 +162,8 @@ impl<T> Lane<T> {
     /// Closes the open aggregate and queues it.
     pub fn seal(&mut self, now: Instant) {
         self.opened_at = None;
-        let mut members = std::mem::take(&mut self.members);
+        let members = std::mem::take(&mut self.members);
         if let Some(record) = self.aggregator.finish() {
-            if !record.is_aggregated()
-                && let [only] = members.as_mut_slice()
-            {
-                // One record goes out raw: it is its own copy.
-                only.record = Some(UserRecord {
-                    partition_key: record.partition_key.clone(),
-                    explicit_hash_key: only.explicit.then_some(only.hash_key),
-                    data: record.data.clone(),
-                });
-            }
             self.queue
                 .push_back(Entry::new(record, members, &self.shard_id, now));
         }
@@ -178,5 +188,68 @@ impl<T> Lane<T> {
             member.record = Some(record);
         }
         (members, self.queue.drain(..).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::producer::throttle::{ShardRates, TokioClock};
+
+    fn lane(aggregate: bool) -> (Lane<u32>, AggregationConfig) {
+        let aggregation = AggregationConfig {
+            enabled: aggregate,
+            max_bytes: 51_200,
+            max_records: 10_000,
+            linger: Duration::from_millis(100),
+        };
+        let rates = ShardRates {
+            records_per_sec: 1000.0,
+            bytes_per_sec: 1_048_576.0,
+            adaptive: false,
+        };
+        let lane = Lane::new(
+            "shardId-000000000000",
+            &aggregation,
+            ShardThrottle::new(rates, TokioClock::default()),
+        );
+        (lane, aggregation)
+    }
+
+    fn member(record: UserRecord, token: u32) -> Member<u32> {
+        Member {
+            hash_key: record.hash_key(),
+            explicit: record.explicit_hash_key.is_some(),
+            record: Some(record),
+            token,
+            size: 1,
+            received: Instant::now(),
+        }
+    }
+
+    /// Whatever way a record went out, the lane keeps one copy of it and an entry
+    /// gives every record back whole.
+    #[tokio::test]
+    async fn entries_give_their_records_back_whole() {
+        let mut with_key = UserRecord::new("b", "two");
+        with_key.explicit_hash_key = Some(HashKey(42));
+        let sent = [UserRecord::new("a", "one"), with_key];
+        for aggregate in [false, true] {
+            let (mut lane, aggregation) = lane(aggregate);
+            let now = Instant::now();
+            for (token, record) in sent.iter().enumerate() {
+                lane.add(member(record.clone(), token as u32), &aggregation, now);
+            }
+            lane.seal(now);
+            let mut back = Vec::new();
+            for entry in lane.queue.drain(..) {
+                assert!(entry.members.iter().all(|m| m.record.is_none()));
+                back.extend(entry.into_members());
+            }
+            let records: Vec<UserRecord> = back.into_iter().filter_map(|m| m.record).collect();
+            assert_eq!(records, sent, "aggregation {aggregate}");
+        }
     }
 }
