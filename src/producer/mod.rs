@@ -269,7 +269,8 @@ impl<T: Send + 'static> ProducerHandle<T> {
         // A part never holds more than a quarter of the budget, so one large batch
         // cannot wait for the whole budget while smaller senders starve behind it.
         let most = (self.budget_total / 4).max(1) as u64;
-        let mut part: Vec<(UserRecord, T, u32)> = Vec::new();
+        let now = Instant::now();
+        let mut part: Vec<Input<T>> = Vec::new();
         let mut part_permits = 0u64;
         for (record, token) in records {
             let permits = self.permits(&record);
@@ -279,7 +280,12 @@ impl<T: Send + 'static> ProducerHandle<T> {
                 part_permits = 0;
             }
             part_permits += u64::from(permits);
-            part.push((record, token, permits));
+            part.push(Input {
+                record,
+                token,
+                size: permits as usize,
+                received: now,
+            });
         }
         if !part.is_empty() {
             self.send_part(part, part_permits).await?;
@@ -287,26 +293,17 @@ impl<T: Send + 'static> ProducerHandle<T> {
         Ok(())
     }
 
-    async fn send_part(
-        &self,
-        part: Vec<(UserRecord, T, u32)>,
-        permits: u64,
-    ) -> Result<(), ProducerClosed> {
+    async fn send_part(&self, mut part: Vec<Input<T>>, permits: u64) -> Result<(), ProducerClosed> {
         // Each record's permits are clamped to the budget, and a part holds more than
         // one record only while it stays under a quarter of it: this fits in a u32.
         let permits = permits.min(u64::from(u32::MAX)) as u32;
         self.acquire(permits).await?;
+        // Latency counts from when the budget let the records in, as for `send`.
         let received = Instant::now();
-        let batch = part
-            .into_iter()
-            .map(|(record, token, size)| Input {
-                record,
-                token,
-                size: size as usize,
-                received,
-            })
-            .collect();
-        self.forward(Inputs::Many(batch), permits).await
+        for input in &mut part {
+            input.received = received;
+        }
+        self.forward(Inputs::Many(part), permits).await
     }
 
     /// The budget a record holds: a memory cap, so its bytes plus its bookkeeping.
