@@ -8,12 +8,15 @@
 
 #[path = "process.rs"]
 mod process;
+#[path = "server_process.rs"]
+mod server_process;
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use server_process::{ServerProcess, start_server};
 use shardcar::config::KinesisConfig;
 
 struct Process(Child);
@@ -27,28 +30,12 @@ impl Drop for Process {
     }
 }
 
-fn server(bin: &str) -> (Process, String) {
-    let mut child = Command::new(bin)
-        .args([
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-limits",
-            "--create-delay-ms",
-            "0",
-            "--create-stream",
-            "bench:4",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening");
-    let endpoint = format!("http://{}", line.trim().trim_start_matches("listening on "));
-    (Process(child), endpoint)
+fn server(bin: &str) -> ServerProcess {
+    start_server(
+        bin,
+        "127.0.0.1:0",
+        &["--no-limits", "--create-stream", "bench:4"],
+    )
 }
 
 fn agent(bin: &str, dir: &Path, endpoint: &str, include: &str) -> Process {
@@ -112,7 +99,8 @@ fn throughput(bin: &str, megabytes: u64) {
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).expect("logs dir");
     let total = write_files(&logs, 10, megabytes * 1_000_000 / 10);
-    let (server, endpoint) = server(bin);
+    let server = server(bin);
+    let endpoint = server.endpoint.clone();
     let start = Instant::now();
     let agent = agent(
         bin,
@@ -130,7 +118,7 @@ fn throughput(bin: &str, megabytes: u64) {
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu.max(process::cpu_seconds(Some(pid)));
     let rss = process::status_kib(Some(pid), "VmHWM:");
-    let server_cpu = process::cpu_seconds(Some(server.0.id()));
+    let server_cpu = process::cpu_seconds(Some(server.child.id()));
     println!("| measure | value |");
     println!("|---|---:|");
     println!(
@@ -169,7 +157,8 @@ fn many_files(bin: &str) {
         )
         .expect("write");
     }
-    let (server, endpoint) = server(bin);
+    let server = server(bin);
+    let endpoint = server.endpoint.clone();
     let agent = agent(
         bin,
         dir.path(),
@@ -206,7 +195,8 @@ async fn latency(bin: &str) {
     std::fs::create_dir_all(&logs).expect("dir");
     let path: PathBuf = logs.join("app.log");
     std::fs::write(&path, b"").expect("create");
-    let (server, endpoint) = server(bin);
+    let server = server(bin);
+    let endpoint = server.endpoint.clone();
     let agent = agent(bin, dir.path(), &endpoint, &path.display().to_string());
     std::thread::sleep(Duration::from_secs(1));
     let mut file = std::fs::OpenOptions::new()

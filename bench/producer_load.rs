@@ -7,45 +7,15 @@
 
 #[path = "process.rs"]
 mod process;
+#[path = "server_process.rs"]
+mod server_process;
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use server_process::{ServerProcess, start_server};
 use shardcar::config::KinesisConfig;
 use shardcar::kinesis::UserRecord;
 use shardcar::producer::{Producer, ProducerConfig};
-
-struct ServerProcess {
-    child: Child,
-    endpoint: String,
-}
-
-fn start_server(bin: &str, listen: &str, args: &[&str]) -> ServerProcess {
-    let mut child = Command::new(bin)
-        .args(["server", "--listen", listen, "--create-delay-ms", "0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn shardcar server");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let addr = line.trim().trim_start_matches("listening on ").to_owned();
-    ServerProcess {
-        child,
-        endpoint: format!("http://{addr}"),
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Records as a source would hand them over: a fresh partition key string each, data
 /// from a pre-built pool (so the benchmark measures the producer, not the generator).
