@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::kinesis::aggregation::deaggregate_for_shard;
 use crate::kinesis::{HashKey, HashKeyRange};
+use crate::producer::topology;
 
 /// Where to start reading each shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,23 +72,12 @@ pub struct ConsumeReport {
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
 async fn list_shards(client: &Client, stream: &str) -> Result<Vec<Shard>, ConsumeError> {
-    let mut shards = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let request = match &token {
-            Some(t) => client.list_shards().next_token(t),
-            None => client.list_shards().stream_name(stream),
-        };
-        let page = request.send().await.map_err(|e| ConsumeError::ListShards {
+    topology::list_shards(client, stream)
+        .await
+        .map_err(|e| ConsumeError::ListShards {
             stream: stream.to_owned(),
             message: DisplayErrorContext(&e).to_string(),
-        })?;
-        shards.extend(page.shards().iter().cloned());
-        match page.next_token {
-            Some(next) => token = Some(next),
-            None => return Ok(shards),
-        }
-    }
+        })
 }
 
 fn range_of(shard: &Shard) -> HashKeyRange {

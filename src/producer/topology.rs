@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::error::DisplayErrorContext;
+use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
+use aws_sdk_kinesis::operation::list_shards::ListShardsError;
+use aws_sdk_kinesis::types::Shard;
 
 use crate::kinesis::{HashKey, HashKeyRange, ShardId, ShardMap, ShardRange};
 
@@ -26,46 +28,55 @@ pub enum TopologyError {
     Map(#[from] crate::kinesis::ShardMapError),
 }
 
-/// Lists every shard of `stream` (following NextToken) and builds the map.
-pub async fn fetch(client: &Client, stream: &str) -> Result<Topology, TopologyError> {
-    let mut open = Vec::new();
-    let mut ranges = HashMap::new();
+/// Every shard of `stream`, open and closed, following NextToken.
+pub async fn list_shards(
+    client: &Client,
+    stream: &str,
+) -> Result<Vec<Shard>, SdkError<ListShardsError>> {
+    let mut shards = Vec::new();
     let mut token: Option<String> = None;
     loop {
         let request = match &token {
             Some(t) => client.list_shards().next_token(t),
             None => client.list_shards().stream_name(stream),
         };
-        let page = request
-            .send()
-            .await
-            .map_err(|e| TopologyError::ListShards(DisplayErrorContext(&e).to_string()))?;
-        for shard in page.shards() {
-            let Some(range) = shard.hash_key_range() else {
-                return Err(TopologyError::BadRange(shard.shard_id().to_owned()));
-            };
-            let parse = |text: &str| {
-                HashKey::parse_explicit(text)
-                    .map_err(|_| TopologyError::BadRange(format!("{}: {text}", shard.shard_id())))
-            };
-            let range = HashKeyRange::new(
-                parse(range.starting_hash_key())?,
-                parse(range.ending_hash_key())?,
-            )
-            .map_err(|e| TopologyError::BadRange(e.to_string()))?;
-            ranges.insert(shard.shard_id().to_owned(), range);
-            let closed = shard
-                .sequence_number_range()
-                .is_some_and(|r| r.ending_sequence_number().is_some());
-            if !closed {
-                let shard_id = ShardId::new(shard.shard_id())
-                    .map_err(|e| TopologyError::BadRange(e.to_string()))?;
-                open.push(ShardRange { shard_id, range });
-            }
-        }
+        let page = request.send().await?;
+        shards.extend(page.shards().iter().cloned());
         match page.next_token {
             Some(next) => token = Some(next),
-            None => break,
+            None => return Ok(shards),
+        }
+    }
+}
+
+/// Lists every shard of `stream` and builds the map.
+pub async fn fetch(client: &Client, stream: &str) -> Result<Topology, TopologyError> {
+    let mut open = Vec::new();
+    let mut ranges = HashMap::new();
+    let shards = list_shards(client, stream)
+        .await
+        .map_err(|e| TopologyError::ListShards(DisplayErrorContext(&e).to_string()))?;
+    for shard in &shards {
+        let Some(range) = shard.hash_key_range() else {
+            return Err(TopologyError::BadRange(shard.shard_id().to_owned()));
+        };
+        let parse = |text: &str| {
+            HashKey::parse_explicit(text)
+                .map_err(|_| TopologyError::BadRange(format!("{}: {text}", shard.shard_id())))
+        };
+        let range = HashKeyRange::new(
+            parse(range.starting_hash_key())?,
+            parse(range.ending_hash_key())?,
+        )
+        .map_err(|e| TopologyError::BadRange(e.to_string()))?;
+        ranges.insert(shard.shard_id().to_owned(), range);
+        let closed = shard
+            .sequence_number_range()
+            .is_some_and(|r| r.ending_sequence_number().is_some());
+        if !closed {
+            let shard_id = ShardId::new(shard.shard_id())
+                .map_err(|e| TopologyError::BadRange(e.to_string()))?;
+            open.push(ShardRange { shard_id, range });
         }
     }
     Ok(Topology {
