@@ -4,7 +4,6 @@
 //! chains and process exit codes (0 ok, 1 runtime failure, 78 bad configuration, so
 //! systemd's `RestartPreventExitStatus=78` stops a restart loop on a broken config).
 
-mod allocator;
 mod check_config;
 mod consume;
 mod decode;

@@ -22,7 +22,6 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> Result<()> {
     // The config is validated before anything starts: a bad one exits 78 at once.
     let config = Config::load(&args.config)?;
-    super::allocator::keep_buffers_in_heap();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let mut agent = Agent::start(config, RunOptions { reset_checkpoints: args.reset_checkpoints }).await?;
