@@ -328,13 +328,8 @@ impl Flow {
             }
         }
         let mut total = 0;
-        let mut frames_per_read = 0;
         while total < READ_PER_TURN {
-            // Sized like the last read's: a chunk holds about as many lines as the one before.
-            let mut out = Framed {
-                frames: Vec::with_capacity(frames_per_read),
-                ..Framed::default()
-            };
+            let mut out = Framed::default();
             let n = match tracked.read_chunk(&mut self.scratch, &mut out) {
                 Ok(n) => n,
                 Err(error) => {
@@ -345,7 +340,6 @@ impl Flow {
             total += n;
             tracing::trace!(flow = %self.config.name, file.path = %tracked.path.display(), bytes = n, file.offset = tracked.offset(), frames = out.frames.len(), "read");
             FlowStats::add(&self.stats.bytes_read, n as u64);
-            frames_per_read = out.frames.len();
             self.send(tracked, out).await;
             if n == 0 {
                 break;
@@ -381,7 +375,6 @@ impl Flow {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let spread = self.producer.spread_keys();
         let mut batch = Vec::with_capacity(out.frames.len());
         for frame in out.frames {
             if frame.data.is_empty() {
@@ -404,7 +397,6 @@ impl Flow {
                 &transformed.data,
                 &file,
                 &self.host,
-                spread.as_deref(),
             );
             if key.fell_back {
                 FlowStats::add(&self.stats.key_fallbacks, 1);

@@ -13,7 +13,6 @@ mod backoff;
 mod dead_letter;
 mod judge;
 mod lane;
-mod put_body;
 mod router;
 mod stats;
 pub mod throttle;
@@ -30,7 +29,7 @@ use tokio::time::Instant;
 pub use stats::{ProducerStats, StatsSnapshot};
 
 use crate::config::{AggregationConfig, ThrottleConfig};
-use crate::kinesis::{SpreadKeys, UserRecord, limits};
+use crate::kinesis::{UserRecord, limits};
 
 /// How a producer behaves. `ProducerConfig::new` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -153,7 +152,6 @@ pub struct ProducerHandle<T> {
     stats: Arc<ProducerStats>,
     drain: Arc<watch::Sender<bool>>,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
-    spread: watch::Receiver<Option<Arc<SpreadKeys>>>,
 }
 
 impl<T> Clone for ProducerHandle<T> {
@@ -165,7 +163,6 @@ impl<T> Clone for ProducerHandle<T> {
             stats: self.stats.clone(),
             drain: self.drain.clone(),
             task: self.task.clone(),
-            spread: self.spread.clone(),
         }
     }
 }
@@ -232,11 +229,9 @@ impl Producer {
             stats.clone(),
             drain_rx,
         );
-        let spread = router.spread_keys();
         let task = tokio::spawn(router.run());
         let handle = ProducerHandle {
             input: input_tx,
-            spread,
             budget,
             budget_total,
             stats,
@@ -248,13 +243,6 @@ impl Producer {
 }
 
 impl<T: Send + 'static> ProducerHandle<T> {
-    /// Pre-hashed partition keys for the stream's current shards, for records whose
-    /// key only has to spread them (see [`SpreadKeys`]); `None` until the shard map is
-    /// known. The producer recognises these keys and skips hashing them.
-    pub fn spread_keys(&self) -> Option<Arc<SpreadKeys>> {
-        self.spread.borrow().clone()
-    }
-
     /// Hands a record to the producer, waiting while the in-flight budget is full.
     /// Its outcome arrives on the ack stream with `token`.
     pub async fn send(&self, record: UserRecord, token: T) -> Result<(), ProducerClosed> {
@@ -282,15 +270,13 @@ impl<T: Send + 'static> ProducerHandle<T> {
         // cannot wait for the whole budget while smaller senders starve behind it.
         let most = (self.budget_total / 4).max(1) as u64;
         let now = Instant::now();
-        let records = records.into_iter();
-        let expected = records.size_hint().0.min(4096);
-        let mut part: Vec<Input<T>> = Vec::with_capacity(expected);
+        let mut part: Vec<Input<T>> = Vec::new();
         let mut part_permits = 0u64;
         for (record, token) in records {
             let permits = self.permits(&record);
             if !part.is_empty() && part_permits + u64::from(permits) > most {
-                let full = std::mem::replace(&mut part, Vec::with_capacity(expected));
-                self.send_part(full, part_permits).await?;
+                self.send_part(std::mem::take(&mut part), part_permits)
+                    .await?;
                 part_permits = 0;
             }
             part_permits += u64::from(permits);

@@ -11,6 +11,9 @@ use std::time::Duration;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
 use aws_sdk_kinesis::operation::put_records::{PutRecordsError, PutRecordsOutput};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -19,13 +22,11 @@ use super::backoff::Backoff;
 use super::dead_letter::DeadLetters;
 use super::judge::{EntryVerdict, RequestVerdict, entry_verdict, request_verdict};
 use super::lane::{Entry, Lane, Member};
-use super::put_body::{self, WireEntry};
 use super::stats::ProducerStats;
 use super::throttle::{ShardRates, ShardThrottle, TokioClock};
 use super::topology::{self, Topology, TopologyError};
 use super::{Ack, Input, Inputs, Outcome, ProducerConfig};
 use crate::kinesis::limits;
-use crate::kinesis::spread_keys::{KEYS_PER_SHARD, SpreadKeys};
 
 type PutResult = Result<PutRecordsOutput, SdkError<PutRecordsError>>;
 
@@ -82,9 +83,6 @@ pub struct Router<T> {
     retries: LogLimiter,
     wake_at: Option<Instant>,
     cursor: usize,
-    /// Pre-hashed keys for the current map, shared with senders that want spread.
-    spread: Option<Arc<SpreadKeys>>,
-    spread_tx: watch::Sender<Option<Arc<SpreadKeys>>>,
 }
 
 impl<T: Send + 'static> Router<T> {
@@ -126,14 +124,7 @@ impl<T: Send + 'static> Router<T> {
             },
             wake_at: None,
             cursor: 0,
-            spread: None,
-            spread_tx: watch::Sender::new(None),
         }
-    }
-
-    /// Where the pool of spread keys for the current shard map is published.
-    pub fn spread_keys(&self) -> watch::Receiver<Option<Arc<SpreadKeys>>> {
-        self.spread_tx.subscribe()
     }
 
     pub async fn run(mut self) {
@@ -241,15 +232,8 @@ impl<T: Send + 'static> Router<T> {
     fn accept(&mut self, input: Input<T>, now: Instant) {
         ProducerStats::add(&self.stats.user_records, 1);
         ProducerStats::add(&self.stats.user_bytes, input.record.kinesis_size() as u64);
-        // A key from the spread pool was hashed when the pool was built.
-        let hash_key = match (&input.record.explicit_hash_key, &self.spread) {
-            (None, Some(spread)) => spread
-                .hash_of(&input.record.partition_key)
-                .unwrap_or_else(|| input.record.hash_key()),
-            _ => input.record.hash_key(),
-        };
         let member = Member {
-            hash_key,
+            hash_key: input.record.hash_key(),
             explicit: input.record.explicit_hash_key.is_some(),
             record: Some(input.record),
             token: input.token,
@@ -369,20 +353,40 @@ impl<T: Send + 'static> Router<T> {
     fn dispatch(&mut self, batch: Vec<Entry<T>>) {
         ProducerStats::add(&self.stats.put_requests, 1);
         ProducerStats::add(&self.stats.entries_sent, batch.len() as u64);
-        let wire: Vec<WireEntry> = batch
+        let wire: Vec<(String, String, Bytes)> = batch
             .iter()
-            .map(|e| WireEntry {
-                partition_key: e.record.partition_key.clone(),
-                explicit_hash_key: e.record.explicit_hash_key,
-                data: e.record.data.clone(),
+            .map(|e| {
+                (
+                    e.record.partition_key.clone(),
+                    e.record.explicit_hash_key.to_string(),
+                    e.record.data.clone(),
+                )
             })
             .collect();
         let client = self.client.clone();
         let stream = self.config.stream.clone();
         let handle = self.in_flight.spawn(async move {
-            let body = put_body::encode(&stream, &wire);
-            drop(wire);
-            put_body::put_records(&client, stream, body).await
+            let entries = wire
+                .into_iter()
+                .map(|(partition_key, hash_key, data)| {
+                    PutRecordsRequestEntry::builder()
+                        .partition_key(partition_key)
+                        .explicit_hash_key(hash_key)
+                        .data(Blob::new(data.to_vec()))
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>();
+            match entries {
+                Ok(entries) => {
+                    client
+                        .put_records()
+                        .stream_name(stream)
+                        .set_records(Some(entries))
+                        .send()
+                        .await
+                }
+                Err(error) => Err(SdkError::construction_failure(error)),
+            }
         });
         self.sent.insert(handle.id(), (batch, Instant::now()));
     }
@@ -602,9 +606,7 @@ impl<T: Send + 'static> Router<T> {
         if self.pending_acks.is_empty() {
             return;
         }
-        // The next batch is likely as large: start it at that size.
-        let capacity = self.pending_acks.len();
-        let batch = std::mem::replace(&mut self.pending_acks, Vec::with_capacity(capacity));
+        let batch = std::mem::take(&mut self.pending_acks);
         ProducerStats::add(&self.stats.acknowledged_records, batch.len() as u64);
         // A dropped ack stream means nobody is listening; the records were still handled.
         let _ = self.acks.send(batch).await;
@@ -657,13 +659,6 @@ impl<T: Send + 'static> Router<T> {
 
     fn rebuild_lanes(&mut self, topology: Topology, now: Instant) {
         tracing::info!(stream.name = %self.config.stream, shards = topology.open.len(), "shard map loaded");
-        let spread = Arc::new(SpreadKeys::new(
-            &topology.open,
-            KEYS_PER_SHARD,
-            &mut rand::rng(),
-        ));
-        self.spread = Some(spread.clone());
-        self.spread_tx.send_replace(Some(spread));
         let mut old: HashMap<String, Lane<T>> = self
             .lanes
             .drain(..)
