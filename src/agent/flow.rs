@@ -429,6 +429,12 @@ impl Flow {
             if tracked.pending_bytes() == 0 || idle < multiline.min(partial) {
                 return None;
             }
+            // Unread bytes mean the reader is behind (its turn ended, or the in-flight
+            // budget held it back), not that the writer went quiet: the rest of this
+            // line or record is in the file, and the next read completes it.
+            if tracked.size().is_ok_and(|size| size > tracked.offset()) {
+                return None;
+            }
             // A renamed or deleted file will not get its newline: send its last line too.
             let whole =
                 idle >= partial || (tracked.lifecycle == Lifecycle::Draining && idle >= DRAIN_IDLE);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::agent_support::{Setup, append, copy_truncate, lines};
+use crate::agent_support::{Setup, append, copy_truncate, lines, parse_config};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nested_directories_with_double_star_and_exclude() {
@@ -232,6 +232,35 @@ async fn awkward_input_is_handled_and_counted() {
         assert!(stats.unreadable_files >= 1);
         assert!(!arrived.contains_key(b"hidden".as_slice()));
     }
+    agent.stop().await;
+}
+
+/// A reader held back by a full in-flight budget is behind, not idle: the line it
+/// stopped in the middle of is completed by its next read, never sent in two pieces
+/// because the partial-line timeout passed while it waited.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_waiting_on_the_budget_never_splits_a_line() {
+    let setup = Setup::new(2).await;
+    let path = setup.logs().join("app.log");
+    // About 12 MB: each read turn (4 MiB) and read chunk ends inside a line.
+    let expected = lines("backlog", 200_000);
+    append(&path, &expected);
+    let text = setup
+        .config_text(&["app.log"], &[], "")
+        .replace("[agent]\n", "[agent]\nmax_in_flight_bytes = 1048576\n")
+        .replace(
+            "flush_partial_line_after_ms = 300",
+            "flush_partial_line_after_ms = 1",
+        );
+    let agent = setup.start(parse_config(&text)).await;
+    let arrived = setup.wait_for(&expected, Duration::from_secs(60)).await;
+    let whole: std::collections::HashSet<&Vec<u8>> = expected.iter().collect();
+    let fragments: Vec<String> = arrived
+        .keys()
+        .filter(|l| !whole.contains(l))
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    assert!(fragments.is_empty(), "lines sent in pieces: {fragments:?}");
     agent.stop().await;
 }
 

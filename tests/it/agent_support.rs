@@ -54,6 +54,11 @@ impl Setup {
     /// A config for one flow over `include` (relative to the logs directory) with extra
     /// flow settings appended.
     pub fn config(&self, include: &[&str], exclude: &[&str], extra: &str) -> Config {
+        parse_config(&self.config_text(include, exclude, extra))
+    }
+
+    /// The text of [`Setup::config`], for tests that change its defaults.
+    pub fn config_text(&self, include: &[&str], exclude: &[&str], extra: &str) -> String {
         let list = |patterns: &[&str]| {
             patterns
                 .iter()
@@ -61,7 +66,7 @@ impl Setup {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let text = format!(
+        format!(
             r#"
 [agent]
 state_dir = "{state}"
@@ -85,8 +90,7 @@ linger_ms = 20
             endpoint = self.server.endpoint_url(),
             include = list(include),
             exclude = list(exclude),
-        );
-        Config::parse(&text, "test config").unwrap_or_else(|e| panic!("{e}"))
+        )
     }
 
     pub async fn start(&self, config: Config) -> RunningAgent {
@@ -122,6 +126,10 @@ linger_ms = 20
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+pub fn parse_config(text: &str) -> Config {
+    Config::parse(text, "test config").unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Appends lines to a file (creating it), each ending in a newline.
