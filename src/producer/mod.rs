@@ -13,6 +13,7 @@ mod backoff;
 mod dead_letter;
 mod judge;
 mod lane;
+mod put_body;
 mod router;
 mod stats;
 pub mod throttle;

@@ -11,9 +11,6 @@ use std::time::Duration;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
 use aws_sdk_kinesis::operation::put_records::{PutRecordsError, PutRecordsOutput};
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -22,6 +19,7 @@ use super::backoff::Backoff;
 use super::dead_letter::DeadLetters;
 use super::judge::{EntryVerdict, RequestVerdict, entry_verdict, request_verdict};
 use super::lane::{Entry, Lane, Member};
+use super::put_body::{self, WireEntry};
 use super::stats::ProducerStats;
 use super::throttle::{ShardRates, ShardThrottle, TokioClock};
 use super::topology::{self, Topology, TopologyError};
@@ -353,40 +351,33 @@ impl<T: Send + 'static> Router<T> {
     fn dispatch(&mut self, batch: Vec<Entry<T>>) {
         ProducerStats::add(&self.stats.put_requests, 1);
         ProducerStats::add(&self.stats.entries_sent, batch.len() as u64);
-        let wire: Vec<(String, String, Bytes)> = batch
+        let wire: Vec<WireEntry> = batch
             .iter()
-            .map(|e| {
-                (
-                    e.record.partition_key.clone(),
-                    e.record.explicit_hash_key.to_string(),
-                    e.record.data.clone(),
-                )
+            .map(|e| WireEntry {
+                partition_key: e.record.partition_key.clone(),
+                explicit_hash_key: e.record.explicit_hash_key,
+                data: e.record.data.clone(),
             })
             .collect();
         let client = self.client.clone();
         let stream = self.config.stream.clone();
         let handle = self.in_flight.spawn(async move {
-            let entries = wire
-                .into_iter()
-                .map(|(partition_key, hash_key, data)| {
-                    PutRecordsRequestEntry::builder()
-                        .partition_key(partition_key)
-                        .explicit_hash_key(hash_key)
-                        .data(Blob::new(data.to_vec()))
-                        .build()
+            let body = put_body::encode(&stream, &wire);
+            drop(wire);
+            // The SDK serializes an empty call; the real body replaces it before signing.
+            client
+                .put_records()
+                .stream_name(stream)
+                .set_records(Some(Vec::new()))
+                .customize()
+                .mutate_request(move |request| {
+                    request
+                        .headers_mut()
+                        .insert("Content-Length", body.len().to_string());
+                    *request.body_mut() = body.clone().into();
                 })
-                .collect::<Result<Vec<_>, _>>();
-            match entries {
-                Ok(entries) => {
-                    client
-                        .put_records()
-                        .stream_name(stream)
-                        .set_records(Some(entries))
-                        .send()
-                        .await
-                }
-                Err(error) => Err(SdkError::construction_failure(error)),
-            }
+                .send()
+                .await
         });
         self.sent.insert(handle.id(), (batch, Instant::now()));
     }

@@ -1,0 +1,175 @@
+//! The PutRecords request body, written directly rather than through the SDK's
+//! serializer.
+//!
+//! At full speed the SDK's path cost about a tenth of the producer's CPU: every
+//! record's data copied into a `Blob`, a body buffer grown by doubling (and copied each
+//! time), then base64 in a separate pass. Here the body is sized once and each record
+//! is base64-encoded straight into it. The SDK still signs and sends the request (the
+//! body is swapped in before signing), so credentials, region, endpoint resolution,
+//! HTTPS and error parsing are the SDK's, unchanged.
+
+use bytes::Bytes;
+
+use crate::kinesis::HashKey;
+
+/// One PutRecords entry as it goes on the wire.
+#[derive(Debug, Clone)]
+pub struct WireEntry {
+    pub partition_key: String,
+    pub explicit_hash_key: HashKey,
+    pub data: Bytes,
+}
+
+/// The JSON 1.1 body of a PutRecords call (the shape the SDK writes).
+pub fn encode(stream: &str, entries: &[WireEntry]) -> Bytes {
+    let capacity = 64
+        + stream.len()
+        + entries
+            .iter()
+            .map(|e| 96 + e.partition_key.len() + e.data.len().div_ceil(3) * 4)
+            .sum::<usize>();
+    let mut body = Vec::with_capacity(capacity);
+    body.extend_from_slice(b"{\"StreamName\":");
+    push_json_string(&mut body, stream);
+    body.extend_from_slice(b",\"Records\":[");
+    for (index, entry) in entries.iter().enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"{\"Data\":\"");
+        base64_simd::STANDARD.encode_append(&entry.data, &mut body);
+        body.extend_from_slice(b"\",\"PartitionKey\":");
+        push_json_string(&mut body, &entry.partition_key);
+        body.extend_from_slice(b",\"ExplicitHashKey\":\"");
+        body.extend_from_slice(entry.explicit_hash_key.0.to_string().as_bytes());
+        body.extend_from_slice(b"\"}");
+    }
+    body.extend_from_slice(b"]}");
+    Bytes::from(body)
+}
+
+/// Appends `text` as a JSON string: quotes, backslashes and control characters
+/// escaped, everything else (UTF-8 included) as it is.
+fn push_json_string(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    let bytes = text.as_bytes();
+    let mut clean_from = 0;
+    for (index, &byte) in bytes.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[clean_from..index]);
+        if escape.is_empty() {
+            out.extend_from_slice(format!("\\u{byte:04x}").as_bytes());
+        } else {
+            out.extend_from_slice(escape);
+        }
+        clean_from = index + 1;
+    }
+    out.extend_from_slice(&bytes[clean_from..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+
+    fn entry(key: &str, hash: u128, data: &[u8]) -> WireEntry {
+        WireEntry {
+            partition_key: key.to_owned(),
+            explicit_hash_key: HashKey(hash),
+            data: Bytes::copy_from_slice(data),
+        }
+    }
+
+    #[test]
+    fn body_is_json_with_every_entry_intact() {
+        let entries = vec![
+            entry("plain", 0, b""),
+            entry("q\"uo\\te\n\u{1}é", u128::MAX, &[0, 255, 10, 34, 92]),
+            entry("k", 12345, &vec![7u8; 1000]),
+        ];
+        let body = encode("my \"stream\"", &entries);
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+        assert_eq!(value["StreamName"], "my \"stream\"");
+        let records = value["Records"].as_array().expect("Records");
+        assert_eq!(records.len(), entries.len());
+        for (sent, wire) in records.iter().zip(&entries) {
+            assert_eq!(sent["PartitionKey"], wire.partition_key.as_str());
+            assert_eq!(
+                sent["ExplicitHashKey"],
+                wire.explicit_hash_key.0.to_string().as_str()
+            );
+            let data = STANDARD
+                .decode(sent["Data"].as_str().expect("Data"))
+                .expect("base64");
+            assert_eq!(data, wire.data);
+        }
+    }
+
+    /// The same entries through the SDK's own serializer, captured before signing
+    /// (nothing is sent: the endpoint refuses connections), parse to the same JSON.
+    #[tokio::test]
+    async fn body_matches_what_the_sdk_serializes() {
+        use aws_sdk_kinesis::primitives::Blob;
+        use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+        use std::sync::{Arc, Mutex};
+
+        let entries = vec![
+            entry("a-key", 1, b"hello"),
+            entry("\u{7f}\"\\\u{1f}ü", u128::MAX, &[0, 1, 2, 255]),
+        ];
+        let settings = crate::config::KinesisConfig {
+            endpoint_url: Some("http://127.0.0.1:9".to_owned()),
+            ..Default::default()
+        };
+        let client = crate::aws::kinesis_client(&settings, crate::aws::Purpose::Producer).await;
+        let sdk_entries = entries
+            .iter()
+            .map(|e| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(&e.partition_key)
+                    .explicit_hash_key(e.explicit_hash_key.to_string())
+                    .data(Blob::new(e.data.to_vec()))
+                    .build()
+                    .expect("entry")
+            })
+            .collect();
+        let captured = Arc::new(Mutex::new(None));
+        let sink = Arc::clone(&captured);
+        let _refused = client
+            .put_records()
+            .stream_name("s")
+            .set_records(Some(sdk_entries))
+            .customize()
+            .mutate_request(move |request| {
+                *sink.lock().expect("lock") = request.body().bytes().map(<[u8]>::to_vec);
+            })
+            .send()
+            .await;
+        let sdk_body = captured
+            .lock()
+            .expect("lock")
+            .take()
+            .expect("captured body");
+        let sdk: serde_json::Value = serde_json::from_slice(&sdk_body).expect("SDK JSON");
+        let ours: serde_json::Value =
+            serde_json::from_slice(&encode("s", &entries)).expect("our JSON");
+        assert_eq!(ours, sdk);
+    }
+
+    #[test]
+    fn empty_call_is_still_valid_json() {
+        let value: serde_json::Value =
+            serde_json::from_slice(&encode("s", &[])).expect("valid JSON");
+        assert_eq!(value["Records"], serde_json::json!([]));
+    }
+}
