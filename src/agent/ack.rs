@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
+use foldhash::fast::RandomState;
+
 /// Identifies one reading of one file (a new one after truncation).
 pub type ReadingId = u64;
 
@@ -21,7 +23,7 @@ struct Progress {
 /// Acknowledged ranges per reading.
 #[derive(Debug, Default)]
 pub struct AckTracker {
-    readings: HashMap<ReadingId, Progress>,
+    readings: HashMap<ReadingId, Progress, RandomState>,
 }
 
 impl AckTracker {
@@ -46,9 +48,17 @@ impl AckTracker {
         }
         if range.start <= progress.committed {
             progress.committed = range.end;
-        } else {
-            let end = progress.ahead.entry(range.start).or_insert(range.end);
+        } else if let Some((_, end)) = progress
+            .ahead
+            .range_mut(..=range.start)
+            .next_back()
+            .filter(|(_, end)| **end >= range.start)
+        {
+            // Records of one shard come back in file order: extending the range they
+            // continue keeps the map at one entry per gap, not one per record.
             *end = (*end).max(range.end);
+        } else {
+            progress.ahead.insert(range.start, range.end);
         }
         while let Some((&start, &end)) = progress.ahead.first_key_value() {
             if start > progress.committed {
@@ -91,6 +101,29 @@ mod tests {
             Some(140),
             "a duplicate ack changes nothing"
         );
+    }
+
+    /// Acks arriving in any order (here: interleaved per-shard streams, each in file
+    /// order, plus duplicates) commit exactly the acknowledged prefix.
+    #[test]
+    fn committed_is_always_the_acknowledged_prefix() {
+        let ranges: Vec<Range<u64>> = (0..300u64).map(|i| i * 10..i * 10 + 10).collect();
+        for shards in [1usize, 2, 3, 7] {
+            let mut tracker = AckTracker::default();
+            tracker.begin(1, 0);
+            let mut order: Vec<usize> = Vec::new();
+            for shard in (0..shards).rev() {
+                order.extend((0..ranges.len()).filter(|i| i % shards == shard));
+            }
+            order.extend([5, 0, 299]);
+            let mut acked = vec![false; ranges.len()];
+            for i in order {
+                tracker.acknowledge(1, ranges[i].clone());
+                acked[i] = true;
+                let prefix = acked.iter().take_while(|a| **a).count() as u64 * 10;
+                assert_eq!(tracker.committed(1), Some(prefix), "{shards} shards");
+            }
+        }
     }
 
     #[test]
