@@ -271,13 +271,15 @@ impl<T: Send + 'static> ProducerHandle<T> {
         // cannot wait for the whole budget while smaller senders starve behind it.
         let most = (self.budget_total / 4).max(1) as u64;
         let now = Instant::now();
-        let mut part: Vec<Input<T>> = Vec::new();
+        let records = records.into_iter();
+        let expected = records.size_hint().0.min(4096);
+        let mut part: Vec<Input<T>> = Vec::with_capacity(expected);
         let mut part_permits = 0u64;
         for (record, token) in records {
             let permits = self.permits(&record);
             if !part.is_empty() && part_permits + u64::from(permits) > most {
-                self.send_part(std::mem::take(&mut part), part_permits)
-                    .await?;
+                let full = std::mem::replace(&mut part, Vec::with_capacity(expected));
+                self.send_part(full, part_permits).await?;
                 part_permits = 0;
             }
             part_permits += u64::from(permits);
