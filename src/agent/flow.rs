@@ -375,6 +375,7 @@ impl Flow {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
+        let spread = self.producer.spread_keys();
         let mut batch = Vec::with_capacity(out.frames.len());
         for frame in out.frames {
             if frame.data.is_empty() {
@@ -397,6 +398,7 @@ impl Flow {
                 &transformed.data,
                 &file,
                 &self.host,
+                spread.as_deref(),
             );
             if key.fell_back {
                 FlowStats::add(&self.stats.key_fallbacks, 1);

@@ -1,10 +1,11 @@
 //! Choosing each record's partition key, which decides its shard.
 
 use md5::{Digest, Md5};
-use rand::RngExt;
 
 use crate::config::PartitionKeyStrategy;
+use crate::kinesis::SpreadKeys;
 use crate::kinesis::limits;
+use crate::kinesis::spread_keys::random_key;
 
 /// A key, and whether the strategy had to fall back to a random one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,19 +18,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A key that spreads records evenly: 64 random bits as 16 hex digits. MD5 spreads any
-/// distinct keys evenly over the hash space, so more bits would only add bytes to
-/// every record (and to every aggregate's key table).
-fn random_key() -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut value = rand::rng().random::<u64>();
-    // One key per record: formatting machinery cost more than the random number.
-    let mut key = String::with_capacity(16);
-    for _ in 0..16 {
-        key.push(char::from(HEX[(value >> 60) as usize]));
-        value <<= 4;
+/// A key that only has to spread records: one of the pool's pre-hashed keys for the
+/// current shards, or a fresh random key while the shard map is not known yet.
+fn spread_key(spread: Option<&SpreadKeys>) -> String {
+    let mut rng = rand::rng();
+    match spread.and_then(|pool| pool.pick(&mut rng)) {
+        Some(key) => key.to_owned(),
+        None => random_key(&mut rng),
     }
-    key
 }
 
 /// A usable key from extracted text: empty is unusable; one over 256 characters is
@@ -44,12 +40,19 @@ fn usable(text: &str) -> Option<String> {
     }
 }
 
-/// The key for one record of `file` read on `host`.
-pub fn choose(strategy: &PartitionKeyStrategy, data: &[u8], file: &str, host: &str) -> ChosenKey {
+/// The key for one record of `file` read on `host`; `spread` serves `random` keys and
+/// fallbacks.
+pub fn choose(
+    strategy: &PartitionKeyStrategy,
+    data: &[u8],
+    file: &str,
+    host: &str,
+    spread: Option<&SpreadKeys>,
+) -> ChosenKey {
     let extracted = match strategy {
         PartitionKeyStrategy::Random => {
             return ChosenKey {
-                key: random_key(),
+                key: spread_key(spread),
                 fell_back: false,
             };
         }
@@ -81,7 +84,7 @@ pub fn choose(strategy: &PartitionKeyStrategy, data: &[u8], file: &str, host: &s
             fell_back: false,
         },
         None => ChosenKey {
-            key: random_key(),
+            key: spread_key(spread),
             fell_back: true,
         },
     }
@@ -92,7 +95,24 @@ mod tests {
     use super::*;
 
     fn key(strategy: PartitionKeyStrategy, data: &[u8]) -> ChosenKey {
-        choose(&strategy, data, "/var/log/app.log", "web-1")
+        choose(&strategy, data, "/var/log/app.log", "web-1", None)
+    }
+
+    #[test]
+    fn random_keys_and_fallbacks_come_from_the_spread_pool_once_there_is_one() {
+        let map = crate::kinesis::ShardMap::even(4);
+        let pool = SpreadKeys::new(&map, 4, &mut rand::rng());
+        let mut shards = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let chosen = choose(&PartitionKeyStrategy::Random, b"x", "f", "h", Some(&pool));
+            let hash = pool.hash_of(&chosen.key).expect("a key from the pool");
+            shards.insert(map.predict_index(hash));
+        }
+        assert_eq!(shards.len(), 4, "random keys still reach every shard");
+        let no_match = PartitionKeyStrategy::Regex(regex::Regex::new(r"user=(\w+)").unwrap());
+        let fallback = choose(&no_match, b"no user here", "f", "h", Some(&pool));
+        assert!(fallback.fell_back);
+        assert!(pool.hash_of(&fallback.key).is_some());
     }
 
     #[test]

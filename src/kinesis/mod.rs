@@ -9,8 +9,10 @@ pub mod hash_key;
 pub mod limits;
 pub mod names;
 pub mod shard_map;
+pub mod spread_keys;
 
 pub use aggregation::{Aggregator, KinesisRecord, UserRecord};
 pub use hash_key::{HashKey, HashKeyError};
 pub use names::{NameError, PartitionKey, SequenceNumber, ShardId, StreamName};
 pub use shard_map::{HashKeyRange, ShardMap, ShardMapError, ShardRange};
+pub use spread_keys::SpreadKeys;

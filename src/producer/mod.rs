@@ -30,7 +30,7 @@ use tokio::time::Instant;
 pub use stats::{ProducerStats, StatsSnapshot};
 
 use crate::config::{AggregationConfig, ThrottleConfig};
-use crate::kinesis::{UserRecord, limits};
+use crate::kinesis::{SpreadKeys, UserRecord, limits};
 
 /// How a producer behaves. `ProducerConfig::new` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -153,6 +153,7 @@ pub struct ProducerHandle<T> {
     stats: Arc<ProducerStats>,
     drain: Arc<watch::Sender<bool>>,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    spread: watch::Receiver<Option<Arc<SpreadKeys>>>,
 }
 
 impl<T> Clone for ProducerHandle<T> {
@@ -164,6 +165,7 @@ impl<T> Clone for ProducerHandle<T> {
             stats: self.stats.clone(),
             drain: self.drain.clone(),
             task: self.task.clone(),
+            spread: self.spread.clone(),
         }
     }
 }
@@ -230,9 +232,11 @@ impl Producer {
             stats.clone(),
             drain_rx,
         );
+        let spread = router.spread_keys();
         let task = tokio::spawn(router.run());
         let handle = ProducerHandle {
             input: input_tx,
+            spread,
             budget,
             budget_total,
             stats,
@@ -244,6 +248,13 @@ impl Producer {
 }
 
 impl<T: Send + 'static> ProducerHandle<T> {
+    /// Pre-hashed partition keys for the stream's current shards, for records whose
+    /// key only has to spread them (see [`SpreadKeys`]); `None` until the shard map is
+    /// known. The producer recognises these keys and skips hashing them.
+    pub fn spread_keys(&self) -> Option<Arc<SpreadKeys>> {
+        self.spread.borrow().clone()
+    }
+
     /// Hands a record to the producer, waiting while the in-flight budget is full.
     /// Its outcome arrives on the ack stream with `token`.
     pub async fn send(&self, record: UserRecord, token: T) -> Result<(), ProducerClosed> {

@@ -25,6 +25,7 @@ use super::throttle::{ShardRates, ShardThrottle, TokioClock};
 use super::topology::{self, Topology, TopologyError};
 use super::{Ack, Input, Inputs, Outcome, ProducerConfig};
 use crate::kinesis::limits;
+use crate::kinesis::spread_keys::{KEYS_PER_SHARD, SpreadKeys};
 
 type PutResult = Result<PutRecordsOutput, SdkError<PutRecordsError>>;
 
@@ -81,6 +82,9 @@ pub struct Router<T> {
     retries: LogLimiter,
     wake_at: Option<Instant>,
     cursor: usize,
+    /// Pre-hashed keys for the current map, shared with senders that want spread.
+    spread: Option<Arc<SpreadKeys>>,
+    spread_tx: watch::Sender<Option<Arc<SpreadKeys>>>,
 }
 
 impl<T: Send + 'static> Router<T> {
@@ -122,7 +126,14 @@ impl<T: Send + 'static> Router<T> {
             },
             wake_at: None,
             cursor: 0,
+            spread: None,
+            spread_tx: watch::Sender::new(None),
         }
+    }
+
+    /// Where the pool of spread keys for the current shard map is published.
+    pub fn spread_keys(&self) -> watch::Receiver<Option<Arc<SpreadKeys>>> {
+        self.spread_tx.subscribe()
     }
 
     pub async fn run(mut self) {
@@ -230,8 +241,15 @@ impl<T: Send + 'static> Router<T> {
     fn accept(&mut self, input: Input<T>, now: Instant) {
         ProducerStats::add(&self.stats.user_records, 1);
         ProducerStats::add(&self.stats.user_bytes, input.record.kinesis_size() as u64);
+        // A key from the spread pool was hashed when the pool was built.
+        let hash_key = match (&input.record.explicit_hash_key, &self.spread) {
+            (None, Some(spread)) => spread
+                .hash_of(&input.record.partition_key)
+                .unwrap_or_else(|| input.record.hash_key()),
+            _ => input.record.hash_key(),
+        };
         let member = Member {
-            hash_key: input.record.hash_key(),
+            hash_key,
             explicit: input.record.explicit_hash_key.is_some(),
             record: Some(input.record),
             token: input.token,
@@ -650,6 +668,13 @@ impl<T: Send + 'static> Router<T> {
 
     fn rebuild_lanes(&mut self, topology: Topology, now: Instant) {
         tracing::info!(stream.name = %self.config.stream, shards = topology.open.len(), "shard map loaded");
+        let spread = Arc::new(SpreadKeys::new(
+            &topology.open,
+            KEYS_PER_SHARD,
+            &mut rand::rng(),
+        ));
+        self.spread = Some(spread.clone());
+        self.spread_tx.send_replace(Some(spread));
         let mut old: HashMap<String, Lane<T>> = self
             .lanes
             .drain(..)
