@@ -8,6 +8,9 @@
 //! body is swapped in before signing), so credentials, region, endpoint resolution,
 //! HTTPS and error parsing are the SDK's, unchanged.
 
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::error::SdkError;
+use aws_sdk_kinesis::operation::put_records::{PutRecordsError, PutRecordsOutput};
 use bytes::Bytes;
 
 use crate::kinesis::HashKey;
@@ -46,6 +49,29 @@ pub fn encode(stream: &str, entries: &[WireEntry]) -> Bytes {
     }
     body.extend_from_slice(b"]}");
     Bytes::from(body)
+}
+
+/// Sends a body from [`encode`] as a PutRecords call. The SDK serializes an empty
+/// call; the body replaces it before signing (`mutate_request` runs in
+/// `modify_before_signing`), so the signature covers the real body.
+pub async fn put_records(
+    client: &Client,
+    stream: String,
+    body: Bytes,
+) -> Result<PutRecordsOutput, SdkError<PutRecordsError>> {
+    client
+        .put_records()
+        .stream_name(stream)
+        .set_records(Some(Vec::new()))
+        .customize()
+        .mutate_request(move |request| {
+            request
+                .headers_mut()
+                .insert("Content-Length", body.len().to_string());
+            *request.body_mut() = body.clone().into();
+        })
+        .send()
+        .await
 }
 
 /// Appends `text` as a JSON string: quotes, backslashes and control characters
@@ -164,6 +190,79 @@ mod tests {
         let ours: serde_json::Value =
             serde_json::from_slice(&encode("s", &entries)).expect("our JSON");
         assert_eq!(ours, sdk);
+    }
+
+    /// What the signer is handed and what goes on the wire, seen by a client-level
+    /// interceptor: `read_before_signing` runs after every `modify_before_signing`.
+    #[derive(Debug, Default)]
+    struct Seen {
+        signed_body: Option<Vec<u8>>,
+        content_length: Option<String>,
+        authorization: bool,
+    }
+
+    #[derive(Debug)]
+    struct Watch(std::sync::Arc<std::sync::Mutex<Seen>>);
+
+    impl aws_sdk_kinesis::config::Intercept for Watch {
+        fn name(&self) -> &'static str {
+            "Watch"
+        }
+
+        fn read_before_signing(
+            &self,
+            context: &aws_sdk_kinesis::config::interceptors::BeforeTransmitInterceptorContextRef<
+                '_,
+            >,
+            _: &aws_sdk_kinesis::config::RuntimeComponents,
+            _: &mut aws_sdk_kinesis::config::ConfigBag,
+        ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            let mut seen = self.0.lock().expect("lock");
+            seen.signed_body = context.request().body().bytes().map(<[u8]>::to_vec);
+            seen.content_length = context
+                .request()
+                .headers()
+                .get("Content-Length")
+                .map(str::to_owned);
+            Ok(())
+        }
+
+        fn read_before_transmit(
+            &self,
+            context: &aws_sdk_kinesis::config::interceptors::BeforeTransmitInterceptorContextRef<
+                '_,
+            >,
+            _: &aws_sdk_kinesis::config::RuntimeComponents,
+            _: &mut aws_sdk_kinesis::config::ConfigBag,
+        ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            self.0.lock().expect("lock").authorization =
+                context.request().headers().get("Authorization").is_some();
+            Ok(())
+        }
+    }
+
+    /// The signature must cover the body that is sent: a body swapped in after signing
+    /// would be refused by Kinesis (the bundled server does not check signatures).
+    #[tokio::test]
+    async fn the_signer_sees_our_body_and_its_length() {
+        let settings = crate::config::KinesisConfig {
+            endpoint_url: Some("http://127.0.0.1:9".to_owned()),
+            ..Default::default()
+        };
+        let client = crate::aws::kinesis_client(&settings, crate::aws::Purpose::Producer).await;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
+        let config = client
+            .config()
+            .to_builder()
+            .interceptor(Watch(seen.clone()))
+            .build();
+        let client = Client::from_conf(config);
+        let body = encode("s", &[entry("k", 5, b"payload")]);
+        let _refused = put_records(&client, "s".to_owned(), body.clone()).await;
+        let seen = seen.lock().expect("lock");
+        assert_eq!(seen.signed_body.as_deref(), Some(&body[..]));
+        assert_eq!(seen.content_length, Some(body.len().to_string()));
+        assert!(seen.authorization, "the request was signed");
     }
 
     #[test]

@@ -382,20 +382,7 @@ impl<T: Send + 'static> Router<T> {
         let handle = self.in_flight.spawn(async move {
             let body = put_body::encode(&stream, &wire);
             drop(wire);
-            // The SDK serializes an empty call; the real body replaces it before signing.
-            client
-                .put_records()
-                .stream_name(stream)
-                .set_records(Some(Vec::new()))
-                .customize()
-                .mutate_request(move |request| {
-                    request
-                        .headers_mut()
-                        .insert("Content-Length", body.len().to_string());
-                    *request.body_mut() = body.clone().into();
-                })
-                .send()
-                .await
+            put_body::put_records(&client, stream, body).await
         });
         self.sent.insert(handle.id(), (batch, Instant::now()));
     }
