@@ -328,8 +328,13 @@ impl Flow {
             }
         }
         let mut total = 0;
+        let mut frames_per_read = 0;
         while total < READ_PER_TURN {
-            let mut out = Framed::default();
+            // Sized like the last read's: a chunk holds about as many lines as the one before.
+            let mut out = Framed {
+                frames: Vec::with_capacity(frames_per_read),
+                ..Framed::default()
+            };
             let n = match tracked.read_chunk(&mut self.scratch, &mut out) {
                 Ok(n) => n,
                 Err(error) => {
@@ -340,6 +345,7 @@ impl Flow {
             total += n;
             tracing::trace!(flow = %self.config.name, file.path = %tracked.path.display(), bytes = n, file.offset = tracked.offset(), frames = out.frames.len(), "read");
             FlowStats::add(&self.stats.bytes_read, n as u64);
+            frames_per_read = out.frames.len();
             self.send(tracked, out).await;
             if n == 0 {
                 break;

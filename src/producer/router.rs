@@ -602,7 +602,9 @@ impl<T: Send + 'static> Router<T> {
         if self.pending_acks.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.pending_acks);
+        // The next batch is likely as large: start it at that size.
+        let capacity = self.pending_acks.len();
+        let batch = std::mem::replace(&mut self.pending_acks, Vec::with_capacity(capacity));
         ProducerStats::add(&self.stats.acknowledged_records, batch.len() as u64);
         // A dropped ack stream means nobody is listening; the records were still handled.
         let _ = self.acks.send(batch).await;
