@@ -89,11 +89,6 @@ impl SpreadKeys {
     pub fn hash_of(&self, key: &str) -> Option<HashKey> {
         self.hashes.get(key).copied()
     }
-
-    /// The map the pool was built for.
-    pub fn map(&self) -> &ShardMap {
-        &self.map
-    }
 }
 
 #[cfg(test)]
@@ -119,27 +114,29 @@ mod tests {
         assert_eq!(keys.hash_of("not-from-the-pool"), None);
     }
 
+    /// A map of shards owning the given inclusive hash-key ranges, in order.
+    fn map_of(ranges: &[(u128, u128)]) -> ShardMap {
+        let shards = ranges
+            .iter()
+            .enumerate()
+            .map(|(i, &(start, end))| ShardRange {
+                shard_id: ShardId::from_index(i as u64),
+                range: HashKeyRange::new(HashKey(start), HashKey(end)).expect("range"),
+            })
+            .collect();
+        ShardMap::new(shards).expect("map")
+    }
+
     #[test]
     fn picks_spread_over_shards_as_random_keys_would() {
         // Shard 0 owns half the hash space, shards 1 and 2 a quarter each.
         let half = u128::MAX / 2;
         let three_quarters = half + u128::MAX / 4;
-        let range = |start: u128, end: u128| HashKeyRange::new(HashKey(start), HashKey(end));
-        let map = ShardMap::new(vec![
-            ShardRange {
-                shard_id: ShardId::from_index(0),
-                range: range(0, half).expect("range"),
-            },
-            ShardRange {
-                shard_id: ShardId::from_index(1),
-                range: range(half + 1, three_quarters).expect("range"),
-            },
-            ShardRange {
-                shard_id: ShardId::from_index(2),
-                range: range(three_quarters + 1, u128::MAX).expect("range"),
-            },
-        ])
-        .expect("map");
+        let map = map_of(&[
+            (0, half),
+            (half + 1, three_quarters),
+            (three_quarters + 1, u128::MAX),
+        ]);
         let mut rng = StdRng::seed_from_u64(11);
         let keys = SpreadKeys::new(&map, KEYS_PER_SHARD, &mut rng);
         let mut counts = [0usize; 3];
@@ -156,18 +153,7 @@ mod tests {
 
     #[test]
     fn a_shard_too_narrow_to_hit_gets_no_keys_and_building_still_ends() {
-        let range = |start: u128, end: u128| HashKeyRange::new(HashKey(start), HashKey(end));
-        let map = ShardMap::new(vec![
-            ShardRange {
-                shard_id: ShardId::from_index(0),
-                range: range(0, 0).expect("range"),
-            },
-            ShardRange {
-                shard_id: ShardId::from_index(1),
-                range: range(1, u128::MAX).expect("range"),
-            },
-        ])
-        .expect("map");
+        let map = map_of(&[(0, 0), (1, u128::MAX)]);
         let mut rng = StdRng::seed_from_u64(3);
         let keys = SpreadKeys::new(&map, KEYS_PER_SHARD, &mut rng);
         assert!(keys.per_shard[0].is_empty());

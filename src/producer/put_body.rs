@@ -204,19 +204,21 @@ mod tests {
     #[derive(Debug)]
     struct Watch(std::sync::Arc<std::sync::Mutex<Seen>>);
 
-    impl aws_sdk_kinesis::config::Intercept for Watch {
+    use aws_sdk_kinesis::config::interceptors::BeforeTransmitInterceptorContextRef as Context;
+    use aws_sdk_kinesis::config::{ConfigBag, Intercept, RuntimeComponents};
+    type HookResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+    impl Intercept for Watch {
         fn name(&self) -> &'static str {
             "Watch"
         }
 
         fn read_before_signing(
             &self,
-            context: &aws_sdk_kinesis::config::interceptors::BeforeTransmitInterceptorContextRef<
-                '_,
-            >,
-            _: &aws_sdk_kinesis::config::RuntimeComponents,
-            _: &mut aws_sdk_kinesis::config::ConfigBag,
-        ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            context: &Context<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> HookResult {
             let mut seen = self.0.lock().expect("lock");
             seen.signed_body = context.request().body().bytes().map(<[u8]>::to_vec);
             seen.content_length = context
@@ -229,12 +231,10 @@ mod tests {
 
         fn read_before_transmit(
             &self,
-            context: &aws_sdk_kinesis::config::interceptors::BeforeTransmitInterceptorContextRef<
-                '_,
-            >,
-            _: &aws_sdk_kinesis::config::RuntimeComponents,
-            _: &mut aws_sdk_kinesis::config::ConfigBag,
-        ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            context: &Context<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> HookResult {
             self.0.lock().expect("lock").authorization =
                 context.request().headers().get("Authorization").is_some();
             Ok(())
