@@ -72,17 +72,23 @@ async fn arrived_all(
     }
 }
 
-/// Indices of lines arrived, with how often.
+/// Indices of lines arrived, with how often. A record that is not one whole line (a
+/// line sent in pieces) fails the test.
 async fn arrived(client: &aws_sdk_kinesis::Client) -> std::collections::HashMap<u64, u32> {
     let (users, _) = kcl_user_records(&read_stream(client, "logs").await);
     let mut counts = std::collections::HashMap::new();
     for (_, user) in users {
-        if let Some(i) = std::str::from_utf8(&user.data)
+        let index = std::str::from_utf8(&user.data)
             .ok()
             .and_then(|t| t.get(16..24))
             .and_then(|d| d.parse().ok())
-        {
-            *counts.entry(i).or_insert(0) += 1;
+            .filter(|&i| line(i).trim_end().as_bytes() == user.data);
+        match index {
+            Some(i) => *counts.entry(i).or_insert(0) += 1,
+            None => panic!(
+                "a record that is not a whole line: {:?}",
+                String::from_utf8_lossy(&user.data)
+            ),
         }
     }
     counts
