@@ -75,9 +75,11 @@ pub struct Router<T> {
     in_flight: JoinSet<PutResult>,
     sent: HashMap<tokio::task::Id, (Vec<Entry<T>>, Instant)>,
     refresh: Option<JoinHandle<Result<Topology, TopologyError>>>,
+    /// When the refresh in flight listed the shards: a shard created later is not in it.
+    refresh_started: Instant,
     refresh_due: Option<Instant>,
     refresh_failures: u32,
-    unverified: Vec<(Entry<T>, String, String)>,
+    unverified: Vec<Landed<T>>,
     dead_letters: DeadLetters,
     retries: LogLimiter,
     wake_at: Option<Instant>,
@@ -116,6 +118,7 @@ impl<T: Send + 'static> Router<T> {
             in_flight: JoinSet::new(),
             sent: HashMap::new(),
             refresh: None,
+            refresh_started: Instant::now(),
             refresh_due: Some(Instant::now()),
             refresh_failures: 0,
             unverified: Vec::new(),
@@ -456,7 +459,12 @@ impl<T: Send + 'static> Router<T> {
                         if entry.members.len() == 1 {
                             self.deliver(entry, &shard_id, &sequence_number);
                         } else {
-                            self.unverified.push((entry, shard_id, sequence_number));
+                            self.unverified.push(Landed {
+                                entry,
+                                shard_id,
+                                sequence_number,
+                                judged: now,
+                            });
                         }
                     }
                 }
@@ -623,6 +631,7 @@ impl<T: Send + 'static> Router<T> {
         }
         let client = self.client.clone();
         let stream = self.config.stream.clone();
+        self.refresh_started = Instant::now();
         self.refresh = Some(tokio::spawn(async move {
             topology::fetch(&client, &stream).await
         }));
@@ -730,27 +739,38 @@ impl<T: Send + 'static> Router<T> {
 
     /// Aggregates that landed on an unexpected shard: delivered if every record lies in
     /// that shard's range, else sent again, since a KCL 2.x consumer drops the whole
-    /// aggregate there.
+    /// aggregate there. A shard missing from a listing that began before the response
+    /// came is too new for it: the aggregate waits for the next listing rather than
+    /// being sent twice.
     fn verify_misrouted(&mut self, now: Instant) {
         let Some(topology) = &self.topology else {
             return;
         };
-        let pending = std::mem::take(&mut self.unverified);
+        let listed = self.refresh_started;
         let mut resend = Vec::new();
         let mut deliver = Vec::new();
-        for (entry, shard_id, sequence_number) in pending {
-            let covered = topology
-                .ranges
-                .get(&shard_id)
-                .is_some_and(|range| entry.members.iter().all(|m| range.contains(m.hash_key)));
-            if covered {
-                deliver.push((entry, shard_id, sequence_number));
-            } else {
-                resend.push(entry);
+        let mut wait = Vec::new();
+        for landed in std::mem::take(&mut self.unverified) {
+            match topology.ranges.get(&landed.shard_id) {
+                Some(range)
+                    if landed
+                        .entry
+                        .members
+                        .iter()
+                        .all(|m| range.contains(m.hash_key)) =>
+                {
+                    deliver.push(landed)
+                }
+                None if landed.judged >= listed => wait.push(landed),
+                _ => resend.push(landed.entry),
             }
         }
-        for (entry, shard_id, sequence_number) in deliver {
-            self.deliver(entry, &shard_id, &sequence_number);
+        for landed in deliver {
+            self.deliver(landed.entry, &landed.shard_id, &landed.sequence_number);
+        }
+        if !wait.is_empty() {
+            self.unverified = wait;
+            self.request_refresh(now);
         }
         for entry in resend {
             ProducerStats::add(&self.stats.misrouted_aggregates, 1);
@@ -760,4 +780,14 @@ impl<T: Send + 'static> Router<T> {
             }
         }
     }
+}
+
+/// An aggregate accepted on a shard other than the predicted one, until a shard listing
+/// says whether that shard's range holds all of its records.
+struct Landed<T> {
+    entry: Entry<T>,
+    shard_id: String,
+    sequence_number: String,
+    /// When its response was judged.
+    judged: Instant,
 }
