@@ -882,6 +882,11 @@ mod example_tests {
         assert_eq!(example.start_at, default.start_at);
         assert_eq!(example.oversize, default.oversize);
         assert_eq!(example.partition_key, default.partition_key);
+        assert_eq!(
+            example.flush_partial_line_after,
+            default.flush_partial_line_after
+        );
+        assert_eq!(example.multiline_timeout, default.multiline_timeout);
     }
 
     #[test]
