@@ -440,7 +440,7 @@ impl Flow {
             // Unread bytes mean the reader is behind (its turn ended, or the in-flight
             // budget held it back), not that the writer went quiet: the rest of this
             // line or record is in the file, and the next read completes it.
-            if tracked.size().is_ok_and(|size| size > tracked.offset()) {
+            if !tracked.at_end() {
                 return None;
             }
             // A renamed or deleted file will not get its newline: send its last line too.
@@ -481,8 +481,9 @@ impl Flow {
         let (done, keep): (Vec<TrackedFile>, Vec<TrackedFile>) = std::mem::take(&mut self.draining)
             .into_iter()
             .partition(|t| {
-                let at_end = t.size().map(|s| s <= t.offset()).unwrap_or(true);
-                at_end && t.pending_bytes() == 0 && now.duration_since(t.last_data) >= DRAIN_IDLE
+                t.at_end()
+                    && t.pending_bytes() == 0
+                    && now.duration_since(t.last_data) >= DRAIN_IDLE
             });
         self.draining = keep;
         for tracked in done {

@@ -24,8 +24,8 @@ use super::stats::ProducerStats;
 use super::throttle::{ShardRates, ShardThrottle, TokioClock};
 use super::topology::{self, Topology, TopologyError};
 use super::{Ack, Input, Inputs, Outcome, ProducerConfig};
-use crate::kinesis::limits;
 use crate::kinesis::spread_keys::{KEYS_PER_SHARD, SpreadKeys};
+use crate::kinesis::{HashKeyRange, limits};
 
 type PutResult = Result<PutRecordsOutput, SdkError<PutRecordsError>>;
 
@@ -752,15 +752,7 @@ impl<T: Send + 'static> Router<T> {
         let mut wait = Vec::new();
         for landed in std::mem::take(&mut self.unverified) {
             match topology.ranges.get(&landed.shard_id) {
-                Some(range)
-                    if landed
-                        .entry
-                        .members
-                        .iter()
-                        .all(|m| range.contains(m.hash_key)) =>
-                {
-                    deliver.push(landed)
-                }
+                Some(range) if landed.lies_within(range) => deliver.push(landed),
                 None if landed.judged >= listed => wait.push(landed),
                 _ => resend.push(landed.entry),
             }
@@ -790,4 +782,15 @@ struct Landed<T> {
     sequence_number: String,
     /// When its response was judged.
     judged: Instant,
+}
+
+impl<T> Landed<T> {
+    /// Whether every record of the aggregate belongs to `range` (a KCL 2.x consumer
+    /// reading that shard keeps it).
+    fn lies_within(&self, range: &HashKeyRange) -> bool {
+        self.entry
+            .members
+            .iter()
+            .all(|m| range.contains(m.hash_key))
+    }
 }

@@ -245,13 +245,12 @@ async fn a_reader_waiting_on_the_budget_never_splits_a_line() {
     // About 12 MB: each read turn (4 MiB) and read chunk ends inside a line.
     let expected = lines("backlog", 200_000);
     append(&path, &expected);
-    let text = setup
-        .config_text(&["app.log"], &[], "")
+    let defaults = setup.config_text(&["app.log"], &[], "");
+    let timeout = "flush_partial_line_after_ms = 300";
+    assert!(defaults.contains(timeout), "the setting this test lowers");
+    let text = defaults
         .replace("[agent]\n", "[agent]\nmax_in_flight_bytes = 1048576\n")
-        .replace(
-            "flush_partial_line_after_ms = 300",
-            "flush_partial_line_after_ms = 1",
-        );
+        .replace(timeout, "flush_partial_line_after_ms = 1");
     let agent = setup.start(parse_config(&text)).await;
     let arrived = setup.wait_for(&expected, Duration::from_secs(60)).await;
     let whole: std::collections::HashSet<&Vec<u8>> = expected.iter().collect();

@@ -74,6 +74,12 @@ impl TrackedFile {
         Ok(self.file.metadata()?.len())
     }
 
+    /// Whether everything the open file holds has been read. A file that cannot be
+    /// stat'ed counts as read to its end: there is nothing more to get from it.
+    pub fn at_end(&self) -> bool {
+        self.size().map_or(true, |size| size <= self.offset)
+    }
+
     /// Whether the open file is the one at `path` now (same device and inode).
     pub fn is_at(&self, path: &Path) -> io::Result<bool> {
         let meta = std::fs::metadata(path)?;
