@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::throttle::ShardThrottle;
 use crate::config::AggregationConfig;
 use crate::kinesis::aggregation::deaggregate;
-use crate::kinesis::aggregation::{Aggregator, Pushed};
+use crate::kinesis::aggregation::{Aggregator, Pushed, Sealed, complete_all};
 use crate::kinesis::{HashKey, KinesisRecord, UserRecord};
 
 /// A user record the producer holds until its outcome is known.
@@ -103,6 +103,10 @@ pub struct Lane<T> {
     aggregator: Aggregator,
     members: Vec<Member<T>>,
     opened_at: Option<Instant>,
+    /// Closed aggregates waiting for their MD5 trailers, which [`Lane::complete_sealed`]
+    /// computes for every lane at once.
+    sealed: Vec<(Sealed, Vec<Member<T>>)>,
+    /// Entries ready to send, in order.
     pub queue: VecDeque<Entry<T>>,
     pub throttle: ShardThrottle,
 }
@@ -114,6 +118,7 @@ impl<T> Lane<T> {
             aggregator: Aggregator::new(aggregation.max_bytes),
             members: Vec::new(),
             opened_at: None,
+            sealed: Vec::new(),
             queue: VecDeque::new(),
             throttle,
         }
@@ -127,7 +132,7 @@ impl<T> Lane<T> {
             return;
         };
         if !aggregation.enabled || record.kinesis_size() > aggregation.max_bytes {
-            self.queue_alone(record, member, now);
+            self.queue_alone(record, member);
             return;
         }
         // The aggregator takes the record's only copy; sealing gives it back when the
@@ -137,35 +142,59 @@ impl<T> Lane<T> {
                 self.members.push(member);
                 self.opened_at.get_or_insert(now);
                 if self.members.len() >= aggregation.max_records {
-                    self.seal(now);
+                    self.seal();
                 }
             }
             Ok(Pushed::Full(record)) => {
-                self.seal(now);
+                self.seal();
                 member.record = Some(record);
                 self.add(member, aggregation, now);
             }
             Err(refused) => {
                 // Cannot happen (the size was checked above); send it alone anyway.
-                self.queue_alone(refused.record, member, now);
+                self.queue_alone(refused.record, member);
             }
         }
     }
 
-    /// Queues a record as a Kinesis record of its own; the entry holds its only copy.
-    fn queue_alone(&mut self, record: UserRecord, member: Member<T>, now: Instant) {
+    /// Queues a record as a Kinesis record of its own, the entry holding its only copy,
+    /// behind the aggregates sealed before it.
+    fn queue_alone(&mut self, record: UserRecord, member: Member<T>) {
         let kinesis = KinesisRecord::single_routed(record, member.hash_key);
-        self.queue
-            .push_back(Entry::new(kinesis, vec![member], &self.shard_id, now));
+        self.sealed.push((Sealed::from(kinesis), vec![member]));
     }
 
-    /// Closes the open aggregate and queues it.
-    pub fn seal(&mut self, now: Instant) {
+    /// Closes the open aggregate; it is queued once [`Lane::complete_sealed`] has
+    /// hashed it.
+    pub fn seal(&mut self) {
         self.opened_at = None;
         let members = std::mem::take(&mut self.members);
-        if let Some(record) = self.aggregator.finish() {
-            self.queue
-                .push_back(Entry::new(record, members, &self.shard_id, now));
+        if let Some(sealed) = self.aggregator.seal() {
+            self.sealed.push((sealed, members));
+        }
+    }
+
+    /// Hashes the sealed aggregates of all `lanes` in one batch and queues them behind
+    /// the entries already queued.
+    pub fn complete_sealed(lanes: &mut [Lane<T>], now: Instant) {
+        let mut owners = Vec::new();
+        let mut sealed = Vec::new();
+        let mut members = Vec::new();
+        for (index, lane) in lanes.iter_mut().enumerate() {
+            for (s, m) in lane.sealed.drain(..) {
+                owners.push(index);
+                sealed.push(s);
+                members.push(m);
+            }
+        }
+        if sealed.is_empty() {
+            return;
+        }
+        for ((record, members), index) in complete_all(sealed).into_iter().zip(members).zip(owners)
+        {
+            let lane = &mut lanes[index];
+            lane.queue
+                .push_back(Entry::new(record, members, &lane.shard_id, now));
         }
     }
 
@@ -175,13 +204,14 @@ impl<T> Lane<T> {
     }
 
     pub fn is_idle(&self) -> bool {
-        self.members.is_empty() && self.queue.is_empty()
+        self.members.is_empty() && self.sealed.is_empty() && self.queue.is_empty()
     }
 
     /// Everything not yet sent: open-aggregate members (with their records given back)
     /// and queued entries.
-    pub fn take_unsent(&mut self) -> (Vec<Member<T>>, Vec<Entry<T>>) {
+    pub fn take_unsent(&mut self, now: Instant) -> (Vec<Member<T>>, Vec<Entry<T>>) {
         self.opened_at = None;
+        Lane::complete_sealed(std::slice::from_mut(self), now);
         let records = self.aggregator.take_records();
         let mut members = std::mem::take(&mut self.members);
         for (member, record) in members.iter_mut().zip(records) {
@@ -242,7 +272,8 @@ mod tests {
             for (token, record) in sent.iter().enumerate() {
                 lane.add(member(record.clone(), token as u32), &aggregation, now);
             }
-            lane.seal(now);
+            lane.seal();
+            Lane::complete_sealed(std::slice::from_mut(&mut lane), now);
             let mut back = Vec::new();
             for entry in lane.queue.drain(..) {
                 assert!(entry.members.iter().all(|m| m.record.is_none()));

@@ -302,7 +302,7 @@ impl<T: Send + 'static> Router<T> {
                 .linger_deadline(&aggregation)
                 .is_some_and(|d| everything || d <= now)
             {
-                lane.seal(now);
+                lane.seal();
             }
         }
     }
@@ -310,6 +310,12 @@ impl<T: Send + 'static> Router<T> {
     /// Sends as many PutRecords calls as there are free slots and admissible entries.
     fn pump(&mut self, now: Instant) {
         self.wake_at = None;
+        if self.in_flight.len() >= self.config.max_concurrent_requests.max(1) {
+            // No call can go out now: let sealed aggregates gather, so that more of
+            // them are hashed side by side when a slot frees.
+            return;
+        }
+        Lane::complete_sealed(&mut self.lanes, now);
         while self.in_flight.len() < self.config.max_concurrent_requests.max(1) {
             let batch = self.collect_batch(now);
             if batch.is_empty() {
@@ -690,7 +696,7 @@ impl<T: Send + 'static> Router<T> {
             let id = shard.shard_id.as_str();
             let lane = match old.remove(id) {
                 Some(mut lane) => {
-                    let (members, entries) = lane.take_unsent();
+                    let (members, entries) = lane.take_unsent(now);
                     leftovers.push((members, entries));
                     lane
                 }
@@ -703,7 +709,7 @@ impl<T: Send + 'static> Router<T> {
             lanes.push(lane);
         }
         for (_, mut lane) in old {
-            leftovers.push(lane.take_unsent());
+            leftovers.push(lane.take_unsent(now));
         }
         self.lane_by_shard = lanes
             .iter()

@@ -8,6 +8,7 @@ use prost::Message;
 use prost::encoding::encoded_len_varint;
 
 use super::proto;
+use super::sealed::Sealed;
 use super::{AGGREGATE_PARTITION_KEY, DIGEST_LEN, KinesisRecord, MAGIC, UserRecord};
 use crate::kinesis::hash_key::HashKey;
 
@@ -166,6 +167,14 @@ impl Aggregator {
     }
 
     fn encode_message(message: &proto::AggregatedRecord, protobuf_len: usize) -> Bytes {
+        let mut body = Self::encode_unhashed(message, protobuf_len);
+        let digest = Md5::digest(&body[MAGIC.len()..]);
+        body.put_slice(&digest);
+        body.freeze()
+    }
+
+    /// Magic and protobuf, in a buffer with room left for the trailer.
+    fn encode_unhashed(message: &proto::AggregatedRecord, protobuf_len: usize) -> BytesMut {
         debug_assert_eq!(message.encoded_len(), protobuf_len);
         let mut out = BytesMut::with_capacity(MAGIC.len() + protobuf_len + DIGEST_LEN);
         out.put_slice(&MAGIC);
@@ -173,9 +182,7 @@ impl Aggregator {
         message
             .encode(&mut out)
             .unwrap_or_else(|e| unreachable!("buffer reserved to the exact size: {e}"));
-        let digest = Md5::digest(&out[MAGIC.len()..]);
-        out.put_slice(&digest);
-        out.freeze()
+        out
     }
 
     /// Takes the held records back out, unencoded and in order, and resets: for a
@@ -203,11 +210,19 @@ impl Aggregator {
     }
 
     /// Takes the held records out as the Kinesis record the KPL would send and resets.
+    /// For many aggregates, [`Aggregator::seal`] and one
+    /// [`complete_all`](super::complete_all) hash them several times faster.
+    pub fn finish(&mut self) -> Option<KinesisRecord> {
+        self.seal().map(Sealed::complete)
+    }
+
+    /// Takes the held records out as the KPL would send them, all but the MD5 trailer
+    /// of an aggregate, and resets.
     ///
     /// One record goes out raw with its own partition key; two or more go out as an
     /// aggregate with a 1-byte partition key. Either way the explicit hash key is the
     /// first record's hash key, so the record lands on the shard it was built for.
-    pub fn finish(&mut self) -> Option<KinesisRecord> {
+    pub fn seal(&mut self) -> Option<Sealed> {
         // The next aggregate is likely to hold as many records: start it at that size
         // rather than growing through every power of two again.
         let (capacity, key_capacity) = (self.records.len(), self.partition_keys.len());
@@ -230,12 +245,12 @@ impl Aggregator {
         };
         if records.len() == 1 {
             let data = first.data.clone().unwrap_or_default();
-            return Some(KinesisRecord {
+            return Some(Sealed::from(KinesisRecord {
                 partition_key: partition_keys.into_iter().next().unwrap_or_default(),
                 explicit_hash_key: first_hash_key,
                 data,
                 user_records: 1,
-            });
+            }));
         }
         let user_records = records.len();
         let message = proto::AggregatedRecord {
@@ -243,12 +258,12 @@ impl Aggregator {
             explicit_hash_key_table: explicit_hash_keys.into_iter().collect(),
             records,
         };
-        Some(KinesisRecord {
-            partition_key: AGGREGATE_PARTITION_KEY.to_owned(),
-            explicit_hash_key: first_hash_key,
-            data: Self::encode_message(&message, protobuf_len),
+        Some(Sealed::unhashed(
+            AGGREGATE_PARTITION_KEY.to_owned(),
+            first_hash_key,
+            Self::encode_unhashed(&message, protobuf_len),
             user_records,
-        })
+        ))
     }
 }
 

@@ -8,6 +8,7 @@
 mod aggregator;
 mod deaggregate;
 pub mod proto;
+mod sealed;
 
 use bytes::Bytes;
 
@@ -18,6 +19,7 @@ pub use deaggregate::{
     Deaggregation, DeaggregationError, NotAggregated, Outcome, OutsideShard, deaggregate,
     deaggregate_for_shard, sub_records_within,
 };
+pub use sealed::{Sealed, complete_all};
 
 /// The four bytes that open every aggregated record.
 pub const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
