@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use shardcar::kinesis::aggregation::{Aggregator, Pushed, deaggregate};
+use shardcar::kinesis::aggregation::{Aggregator, Pushed, Sealed, complete_all, deaggregate};
 use shardcar::kinesis::{HashKey, ShardMap, UserRecord};
 
 const RECORDS: usize = 10_000;
@@ -59,6 +59,20 @@ fn aggregate_per_shard(map: &ShardMap, records: Vec<UserRecord>) -> usize {
     out_bytes
 }
 
+/// The records in ~51 KB aggregates, closed but without their MD5 trailers.
+fn sealed_aggregates(records: &[UserRecord]) -> Vec<Sealed> {
+    let mut sealed = Vec::new();
+    let mut agg = Aggregator::new(51_200);
+    for record in records.iter().cloned() {
+        if let Ok(Pushed::Full(back)) = agg.push(record) {
+            sealed.extend(agg.seal());
+            let _ = agg.push(back);
+        }
+    }
+    sealed.extend(agg.seal());
+    sealed
+}
+
 fn bench(c: &mut Criterion) {
     let input = records();
     let map = ShardMap::even(4);
@@ -83,6 +97,35 @@ fn bench(c: &mut Criterion) {
             b.iter_batched(
                 || input.clone(),
                 |records| aggregate_per_shard(&map, records),
+                BatchSize::LargeInput,
+            )
+        },
+    );
+    group.finish();
+
+    // The trailer's MD5, one aggregate at a time against many side by side.
+    let trailer_bytes: u64 = sealed_aggregates(&input)
+        .iter()
+        .map(|s| s.kinesis_size() as u64)
+        .sum();
+    let mut group = c.benchmark_group("trailers");
+    group.throughput(Throughput::Bytes(trailer_bytes));
+    group.bench_function(
+        "MD5 trailers of 51 KB aggregates, one at a time (aggregate bytes)",
+        |b| {
+            b.iter_batched(
+                || sealed_aggregates(&input),
+                |sealed| sealed.into_iter().map(Sealed::complete).count(),
+                BatchSize::LargeInput,
+            )
+        },
+    );
+    group.bench_function(
+        "MD5 trailers of 51 KB aggregates, side by side (aggregate bytes)",
+        |b| {
+            b.iter_batched(
+                || sealed_aggregates(&input),
+                |sealed| complete_all(sealed).len(),
                 BatchSize::LargeInput,
             )
         },
