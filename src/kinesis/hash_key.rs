@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use md5::{Digest, Md5};
+use md5_many::md5;
 
 /// A point in the 0..=2^128-1 hash-key space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -23,10 +23,7 @@ impl HashKey {
     /// The hash key Kinesis derives from a partition key: MD5 of its UTF-8 bytes.
     /// No Unicode normalisation: NFC and NFD spellings are different keys.
     pub fn of_partition_key(partition_key: &str) -> HashKey {
-        let digest = Md5::digest(partition_key.as_bytes());
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&digest);
-        HashKey(u128::from_be_bytes(bytes))
+        HashKey(u128::from_be_bytes(md5(partition_key.as_bytes())))
     }
 
     /// Parses an explicit hash key as the Kinesis API accepts it: the pattern
