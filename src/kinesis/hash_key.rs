@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use md5_many::md5;
+use super::digest::{md5, md5_each};
 
 /// A point in the 0..=2^128-1 hash-key space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -24,6 +24,15 @@ impl HashKey {
     /// No Unicode normalisation: NFC and NFD spellings are different keys.
     pub fn of_partition_key(partition_key: &str) -> HashKey {
         HashKey(u128::from_be_bytes(md5(partition_key.as_bytes())))
+    }
+
+    /// [`HashKey::of_partition_key`] of each key, in order, hashed side by side.
+    pub fn of_partition_keys(partition_keys: &[&str]) -> Vec<HashKey> {
+        let messages: Vec<&[u8]> = partition_keys.iter().map(|k| k.as_bytes()).collect();
+        md5_each(&messages)
+            .into_iter()
+            .map(|digest| HashKey(u128::from_be_bytes(digest)))
+            .collect()
     }
 
     /// Parses an explicit hash key as the Kinesis API accepts it: the pattern
@@ -86,6 +95,20 @@ mod tests {
         assert_eq!(
             HashKey::of_partition_key("user-0"),
             HashKey(0xb01a0e23da718a08989311b8b2dfb069)
+        );
+    }
+
+    #[test]
+    fn keys_hashed_together_hash_as_each_alone() {
+        let keys: Vec<String> = (0..300)
+            .map(|i| "k".repeat(i % 90 + 1) + &i.to_string())
+            .collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let alone: Vec<HashKey> = keys.iter().map(|k| HashKey::of_partition_key(k)).collect();
+        assert_eq!(HashKey::of_partition_keys(&keys), alone);
+        assert_eq!(
+            HashKey::of_partition_keys(&["user-0"]),
+            vec![HashKey(0xb01a0e23da718a08989311b8b2dfb069)]
         );
     }
 

@@ -5,6 +5,7 @@
 //! so the agent's shard prediction and the server's routing share one hash function.
 
 pub mod aggregation;
+pub mod digest;
 pub mod hash_key;
 pub mod limits;
 pub mod names;

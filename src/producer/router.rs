@@ -25,7 +25,7 @@ use super::throttle::{ShardRates, ShardThrottle, TokioClock};
 use super::topology::{self, Topology, TopologyError};
 use super::{Ack, Input, Inputs, Outcome, ProducerConfig};
 use crate::kinesis::spread_keys::{KEYS_PER_SHARD, SpreadKeys};
-use crate::kinesis::{HashKeyRange, limits};
+use crate::kinesis::{HashKey, HashKeyRange, UserRecord, limits};
 
 type PutResult = Result<PutRecordsOutput, SdkError<PutRecordsError>>;
 
@@ -232,25 +232,54 @@ impl<T: Send + 'static> Router<T> {
 
     fn accept_all(&mut self, inputs: Inputs<T>, now: Instant) {
         match inputs {
-            Inputs::One(input) => self.accept(input, now),
+            Inputs::One(input) => {
+                let hash_key = self
+                    .known_hash_key(&input.record)
+                    .unwrap_or_else(|| input.record.hash_key());
+                self.accept(input, hash_key, now);
+            }
             Inputs::Many(batch) => {
-                for input in batch {
-                    self.accept(input, now);
+                let hash_keys = self.hash_keys(&batch);
+                for (input, hash_key) in batch.into_iter().zip(hash_keys) {
+                    self.accept(input, hash_key, now);
                 }
             }
         }
     }
 
-    fn accept(&mut self, input: Input<T>, now: Instant) {
+    /// A record's hash key when it costs no MD5: explicit, or a key from the spread
+    /// pool (hashed when the pool was built).
+    fn known_hash_key(&self, record: &UserRecord) -> Option<HashKey> {
+        record
+            .explicit_hash_key
+            .or_else(|| self.spread.as_ref()?.hash_of(&record.partition_key))
+    }
+
+    /// The hash key of every record of a batch, in order; the partition keys that
+    /// must be hashed are hashed side by side.
+    fn hash_keys(&self, batch: &[Input<T>]) -> Vec<HashKey> {
+        let mut hash_keys = Vec::with_capacity(batch.len());
+        let mut unknown = Vec::new();
+        for (index, input) in batch.iter().enumerate() {
+            let known = self.known_hash_key(&input.record);
+            if known.is_none() {
+                unknown.push(index);
+            }
+            hash_keys.push(known.unwrap_or(HashKey::MIN));
+        }
+        let keys: Vec<&str> = unknown
+            .iter()
+            .map(|&index| batch[index].record.partition_key.as_str())
+            .collect();
+        for (index, hash_key) in unknown.iter().zip(HashKey::of_partition_keys(&keys)) {
+            hash_keys[*index] = hash_key;
+        }
+        hash_keys
+    }
+
+    fn accept(&mut self, input: Input<T>, hash_key: HashKey, now: Instant) {
         ProducerStats::add(&self.stats.user_records, 1);
         ProducerStats::add(&self.stats.user_bytes, input.record.kinesis_size() as u64);
-        // A key from the spread pool was hashed when the pool was built.
-        let hash_key = match (&input.record.explicit_hash_key, &self.spread) {
-            (None, Some(spread)) => spread
-                .hash_of(&input.record.partition_key)
-                .unwrap_or_else(|| input.record.hash_key()),
-            _ => input.record.hash_key(),
-        };
         let member = Member {
             hash_key,
             explicit: input.record.explicit_hash_key.is_some(),
