@@ -259,6 +259,46 @@ mod tests {
         }
     }
 
+    /// Sealed aggregates wait, unsendable but not idle, until one batch completes the
+    /// aggregates of every lane; each lane then queues its own, in the order sealed.
+    #[tokio::test]
+    async fn sealed_aggregates_queue_in_order_once_completed_together() {
+        let (mut first, aggregation) = lane(true);
+        let (mut second, _) = lane(true);
+        let now = Instant::now();
+        let mut expected = vec![Vec::new(), Vec::new()];
+        for round in 0..3u32 {
+            for (index, lane) in [&mut first, &mut second].into_iter().enumerate() {
+                let records: Vec<UserRecord> = (0..4)
+                    .map(|i| UserRecord::new(format!("k{i}"), format!("{index}/{round}/{i}")))
+                    .collect();
+                for (i, record) in records.iter().enumerate() {
+                    lane.add(member(record.clone(), i as u32), &aggregation, now);
+                }
+                lane.seal();
+                expected[index].push(records);
+            }
+        }
+        assert!(first.queue.is_empty() && !first.is_idle());
+        let mut lanes = [first, second];
+        Lane::complete_sealed(&mut lanes, now);
+        for (lane, expected) in lanes.iter_mut().zip(expected) {
+            let queued: Vec<Vec<UserRecord>> = lane
+                .queue
+                .drain(..)
+                .map(|entry| {
+                    entry
+                        .into_members()
+                        .into_iter()
+                        .filter_map(|m| m.record)
+                        .collect()
+                })
+                .collect();
+            assert_eq!(queued, expected, "{}", lane.shard_id);
+            assert!(lane.is_idle());
+        }
+    }
+
     /// Whatever way a record went out, the lane keeps one copy of it and an entry
     /// gives every record back whole.
     #[tokio::test]
