@@ -177,21 +177,12 @@ impl<T> Lane<T> {
     /// Hashes the sealed aggregates of all `lanes` in one batch and queues them behind
     /// the entries already queued.
     pub fn complete_sealed(lanes: &mut [Lane<T>], now: Instant) {
-        let mut owners = Vec::new();
-        let mut sealed = Vec::new();
-        let mut members = Vec::new();
-        for (index, lane) in lanes.iter_mut().enumerate() {
-            for (s, m) in lane.sealed.drain(..) {
-                owners.push(index);
-                sealed.push(s);
-                members.push(m);
-            }
-        }
-        if sealed.is_empty() {
-            return;
-        }
-        for ((record, members), index) in complete_all(sealed).into_iter().zip(members).zip(owners)
-        {
+        let (sealed, owners): (Vec<Sealed>, Vec<_>) = lanes
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(index, lane)| lane.sealed.drain(..).map(move |(s, m)| (s, (index, m))))
+            .unzip();
+        for (record, (index, members)) in complete_all(sealed).into_iter().zip(owners) {
             let lane = &mut lanes[index];
             lane.queue
                 .push_back(Entry::new(record, members, &lane.shard_id, now));

@@ -339,13 +339,14 @@ impl<T: Send + 'static> Router<T> {
     /// Sends as many PutRecords calls as there are free slots and admissible entries.
     fn pump(&mut self, now: Instant) {
         self.wake_at = None;
-        if self.in_flight.len() >= self.config.max_concurrent_requests.max(1) {
+        let slots = self.config.max_concurrent_requests.max(1);
+        if self.in_flight.len() >= slots {
             // No call can go out now: let sealed aggregates gather, so that more of
             // them are hashed side by side when a slot frees.
             return;
         }
         Lane::complete_sealed(&mut self.lanes, now);
-        while self.in_flight.len() < self.config.max_concurrent_requests.max(1) {
+        while self.in_flight.len() < slots {
             let batch = self.collect_batch(now);
             if batch.is_empty() {
                 break;

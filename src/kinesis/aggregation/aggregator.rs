@@ -3,12 +3,11 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use foldhash::fast::RandomState;
 use indexmap::IndexSet;
-use md5::{Digest, Md5};
 use prost::Message;
 use prost::encoding::encoded_len_varint;
 
 use super::proto;
-use super::sealed::Sealed;
+use super::sealed::{self, Sealed};
 use super::{AGGREGATE_PARTITION_KEY, DIGEST_LEN, KinesisRecord, MAGIC, UserRecord};
 use crate::kinesis::hash_key::HashKey;
 
@@ -163,14 +162,7 @@ impl Aggregator {
             explicit_hash_key_table: self.explicit_hash_keys.iter().cloned().collect(),
             records: self.records.clone(),
         };
-        Self::encode_message(&message, self.protobuf_len)
-    }
-
-    fn encode_message(message: &proto::AggregatedRecord, protobuf_len: usize) -> Bytes {
-        let mut body = Self::encode_unhashed(message, protobuf_len);
-        let digest = Md5::digest(&body[MAGIC.len()..]);
-        body.put_slice(&digest);
-        body.freeze()
+        sealed::trailed(Self::encode_unhashed(&message, self.protobuf_len))
     }
 
     /// Magic and protobuf, in a buffer with room left for the trailer.

@@ -6,10 +6,10 @@
 //! out a [`Sealed`] aggregate and the caller completes as many as it has in one
 //! [`complete_all`].
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{DIGEST_LEN, KinesisRecord, MAGIC};
-use crate::kinesis::digest::{Md5Digest, md5_each};
+use crate::kinesis::digest::{Md5Digest, md5, md5_each};
 use crate::kinesis::hash_key::HashKey;
 
 /// A closed aggregate waiting for its trailer, or a lone record that needs none.
@@ -88,19 +88,17 @@ impl Sealed {
             Inner::Unhashed {
                 explicit_hash_key,
                 partition_key,
-                mut body,
+                body,
                 user_records,
-            } => {
-                if let Some(digest) = digest {
-                    body.put_slice(digest);
-                }
-                KinesisRecord {
-                    partition_key,
-                    explicit_hash_key,
-                    data: body.freeze(),
-                    user_records,
-                }
-            }
+            } => KinesisRecord {
+                partition_key,
+                explicit_hash_key,
+                data: match digest {
+                    Some(digest) => with_trailer(body, digest),
+                    None => body.freeze(),
+                },
+                user_records,
+            },
         }
     }
 }
@@ -110,7 +108,6 @@ impl Sealed {
 pub fn complete_all(sealed: Vec<Sealed>) -> Vec<KinesisRecord> {
     let protobufs: Vec<&[u8]> = sealed.iter().filter_map(Sealed::protobuf).collect();
     let digests = md5_each(&protobufs);
-    drop(protobufs);
     let mut digests = digests.iter();
     sealed
         .into_iter()
@@ -122,6 +119,19 @@ pub fn complete_all(sealed: Vec<Sealed>) -> Vec<KinesisRecord> {
             s.into_record(digest)
         })
         .collect()
+}
+
+/// An aggregate body (magic and protobuf) with its trailer computed alone, for a
+/// caller that has just the one.
+pub(super) fn trailed(body: BytesMut) -> Bytes {
+    let digest = md5(&body[MAGIC.len()..]);
+    with_trailer(body, &digest)
+}
+
+/// The body with the trailer appended: the MD5 of its protobuf.
+fn with_trailer(mut body: BytesMut, digest: &Md5Digest) -> Bytes {
+    body.put_slice(digest);
+    body.freeze()
 }
 
 #[cfg(test)]
