@@ -65,7 +65,10 @@ pub enum CheckpointError {
         path.display()
     )]
     Corrupt { path: PathBuf, reason: String },
-    #[error("cannot write checkpoints to {}: {source}", path.display())]
+    #[error(
+        "cannot write checkpoints to {} ({source}); [agent] state_dir must be a directory the agent's user can write",
+        path.display()
+    )]
     Write { path: PathBuf, source: io::Error },
 }
 

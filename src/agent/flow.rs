@@ -19,7 +19,7 @@ use super::stats::FlowStats;
 use super::tail::discovery::Discovery;
 use super::tail::framing::{Framed, FramingConfig};
 use super::tail::identity::FileIdentity;
-use super::tail::reader::{Lifecycle, TrackedFile};
+use super::tail::reader::{Chunk, Lifecycle, TrackedFile};
 use super::transform::{self, Origin};
 use crate::config::{FlowConfig, StartAt};
 use crate::kinesis::UserRecord;
@@ -38,6 +38,9 @@ const READ_PER_TURN: usize = 4 * 1024 * 1024;
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// A renamed or deleted file idle this long is taken as complete.
 const DRAIN_IDLE: Duration = Duration::from_secs(5);
+/// How often the flow's gauges (files tracked, bytes behind) are brought up to date,
+/// also while the reader waits on the in-flight budget.
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Flow {
     config: FlowConfig,
@@ -53,6 +56,9 @@ pub struct Flow {
     unreadable: HashSet<PathBuf>,
     /// Where every file of the flow is read into, one at a time.
     scratch: Vec<u8>,
+    /// Turns true when the flow must stop; a reader waiting on the budget leaves too.
+    stop: watch::Receiver<bool>,
+    last_report: Instant,
 }
 
 /// How a flow begins: its checkpoints, and whether `start_at` applies to the files it
@@ -93,15 +99,16 @@ impl Flow {
             draining: Vec::new(),
             unreadable: HashSet::new(),
             scratch: vec![0; READ_BUFFER],
+            stop: watch::channel(false).1,
+            last_report: Instant::now(),
         })
     }
 
     /// Runs until `stop` turns true; returns once reading has stopped (the caller then
     /// drains the producer). Records held in framers are not sent: their bytes are
     /// above the checkpoint and will be read again.
-    pub async fn run(mut self, start: FlowStart, mut stop: watch::Receiver<bool>) {
-        self.start(start);
-        tracing::debug!(flow = %self.config.name, files = self.files.len(), draining = self.draining.len(), "initial scan done");
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        self.stop = stop.clone();
         let (wake_tx, mut wake_rx) = mpsc::channel::<bool>(1);
         let _watcher = self.watch(wake_tx);
         tracing::trace!(flow = %self.config.name, "watching");
@@ -118,7 +125,10 @@ impl Flow {
             let read_any = self.read_all(&mut stop).await;
             self.flush_idle().await;
             self.release_drained();
-            self.report();
+            if self.last_report.elapsed() >= REPORT_INTERVAL {
+                self.report(None);
+                self.last_report = Instant::now();
+            }
             if read_any {
                 continue;
             }
@@ -184,12 +194,22 @@ impl Flow {
         Some(tracked)
     }
 
-    /// First scan: match files to checkpoints by identity.
-    fn start(&mut self, start: FlowStart) {
+    /// First scan: finds the flow's files and matches them to checkpoints by identity,
+    /// registering each in the ledger with the offset it starts from. Nothing is read.
+    pub fn begin(&mut self, start: FlowStart) {
         let mut remaining = start.checkpoints;
         let (paths, errors) = self.discovery.scan();
         self.report_scan_errors(errors);
+        let mut seen: HashSet<(u64, u64)> = HashSet::new();
         for path in paths {
+            // One file reached by several paths (a symlink, a hard link) is read once.
+            if let Ok(meta) = std::fs::metadata(&path) {
+                use std::os::unix::fs::MetadataExt;
+                if !seen.insert((meta.dev(), meta.ino())) {
+                    tracing::debug!(flow = %self.config.name, file.path = %path.display(), "another path to a file already read; skipped");
+                    continue;
+                }
+            }
             let Ok(file) = std::fs::File::open(&path) else {
                 // Reported (once) and retried by the periodic scan.
                 if let Some(tracked) = self.open(&path, 0, Lifecycle::Active) {
@@ -236,6 +256,7 @@ impl Flow {
                 }
             }
         }
+        tracing::debug!(flow = %self.config.name, files = self.files.len(), draining = self.draining.len(), "initial scan done");
     }
 
     fn report_scan_errors(&mut self, errors: Vec<(PathBuf, std::io::Error)>) {
@@ -264,6 +285,8 @@ impl Flow {
                 self.draining.push(old);
             }
         }
+        let mut tracked_inodes: HashSet<(u64, u64)> =
+            self.files.values().map(|t| t.identity.inode()).collect();
         for path in paths {
             if self.files.contains_key(&path) {
                 continue;
@@ -281,9 +304,17 @@ impl Flow {
                 self.files.insert(path, tracked);
                 continue;
             }
+            // Another path to a file already read (a symlink beside its target).
+            if let Ok(meta) = std::fs::metadata(&path) {
+                use std::os::unix::fs::MetadataExt;
+                if tracked_inodes.contains(&(meta.dev(), meta.ino())) {
+                    continue;
+                }
+            }
             // A file that appears after the start is new: read it whole.
             if let Some(tracked) = self.open(&path, 0, Lifecycle::Active) {
                 tracing::debug!(flow = %self.config.name, file.path = %path.display(), "new file");
+                tracked_inodes.insert(tracked.identity.inode());
                 self.files.insert(path, tracked);
             }
         }
@@ -318,15 +349,6 @@ impl Flow {
     /// Reads one file up to its end or its turn's limit, and sends what it frames.
     /// Returns the bytes read and whether to keep tracking it.
     async fn read_file(&mut self, tracked: &mut TrackedFile) -> (usize, bool) {
-        match tracked.size() {
-            Ok(size) if size < tracked.offset() && tracked.lifecycle == Lifecycle::Active => {
-                self.restart_truncated(tracked, size);
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(flow = %self.config.name, file.path = %tracked.path.display(), %error, "cannot stat open file");
-            }
-        }
         let mut total = 0;
         let mut frames_per_read = 0;
         while total < READ_PER_TURN {
@@ -336,7 +358,12 @@ impl Flow {
                 ..Framed::default()
             };
             let n = match tracked.read_chunk(&mut self.scratch, &mut out) {
-                Ok(n) => n,
+                Ok(Chunk::Read(n)) => n,
+                Ok(Chunk::End) => break,
+                Ok(Chunk::Replaced) => {
+                    self.restart_replaced(tracked);
+                    continue;
+                }
                 Err(error) => {
                     tracing::warn!(flow = %self.config.name, file.path = %tracked.path.display(), %error, "read failed; will retry");
                     break;
@@ -346,31 +373,36 @@ impl Flow {
             tracing::trace!(flow = %self.config.name, file.path = %tracked.path.display(), bytes = n, file.offset = tracked.offset(), frames = out.frames.len(), "read");
             FlowStats::add(&self.stats.bytes_read, n as u64);
             frames_per_read = out.frames.len();
-            self.send(tracked, out).await;
-            if n == 0 {
+            if !self.send(tracked, out).await {
+                // Stopping: what was not handed over stays above the checkpoint.
                 break;
             }
         }
-        if let Ok(true) = tracked.refresh_identity() {
+        if tracked.refresh_identity() {
             self.ledger
                 .update_identity(tracked.reading, &tracked.identity);
         }
         (total, true)
     }
 
-    /// copytruncate: the file restarted from empty. What was not read before the
-    /// truncation is gone (copytruncate cannot promise otherwise) and is counted.
-    fn restart_truncated(&mut self, tracked: &mut TrackedFile, size: u64) {
+    /// copytruncate: the file was emptied in place (and perhaps refilled). What was not
+    /// read before is gone (copytruncate cannot promise otherwise) and is counted; the
+    /// new content is read from its first byte as a new reading of the same file.
+    fn restart_replaced(&mut self, tracked: &mut TrackedFile) {
         FlowStats::add(&self.stats.truncations, 1);
-        tracing::warn!(flow = %self.config.name, file.path = %tracked.path.display(), file.offset = tracked.offset(), size, "file truncated (copytruncate); reading it again from the start");
+        tracing::warn!(flow = %self.config.name, file.path = %tracked.path.display(), file.offset = tracked.offset(), "file truncated or replaced in place (copytruncate); reading it again from the start");
         self.ledger.abandon(tracked.reading);
-        if let Some(fresh) = self.open(&tracked.path.clone(), 0, Lifecycle::Active) {
-            *tracked = fresh;
+        if let Err(error) = tracked.restart() {
+            tracing::warn!(flow = %self.config.name, file.path = %tracked.path.display(), %error, "cannot read the truncated file again; will retry");
         }
+        tracked.reading = self
+            .ledger
+            .begin(&self.config.name, &tracked.path, &tracked.identity, 0);
     }
 
     /// Transforms, keys and sends the frames; acknowledges dropped ranges at once.
-    async fn send(&mut self, tracked: &TrackedFile, out: Framed) {
+    /// Returns false if the flow was asked to stop before the producer took them all.
+    async fn send(&mut self, tracked: &TrackedFile, out: Framed) -> bool {
         FlowStats::add(&self.stats.oversize_records, out.oversize);
         let mut handled: Vec<(ReadingId, Range<u64>)> = out
             .dropped
@@ -417,12 +449,31 @@ impl Flow {
             batch.push((record, token));
         }
         FlowStats::add(&self.stats.records, batch.len() as u64);
-        if self.producer.send_batch(batch).await.is_err() {
-            // The producer stopped (shutdown): the records stay above the checkpoint.
-            return;
+        if !self.hand_over(batch, tracked).await {
+            return false;
         }
         if !handled.is_empty() {
             self.ledger.acknowledge_all(handled);
+        }
+        true
+    }
+
+    /// Hands records to the producer, waiting while the in-flight budget is full. The
+    /// wait ends early when the flow must stop (the records stay above the checkpoint
+    /// and are read again); meanwhile the gauges stay current, since an outage is when
+    /// an operator looks at them. Returns whether every record was handed over.
+    async fn hand_over(&self, batch: Vec<(UserRecord, Token)>, tracked: &TrackedFile) -> bool {
+        let mut stop = self.stop.clone();
+        let sending = self.producer.send_batch(batch);
+        tokio::pin!(sending);
+        let mut report =
+            tokio::time::interval_at(Instant::now() + REPORT_INTERVAL, REPORT_INTERVAL);
+        loop {
+            tokio::select! {
+                sent = &mut sending => return sent.is_ok(),
+                _ = stop.wait_for(|stop| *stop) => return false,
+                _ = report.tick() => self.report(Some(tracked)),
+            }
         }
     }
 
@@ -472,6 +523,9 @@ impl Flow {
                 self.send(&tracked, out).await;
                 self.draining.push(tracked);
             }
+            if *self.stop.borrow() {
+                return;
+            }
         }
     }
 
@@ -492,16 +546,25 @@ impl Flow {
         }
     }
 
-    fn report(&self) {
-        let tracked = (self.files.len() + self.draining.len()) as u64;
-        FlowStats::set(&self.stats.files_tracked, tracked);
-        let behind: u64 = self
+    /// Files tracked, and bytes behind: what the tracked files hold that Kinesis has
+    /// not acknowledged yet (read or not). `current` is the file being read, which is
+    /// out of the map meanwhile.
+    fn report(&self, current: Option<&TrackedFile>) {
+        let files: Vec<&TrackedFile> = self
             .files
             .values()
             .chain(self.draining.iter())
-            .map(|t| t.size().unwrap_or(0).saturating_sub(t.offset()))
-            .sum();
-        FlowStats::set(&self.stats.bytes_behind, behind);
+            .chain(current)
+            .collect();
+        FlowStats::set(&self.stats.files_tracked, files.len() as u64);
+        let sizes: Vec<(ReadingId, u64)> = files
+            .iter()
+            .map(|t| (t.reading, t.size().unwrap_or(0)))
+            .collect();
+        FlowStats::set(
+            &self.stats.bytes_behind,
+            self.ledger.unacknowledged_bytes(&sizes),
+        );
     }
 }
 

@@ -189,6 +189,18 @@ impl Ledger {
         list
     }
 
+    /// What the files of these readings (with their sizes now) hold beyond their
+    /// acknowledged offsets, in all.
+    pub fn unacknowledged_bytes(&self, sizes: &[(ReadingId, u64)]) -> u64 {
+        let inner = self.lock();
+        sizes
+            .iter()
+            .map(|(reading, size)| {
+                size.saturating_sub(inner.tracker.committed(*reading).unwrap_or(0))
+            })
+            .sum()
+    }
+
     /// Acknowledged offset of one reading (for status and tests).
     pub fn committed(&self, reading: ReadingId) -> Option<u64> {
         self.lock().tracker.committed(reading)

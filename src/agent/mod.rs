@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::config::{Config, FlowConfig, OnCorruptCheckpoint};
 use crate::producer::{Budget, Outcome, Producer, ProducerConfig, ProducerHandle, StatsSnapshot};
@@ -32,13 +33,18 @@ use stats::{FlowSnapshot, FlowStats};
 
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 const STATUS_INTERVAL: Duration = Duration::from_secs(30);
+/// Time a reader is always given to notice it must stop.
+const READER_STOP: Duration = Duration::from_millis(500);
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    #[error("cannot use the state directory {}: {source}", path.display())]
+    #[error(
+        "cannot use the state directory {} ({source}); give [agent] state_dir a directory the agent's user can create and write",
+        path.display()
+    )]
     StateDir {
         path: std::path::PathBuf,
         source: std::io::Error,
@@ -55,6 +61,18 @@ pub enum AgentError {
     },
 }
 
+impl AgentError {
+    /// Whether an operator must act before a restart can succeed (a corrupt or
+    /// unreadable checkpoint file, an unusable state directory): the process then
+    /// exits with EX_CONFIG, which the systemd unit does not restart on.
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
+            AgentError::Checkpoint(_) | AgentError::StateDir { .. } | AgentError::Pattern { .. }
+        )
+    }
+}
+
 /// Options given on the command line rather than in the config.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -63,8 +81,19 @@ pub struct RunOptions {
 }
 
 /// What was left when the agent stopped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StopReport {
+    pub unacknowledged_records: u64,
+    pub grace_exceeded: bool,
+    /// Per flow, by name.
+    pub flows: BTreeMap<String, FlowStopReport>,
+}
+
+/// What one flow left when it stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowStopReport {
+    /// Records handed to the producer whose outcome never came: they are above the
+    /// checkpoint and are read again at the next start.
     pub unacknowledged_records: u64,
     pub grace_exceeded: bool,
 }
@@ -103,8 +132,10 @@ fn hostname() -> String {
 }
 
 impl Agent {
-    /// Loads checkpoints, starts every flow, the checkpointer, the status line and (if
-    /// configured) the metrics endpoint.
+    /// Loads checkpoints, finds every flow's files, records the start durably (so a
+    /// crash in the first second is not taken for another first start), then starts
+    /// the readers, the checkpointer, the status line and (if configured) the metrics
+    /// endpoint.
     pub async fn start(config: Config, options: RunOptions) -> Result<RunningAgent, AgentError> {
         let state_dir = config.agent.state_dir.clone();
         std::fs::create_dir_all(&state_dir).map_err(|source| AgentError::StateDir {
@@ -151,6 +182,7 @@ impl Agent {
             background: Vec::new(),
             config: config.clone(),
         };
+        let mut prepared = Vec::new();
         for flow in &config.flows {
             let checkpoints: Vec<FileCheckpoint> = loaded
                 .files
@@ -159,23 +191,44 @@ impl Agent {
                 .cloned()
                 .collect();
             let first_run = !loaded.flows.contains(&flow.name);
-            agent
-                .start_flow(
-                    flow.clone(),
-                    FlowStart {
-                        checkpoints,
-                        first_run,
-                    },
-                )
-                .await?;
+            prepared.push(
+                agent
+                    .prepare_flow(
+                        flow.clone(),
+                        FlowStart {
+                            checkpoints,
+                            first_run,
+                        },
+                    )
+                    .await?,
+            );
+        }
+        agent.persist_start()?;
+        for flow in prepared {
+            agent.launch(flow);
         }
         agent.start_background();
         Ok(agent)
     }
 }
 
+/// A flow whose files are found and registered in the ledger, not yet reading.
+struct PreparedFlow {
+    config: FlowConfig,
+    flow: Flow,
+    producer: ProducerHandle<Token>,
+    acks: crate::producer::Acks<Token>,
+    stats: Arc<FlowStats>,
+}
+
 impl RunningAgent {
-    async fn start_flow(&mut self, config: FlowConfig, start: FlowStart) -> Result<(), AgentError> {
+    /// Starts a flow's producer and finds its files (the first scan registers each file
+    /// with the offset it starts from); nothing is read yet.
+    async fn prepare_flow(
+        &mut self,
+        config: FlowConfig,
+        start: FlowStart,
+    ) -> Result<PreparedFlow, AgentError> {
         let client =
             crate::aws::kinesis_client(&config.kinesis, crate::aws::Purpose::Producer).await;
         let mut producer_config = ProducerConfig::new(config.stream.as_str());
@@ -189,23 +242,69 @@ impl RunningAgent {
                 .join("dead-letter")
                 .join(format!("{}.jsonl", config.name)),
         );
-        let (producer, mut acks) =
-            Producer::start_with_budget::<Token>(producer_config, client, self.budget.clone());
         let stats = Arc::new(FlowStats::default());
-        let flow = Flow::new(
+        let (producer, acks) =
+            Producer::start_with_budget::<Token>(producer_config, client, self.budget.clone());
+        let mut flow = match Flow::new(
             config.clone(),
             producer.clone(),
             self.ledger.clone(),
             stats.clone(),
             self.host.clone(),
             self.config.agent.scan_interval,
-        )
-        .map_err(|source| AgentError::Pattern {
-            flow: config.name.clone(),
-            source,
-        })?;
+        ) {
+            Ok(flow) => flow,
+            Err(source) => {
+                producer.shutdown(Duration::ZERO).await;
+                return Err(AgentError::Pattern {
+                    flow: config.name.clone(),
+                    source,
+                });
+            }
+        };
+        flow.begin(start);
+        {
+            let mut known = self.known_flows.lock().unwrap_or_else(|p| p.into_inner());
+            if !known.contains(&config.name) {
+                known.push(config.name.clone());
+            }
+        }
+        Ok(PreparedFlow {
+            config,
+            flow,
+            producer,
+            acks,
+            stats,
+        })
+    }
+
+    /// Writes the flows that have started and where each of their files starts, before
+    /// anything is read: a restart after a crash then knows `start_at` was applied,
+    /// and only lines older than the very first start are skipped. Failing here means
+    /// the state directory is unusable, which an operator must fix.
+    fn persist_start(&self) -> Result<(), AgentError> {
+        let current = Checkpoints {
+            flows: self
+                .known_flows
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            files: self.ledger.checkpoints(),
+        };
+        self.store.persist(&current).map_err(AgentError::from)
+    }
+
+    /// Starts a prepared flow's reader and its acknowledgement task.
+    fn launch(&mut self, prepared: PreparedFlow) {
+        let PreparedFlow {
+            config,
+            flow,
+            producer,
+            mut acks,
+            stats,
+        } = prepared;
         let (stop, stopped) = watch::channel(false);
-        let reader = tokio::spawn(flow.run(start, stopped));
+        let reader = tokio::spawn(flow.run(stopped));
         let ledger = self.ledger.clone();
         let ack_stats = stats.clone();
         let acks = tokio::spawn(async move {
@@ -227,12 +326,6 @@ impl RunningAgent {
                 FlowStats::add(&ack_stats.dead_lettered, dead);
             }
         });
-        {
-            let mut known = self.known_flows.lock().unwrap_or_else(|p| p.into_inner());
-            if !known.contains(&config.name) {
-                known.push(config.name.clone());
-            }
-        }
         tracing::info!(flow = %config.name, stream.name = %config.stream, include = ?config.include, "flow started");
         self.flows.insert(
             config.name.clone(),
@@ -245,7 +338,6 @@ impl RunningAgent {
                 stats,
             },
         );
-        Ok(())
     }
 
     fn start_background(&mut self) {
@@ -290,6 +382,7 @@ impl RunningAgent {
                             files = now.files_tracked,
                             bytes_behind = now.bytes_behind,
                             records_per_sec = (now.records - before.records) / STATUS_INTERVAL.as_secs(),
+                            unacknowledged = producer.unacknowledged_records(),
                             throttled = producer.throttled_entries,
                             dead_lettered = now.dead_lettered,
                             in_flight_bytes = budget.in_use(),
@@ -305,6 +398,13 @@ impl RunningAgent {
         }));
     }
 
+    async fn stop_background(&mut self) {
+        let _ = self.background_stop.send(true);
+        for task in self.background.drain(..) {
+            let _ = task.await;
+        }
+    }
+
     /// Counters of one flow.
     pub fn flow_stats(&self, flow: &str) -> Option<FlowSnapshot> {
         self.flows.get(flow).map(|f| f.stats.snapshot())
@@ -315,27 +415,48 @@ impl RunningAgent {
         self.flows.get(flow).map(|f| f.producer.stats())
     }
 
+    /// Bytes of the shared in-flight budget taken now.
+    pub fn in_flight_bytes(&self) -> usize {
+        self.budget.in_use()
+    }
+
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }
 
     /// Applies a new config: flows added start, removed ones stop, changed ones restart
-    /// from their checkpoints. Nothing is lost: a stopping flow drains first.
+    /// from their checkpoints. A stopping flow stops reading at once and has the grace
+    /// period to deliver what it holds; what it could not deliver is read again by its
+    /// successor. So a reload takes at most `shutdown_grace_period_secs`, even when an
+    /// outage filled the in-flight budget.
     pub async fn reload(&mut self, config: Config) -> Result<(), AgentError> {
-        let grace = config.agent.shutdown_grace_period;
-        let names: Vec<String> = self.flows.keys().cloned().collect();
-        for name in names {
-            let unchanged = config
-                .flows
-                .iter()
-                .any(|f| f.name == name && self.flows.get(&name).is_some_and(|r| r.config == *f));
-            if !unchanged && let Some(flow) = self.flows.remove(&name) {
-                tracing::info!(flow = %name, "stopping flow for the new config");
-                stop_flow(flow, grace).await;
-            }
+        let deadline = Instant::now() + config.agent.shutdown_grace_period;
+        let changed: Vec<String> = self
+            .flows
+            .iter()
+            .filter(|(name, running)| {
+                !config
+                    .flows
+                    .iter()
+                    .any(|f| f.name == **name && running.config == *f)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        let stopping: Vec<(String, RunningFlow)> = changed
+            .into_iter()
+            .filter_map(|name| self.flows.remove(&name).map(|flow| (name, flow)))
+            .collect();
+        for (name, _) in &stopping {
+            tracing::info!(flow = %name, "stopping flow for the new config");
+        }
+        let reports = stop_flows(stopping, deadline).await;
+        for (name, report) in &reports {
+            log_flow_stop(name, report);
         }
         let checkpoints = self.ledger.checkpoints();
         self.config = config.clone();
+        let mut prepared = Vec::new();
+        let mut failure = None;
         for flow in &config.flows {
             if self.flows.contains_key(&flow.name) {
                 continue;
@@ -355,31 +476,50 @@ impl RunningAgent {
             };
             // The readings of a stopped flow are replaced by the restarted flow's.
             self.ledger.forget_flow(&flow.name);
-            self.start_flow(flow.clone(), start).await?;
+            match self.prepare_flow(flow.clone(), start).await {
+                Ok(ready) => prepared.push(ready),
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
         }
-        let live: Vec<String> = self.flows.keys().cloned().collect();
+        let live: Vec<String> = self
+            .flows
+            .keys()
+            .cloned()
+            .chain(prepared.iter().map(|p| p.config.name.clone()))
+            .collect();
         self.ledger.retain_flows(&live);
-        let _ = self.background_stop.send(true);
-        for task in self.background.drain(..) {
-            let _ = task.await;
+        if let Err(error) = self.persist_start() {
+            tracing::error!(%error, "cannot record the reloaded flows' starting points; will retry with the next checkpoint");
         }
+        for flow in prepared {
+            self.launch(flow);
+        }
+        self.stop_background().await;
         let (background_stop, _) = watch::channel(false);
         self.background_stop = background_stop;
         self.start_background();
         tracing::info!(flows = self.flows.len(), "config reloaded");
-        Ok(())
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 
     /// Stops reading, drains every producer within the grace period, writes the final
     /// checkpoint and reports what was left unacknowledged (it will be read again).
-    pub async fn stop(mut self) -> StopReport {
-        let grace = self.config.agent.shutdown_grace_period;
-        let flows: Vec<RunningFlow> = std::mem::take(&mut self.flows).into_values().collect();
-        let reports = futures_join(flows.into_iter().map(|flow| stop_flow(flow, grace))).await;
-        let _ = self.background_stop.send(true);
-        for task in self.background.drain(..) {
-            let _ = task.await;
-        }
+    pub async fn stop(self) -> StopReport {
+        let deadline = Instant::now() + self.config.agent.shutdown_grace_period;
+        self.stop_by(deadline).await
+    }
+
+    /// [`stop`](RunningAgent::stop) with a deadline for the producers to drain.
+    pub async fn stop_by(mut self, deadline: Instant) -> StopReport {
+        let flows: Vec<(String, RunningFlow)> =
+            std::mem::take(&mut self.flows).into_iter().collect();
+        let reports = stop_flows(flows, deadline).await;
+        self.stop_background().await;
         write_checkpoints(
             &self.ledger,
             &self.store,
@@ -388,38 +528,72 @@ impl RunningAgent {
         )
         .await;
         let report = StopReport {
-            unacknowledged_records: reports.iter().map(|r| r.unacknowledged_records).sum(),
-            grace_exceeded: reports.iter().any(|r| r.grace_exceeded),
+            unacknowledged_records: reports.values().map(|r| r.unacknowledged_records).sum(),
+            grace_exceeded: reports.values().any(|r| r.grace_exceeded),
+            flows: reports,
         };
-        if report.grace_exceeded {
-            tracing::warn!(
-                unacknowledged = report.unacknowledged_records,
-                "shutdown grace period ran out; unacknowledged records will be read again at the next start"
-            );
-        } else {
+        for (name, flow) in &report.flows {
+            log_flow_stop(name, flow);
+        }
+        if !report.grace_exceeded {
             tracing::info!("stopped; final checkpoint written");
         }
         report
     }
 }
 
-async fn futures_join<F: std::future::Future<Output = StopReport> + Send + 'static>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<StopReport> {
-    let tasks: Vec<JoinHandle<StopReport>> = futures.map(tokio::spawn).collect();
-    let mut reports = Vec::new();
-    for task in tasks {
-        reports.push(task.await.unwrap_or_default());
+fn log_flow_stop(name: &str, report: &FlowStopReport) {
+    if report.unacknowledged_records > 0 || report.grace_exceeded {
+        tracing::warn!(
+            flow = %name,
+            unacknowledged_records = report.unacknowledged_records,
+            grace_exceeded = report.grace_exceeded,
+            "flow stopped with records unacknowledged; they will be read again at the next start"
+        );
+    } else {
+        tracing::info!(flow = %name, "flow stopped; everything it read was acknowledged");
+    }
+}
+
+/// Stops flows side by side, each by `deadline`.
+async fn stop_flows(
+    flows: Vec<(String, RunningFlow)>,
+    deadline: Instant,
+) -> BTreeMap<String, FlowStopReport> {
+    let tasks: Vec<(String, JoinHandle<FlowStopReport>)> = flows
+        .into_iter()
+        .map(|(name, flow)| (name, tokio::spawn(stop_flow(flow, deadline))))
+        .collect();
+    let mut reports = BTreeMap::new();
+    for (name, task) in tasks {
+        let report = task.await.unwrap_or(FlowStopReport {
+            unacknowledged_records: 0,
+            grace_exceeded: true,
+        });
+        reports.insert(name, report);
     }
     reports
 }
 
-async fn stop_flow(flow: RunningFlow, grace: Duration) -> StopReport {
+/// Stops one flow: its reader at once (it also leaves a wait on the budget), then its
+/// producer by `deadline`. A producer stopped at the deadline returns its budget.
+async fn stop_flow(flow: RunningFlow, deadline: Instant) -> FlowStopReport {
     let _ = flow.stop.send(true);
-    let _ = flow.reader.await;
-    let report = flow.producer.shutdown(grace).await;
+    let mut reader = flow.reader;
+    // A reader leaves at once when told; the moment given here only matters when the
+    // deadline has already passed (a flow started by a reload that a SIGTERM cut short).
+    let reader_deadline = deadline.max(Instant::now() + READER_STOP);
+    if tokio::time::timeout_at(reader_deadline, &mut reader)
+        .await
+        .is_err()
+    {
+        // A read blocked in the kernel (a hung network filesystem): leave it behind.
+        reader.abort();
+        tracing::warn!(flow = %flow.config.name, "the flow's reader did not stop in time");
+    }
+    let report = flow.producer.shutdown_by(deadline).await;
     let _ = flow.acks.await;
-    StopReport {
+    FlowStopReport {
         unacknowledged_records: report.unacknowledged_records,
         grace_exceeded: report.grace_exceeded,
     }

@@ -73,13 +73,13 @@ pub fn main() -> ExitCode {
 }
 
 fn exit_code_for(error: &anyhow::Error) -> ExitCode {
-    // A corrupt checkpoint, like a bad config, needs an operator: restarting won't help.
+    // A corrupt checkpoint or an unusable state directory, like a bad config, needs an
+    // operator: restarting won't help.
     let needs_operator = |cause: &(dyn std::error::Error + 'static)| {
         cause.is::<ConfigError>()
-            || matches!(
-                cause.downcast_ref::<crate::agent::checkpoint::CheckpointError>(),
-                Some(crate::agent::checkpoint::CheckpointError::Corrupt { .. })
-            )
+            || cause
+                .downcast_ref::<crate::agent::AgentError>()
+                .is_some_and(crate::agent::AgentError::needs_operator)
     };
     if error.chain().any(needs_operator) {
         ExitCode::from(EXIT_CONFIG)
@@ -92,8 +92,12 @@ fn exit_code_for(error: &anyhow::Error) -> ExitCode {
 fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colour only for a person at a terminal: journald and log files get plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .try_init();
 }

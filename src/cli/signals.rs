@@ -1,25 +1,38 @@
 //! Waiting for SIGTERM or SIGINT, the two ways a service is asked to stop.
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub async fn terminated() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers; stop with SIGKILL");
-            std::future::pending::<()>().await;
-            return;
-        };
+use anyhow::{Context, Result};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// SIGTERM and SIGINT, installed once so that no signal between two waits is missed.
+pub struct Terminate {
+    term: Signal,
+    int: Signal,
+}
+
+impl Terminate {
+    pub fn install() -> Result<Terminate> {
+        Ok(Terminate {
+            term: signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?,
+        })
+    }
+
+    /// Resolves at the next SIGTERM or SIGINT.
+    pub async fn recv(&mut self) {
         tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn terminated() {
+    match Terminate::install() {
+        Ok(mut terminate) => terminate.recv().await,
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
     }
 }

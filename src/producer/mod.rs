@@ -143,6 +143,14 @@ impl<T> Inputs<T> {
             Inputs::Many(batch) => batch.len(),
         }
     }
+
+    /// The budget these records hold.
+    fn permits(&self) -> usize {
+        match self {
+            Inputs::One(input) => input.size,
+            Inputs::Many(batch) => batch.iter().map(|i| i.size).sum(),
+        }
+    }
 }
 
 /// Sends records to a running producer. Cheap to clone.
@@ -337,10 +345,12 @@ impl<T: Send + 'static> ProducerHandle<T> {
     }
 
     async fn forward(&self, inputs: Inputs<T>, permits: u32) -> Result<(), ProducerClosed> {
+        let records = inputs.len() as u64;
         if self.input.send(inputs).await.is_err() {
             self.budget.add_permits(permits as usize);
             return Err(ProducerClosed);
         }
+        ProducerStats::add(&self.stats.handed_records, records);
         Ok(())
     }
 
@@ -357,21 +367,25 @@ impl<T: Send + 'static> ProducerHandle<T> {
     /// Stops taking records, sends what is held (aggregates go out at once), and waits
     /// up to `grace` for their acknowledgements.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.shutdown_by(Instant::now() + grace).await
+    }
+
+    /// [`shutdown`](ProducerHandle::shutdown) with a deadline: past it, what is still
+    /// held is dropped unacknowledged (it is read again at the next start) and its
+    /// budget is returned.
+    pub async fn shutdown_by(&self, deadline: Instant) -> ShutdownReport {
         let _ = self.drain.send(true);
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         let mut grace_exceeded = false;
         if let Some(mut task) = task
-            && tokio::time::timeout(grace, &mut task).await.is_err()
+            && tokio::time::timeout_at(deadline, &mut task).await.is_err()
         {
             grace_exceeded = true;
             task.abort();
             let _ = task.await;
         }
-        let snapshot = self.stats.snapshot();
         ShutdownReport {
-            unacknowledged_records: snapshot
-                .user_records
-                .saturating_sub(snapshot.acknowledged_records),
+            unacknowledged_records: self.stats.snapshot().unacknowledged_records(),
             grace_exceeded,
         }
     }

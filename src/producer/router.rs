@@ -65,6 +65,9 @@ pub struct Router<T> {
     acks: mpsc::Sender<Vec<Ack<T>>>,
     pending_acks: Vec<Ack<T>>,
     budget: Arc<Semaphore>,
+    /// Budget bytes of the records this router holds (accepted, not yet released):
+    /// returned when it stops, however it stops (see `Drop`).
+    held: usize,
     stats: Arc<ProducerStats>,
     drain: watch::Receiver<bool>,
     draining: bool,
@@ -108,6 +111,7 @@ impl<T: Send + 'static> Router<T> {
             acks,
             pending_acks: Vec::new(),
             budget,
+            held: 0,
             stats,
             drain,
             draining: false,
@@ -231,6 +235,7 @@ impl<T: Send + 'static> Router<T> {
     }
 
     fn accept_all(&mut self, inputs: Inputs<T>, now: Instant) {
+        self.held += inputs.permits();
         match inputs {
             Inputs::One(input) => {
                 let hash_key = self
@@ -639,6 +644,7 @@ impl<T: Send + 'static> Router<T> {
     }
 
     fn release(&mut self, bytes: usize) {
+        self.held -= bytes;
         self.budget.add_permits(bytes);
     }
 
@@ -806,6 +812,25 @@ impl<T: Send + 'static> Router<T> {
             for member in entry.into_members() {
                 self.route(member, now);
             }
+        }
+    }
+}
+
+/// A router that stops, normally or aborted at the end of a shutdown grace period,
+/// returns the budget of every record it still holds or that waits in its input, so
+/// producers that share the budget (the agent's other flows, a restarted flow) get it.
+impl<T> Drop for Router<T> {
+    fn drop(&mut self) {
+        // Closed first: a sender that had not handed its records over gets them back
+        // with an error and returns their budget itself.
+        self.input.close();
+        let mut queued = 0;
+        while let Ok(inputs) = self.input.try_recv() {
+            queued += inputs.permits();
+        }
+        let unreleased = self.held + queued;
+        if unreleased > 0 {
+            self.budget.add_permits(unreleased);
         }
     }
 }

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
 pub struct ProducerStats {
+    /// Records handed over by `send`/`send_batch` (some may still wait to be routed).
+    pub handed_records: AtomicU64,
     pub user_records: AtomicU64,
     pub user_bytes: AtomicU64,
     pub acknowledged_records: AtomicU64,
@@ -23,6 +25,7 @@ pub struct ProducerStats {
 /// A copy of the counters at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
+    pub handed_records: u64,
     pub user_records: u64,
     pub user_bytes: u64,
     pub acknowledged_records: u64,
@@ -46,6 +49,7 @@ impl ProducerStats {
     pub fn snapshot(&self) -> StatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
+            handed_records: get(&self.handed_records),
             user_records: get(&self.user_records),
             user_bytes: get(&self.user_bytes),
             acknowledged_records: get(&self.acknowledged_records),
@@ -60,5 +64,13 @@ impl ProducerStats {
             map_refreshes: get(&self.map_refreshes),
             misrouted_aggregates: get(&self.misrouted_aggregates),
         }
+    }
+}
+
+impl StatsSnapshot {
+    /// Records handed to the producer whose outcome has not been reported yet.
+    pub fn unacknowledged_records(&self) -> u64 {
+        self.handed_records
+            .saturating_sub(self.acknowledged_records)
     }
 }

@@ -3,6 +3,7 @@
 mod agent;
 mod agent_model;
 mod agent_process;
+mod agent_safety;
 mod agent_support;
 mod aggregation_properties;
 mod cli_check_config;

@@ -23,7 +23,8 @@ pub struct FileIdentity {
     pub fingerprint_len: u64,
 }
 
-fn fingerprint_of(file: &File, len: u64) -> io::Result<String> {
+/// Reads up to `len` bytes from the start of `file` (fewer if it is shorter).
+pub fn read_prefix(file: &File, len: u64) -> io::Result<Vec<u8>> {
     let mut buffer = vec![0u8; len as usize];
     let mut read = 0;
     while read < buffer.len() {
@@ -33,23 +34,32 @@ fn fingerprint_of(file: &File, len: u64) -> io::Result<String> {
         }
     }
     buffer.truncate(read);
-    Ok(Md5::digest(&buffer)
+    Ok(buffer)
+}
+
+fn fingerprint_of(prefix: &[u8]) -> String {
+    Md5::digest(prefix)
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect())
+        .collect()
 }
 
 impl FileIdentity {
     /// Identifies an open file from its metadata and first bytes.
     pub fn of(file: &File) -> io::Result<FileIdentity> {
         let meta = file.metadata()?;
-        let len = meta.len().min(FINGERPRINT_BYTES);
-        Ok(FileIdentity {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            fingerprint: fingerprint_of(file, len)?,
-            fingerprint_len: len,
-        })
+        let prefix = read_prefix(file, meta.len().min(FINGERPRINT_BYTES))?;
+        Ok(FileIdentity::from_prefix(meta.dev(), meta.ino(), &prefix))
+    }
+
+    /// The identity of the file `(dev, ino)` whose first bytes are `prefix`.
+    pub fn from_prefix(dev: u64, ino: u64, prefix: &[u8]) -> FileIdentity {
+        FileIdentity {
+            dev,
+            ino,
+            fingerprint: fingerprint_of(prefix),
+            fingerprint_len: prefix.len() as u64,
+        }
     }
 
     /// Whether `file` is the file this identity was taken of (same inode, same first bytes).
@@ -58,15 +68,13 @@ impl FileIdentity {
         if meta.dev() != self.dev || meta.ino() != self.ino || meta.len() < self.fingerprint_len {
             return Ok(false);
         }
-        Ok(fingerprint_of(file, self.fingerprint_len)? == self.fingerprint)
+        Ok(fingerprint_of(&read_prefix(file, self.fingerprint_len)?) == self.fingerprint)
     }
 
-    /// Refreshes a short fingerprint once the file has grown (same file, longer prefix).
-    pub fn extended(&self, file: &File) -> io::Result<FileIdentity> {
-        if self.fingerprint_len >= FINGERPRINT_BYTES {
-            return Ok(self.clone());
-        }
-        FileIdentity::of(file)
+    /// Device and inode: what one reader and one checkpoint are kept per, whatever
+    /// paths (links, symlinks) lead to the file.
+    pub fn inode(&self) -> (u64, u64) {
+        (self.dev, self.ino)
     }
 }
 

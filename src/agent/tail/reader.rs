@@ -1,4 +1,10 @@
 //! One file being read: its handle, where reading is, and its framer.
+//!
+//! A file can be replaced in place: `copytruncate` empties it and the writer fills it
+//! again, often past the old offset before the reader looks (during an outage or a busy
+//! spell). Size alone cannot tell; the file's first bytes can. The reader keeps them
+//! and checks them after every read and before framing it, so bytes of the new content
+//! read from the old offset never become a record (they would be half a line).
 
 use std::fs::File;
 use std::io;
@@ -9,7 +15,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::framing::{Framed, Framer, FramingConfig};
-use super::identity::FileIdentity;
+use super::identity::{FINGERPRINT_BYTES, FileIdentity, read_prefix};
 use crate::agent::ack::ReadingId;
 
 /// Why a file is being read.
@@ -22,6 +28,18 @@ pub enum Lifecycle {
     Draining,
 }
 
+/// What one read found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    /// This many bytes were read and framed.
+    Read(usize),
+    /// Nothing more to read now.
+    End,
+    /// The file was truncated or its first bytes changed (copytruncate): nothing was
+    /// framed, and it must be read again from the start.
+    Replaced,
+}
+
 #[derive(Debug)]
 pub struct TrackedFile {
     pub reading: ReadingId,
@@ -30,6 +48,9 @@ pub struct TrackedFile {
     pub lifecycle: Lifecycle,
     file: File,
     framer: Framer,
+    framing: FramingConfig,
+    /// The first bytes of the file as read (up to `FINGERPRINT_BYTES`).
+    prefix: Vec<u8>,
     /// Next byte to read.
     offset: u64,
     /// When a read last returned data.
@@ -37,7 +58,8 @@ pub struct TrackedFile {
 }
 
 impl TrackedFile {
-    /// Opens `path` for reading from `offset`.
+    /// Opens `path` for reading from `offset`. Only regular files are read (a path can
+    /// match a glob and be a directory, a FIFO or a device).
     pub fn open(
         path: &Path,
         offset: u64,
@@ -45,23 +67,39 @@ impl TrackedFile {
         reading: ReadingId,
     ) -> io::Result<TrackedFile> {
         let file = File::open(path)?;
-        if !file.metadata()?.is_file() {
+        let meta = file.metadata()?;
+        if !meta.is_file() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "not a regular file",
             ));
         }
-        let identity = FileIdentity::of(&file)?;
+        let prefix = read_prefix(&file, meta.len().min(FINGERPRINT_BYTES))?;
+        let identity = FileIdentity::from_prefix(meta.dev(), meta.ino(), &prefix);
         Ok(TrackedFile {
             reading,
             path: path.to_owned(),
             identity,
             lifecycle: Lifecycle::Active,
             file,
-            framer: Framer::new(framing, offset),
+            framer: Framer::new(framing.clone(), offset),
+            framing,
+            prefix,
             offset,
             last_data: Instant::now(),
         })
+    }
+
+    /// Starts over from the first byte of the same open file (it was replaced in
+    /// place); the caller gives the new reading its id.
+    pub fn restart(&mut self) -> io::Result<()> {
+        let meta = self.file.metadata()?;
+        self.prefix = read_prefix(&self.file, meta.len().min(FINGERPRINT_BYTES))?;
+        self.identity = FileIdentity::from_prefix(meta.dev(), meta.ino(), &self.prefix);
+        self.framer = Framer::new(self.framing.clone(), 0);
+        self.offset = 0;
+        self.last_data = Instant::now();
+        Ok(())
     }
 
     /// Next byte to read.
@@ -86,21 +124,61 @@ impl TrackedFile {
         Ok(meta.dev() == self.identity.dev && meta.ino() == self.identity.ino)
     }
 
-    /// Reads what fits in `scratch` and frames it; returns the bytes read (0 at the end).
+    /// Whether the file still starts with the bytes it started with.
+    fn prefix_unchanged(&self) -> io::Result<bool> {
+        if self.prefix.is_empty() {
+            return Ok(true);
+        }
+        let mut now = [0u8; FINGERPRINT_BYTES as usize];
+        let now = &mut now[..self.prefix.len()];
+        let mut read = 0;
+        while read < now.len() {
+            match self.file.read_at(&mut now[read..], read as u64)? {
+                0 => return Ok(false),
+                n => read += n,
+            }
+        }
+        Ok(*now == self.prefix[..])
+    }
+
+    /// Reads what fits in `scratch` and, if the file was not replaced meanwhile,
+    /// frames it.
     ///
     /// The bytes are copied out of `scratch` into a buffer of exactly their size that the
     /// records framed from it share: a fresh full-size buffer per read would cost page
     /// faults on every read, and a short read from one of many files would pin a whole
     /// buffer in memory until its records are acknowledged.
-    pub fn read_chunk(&mut self, scratch: &mut [u8], out: &mut Framed) -> io::Result<usize> {
+    pub fn read_chunk(&mut self, scratch: &mut [u8], out: &mut Framed) -> io::Result<Chunk> {
         let n = self.file.read_at(scratch, self.offset)?;
-        if n > 0 {
-            self.offset += n as u64;
-            self.framer
-                .feed(&Bytes::copy_from_slice(&scratch[..n]), out);
-            self.last_data = Instant::now();
+        if n == 0 {
+            // Emptied and not refilled past the offset yet: the size says so.
+            if self.size()? < self.offset {
+                return Ok(Chunk::Replaced);
+            }
+            return Ok(Chunk::End);
         }
-        Ok(n)
+        if !self.prefix_unchanged()? {
+            return Ok(Chunk::Replaced);
+        }
+        let read = &scratch[..n];
+        self.extend_prefix(read);
+        self.offset += n as u64;
+        self.framer.feed(&Bytes::copy_from_slice(read), out);
+        self.last_data = Instant::now();
+        Ok(Chunk::Read(n))
+    }
+
+    /// A file shorter than the fingerprint when opened gets a longer prefix from the
+    /// bytes just read at its end (checked above, so they belong to the same content).
+    fn extend_prefix(&mut self, read: &[u8]) {
+        let have = self.prefix.len() as u64;
+        if have >= FINGERPRINT_BYTES || self.offset > have {
+            return;
+        }
+        let from = (have - self.offset) as usize;
+        let want = (FINGERPRINT_BYTES - have) as usize;
+        let take = &read[from.min(read.len())..read.len().min(from + want)];
+        self.prefix.extend_from_slice(take);
     }
 
     /// Emits what waits on idleness: an open multi-line record, and with `partial` a last
@@ -115,15 +193,107 @@ impl TrackedFile {
     }
 
     /// A longer fingerprint once a short file has grown, for a stronger identity.
-    pub fn refresh_identity(&mut self) -> io::Result<bool> {
-        if self.identity.fingerprint_len >= super::identity::FINGERPRINT_BYTES
-            || self.offset <= self.identity.fingerprint_len
-        {
-            return Ok(false);
+    pub fn refresh_identity(&mut self) -> bool {
+        if self.identity.fingerprint_len >= self.prefix.len() as u64 {
+            return false;
         }
-        let extended = self.identity.extended(&self.file)?;
-        let changed = extended != self.identity;
-        self.identity = extended;
-        Ok(changed)
+        self.identity =
+            FileIdentity::from_prefix(self.identity.dev, self.identity.ino, &self.prefix);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Oversize;
+    use std::io::Write;
+
+    fn framing() -> FramingConfig {
+        FramingConfig {
+            max_record_bytes: 1024,
+            oversize: Oversize::Split,
+            multiline_start: None,
+            skip_header_lines: 0,
+        }
+    }
+
+    fn lines(framed: &Framed) -> Vec<String> {
+        framed
+            .frames
+            .iter()
+            .map(|f| String::from_utf8_lossy(&f.data).into_owned())
+            .collect()
+    }
+
+    /// copytruncate where the writer refills the file past the old offset before the
+    /// reader looks: the size never drops below the offset, only the first bytes tell.
+    #[test]
+    fn a_file_refilled_past_its_offset_is_seen_as_replaced_and_nothing_is_framed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        std::fs::write(&path, b"old 1\nold 2\n").unwrap();
+        let mut tracked = TrackedFile::open(&path, 0, framing(), 1).unwrap();
+        let mut scratch = vec![0; 4096];
+        let mut out = Framed::default();
+        assert_eq!(
+            tracked.read_chunk(&mut scratch, &mut out).unwrap(),
+            Chunk::Read(12)
+        );
+        assert_eq!(lines(&out), ["old 1", "old 2"]);
+        // Truncate in place, then write more than before.
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(0).unwrap();
+        file.write_all(b"new line 1\nnew line 2\n").unwrap();
+        let mut out = Framed::default();
+        assert_eq!(
+            tracked.read_chunk(&mut scratch, &mut out).unwrap(),
+            Chunk::Replaced
+        );
+        assert!(
+            out.frames.is_empty(),
+            "no fragment of the new content: {:?}",
+            lines(&out)
+        );
+        tracked.restart().unwrap();
+        let mut out = Framed::default();
+        assert_eq!(
+            tracked.read_chunk(&mut scratch, &mut out).unwrap(),
+            Chunk::Read(22)
+        );
+        assert_eq!(lines(&out), ["new line 1", "new line 2"]);
+    }
+
+    #[test]
+    fn a_short_prefix_grows_with_the_file_and_still_catches_a_replacement() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        std::fs::write(&path, b"a\n").unwrap();
+        let mut tracked = TrackedFile::open(&path, 0, framing(), 1).unwrap();
+        let mut scratch = vec![0; 4096];
+        let mut out = Framed::default();
+        tracked.read_chunk(&mut scratch, &mut out).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(&[b'x'; 400]).unwrap();
+        file.write_all(b"\n").unwrap();
+        tracked.read_chunk(&mut scratch, &mut out).unwrap();
+        assert_eq!(tracked.prefix.len() as u64, FINGERPRINT_BYTES);
+        assert!(tracked.refresh_identity());
+        assert_eq!(
+            tracked.identity,
+            FileIdentity::of(&File::open(&path).unwrap()).unwrap()
+        );
+        // Same first two bytes, different content after them: still a replacement.
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(0).unwrap();
+        file.write_all(b"a\n").unwrap();
+        file.write_all(&[b'y'; 900]).unwrap();
+        assert_eq!(
+            tracked.read_chunk(&mut scratch, &mut out).unwrap(),
+            Chunk::Replaced
+        );
     }
 }

@@ -1,0 +1,515 @@
+//! Cases a real host produces where a line could be lost, sent twice or the agent could
+//! hang: each test is named after the case and fails on the bug it guards.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::agent_support::{Setup, append, copy_truncate, lines, parse_config};
+use crate::support::{ServerProcess, eventually, kcl_user_records, kinesis_client, read_stream};
+
+/// An address nothing listens on: connections are refused at once.
+const DEAD_ENDPOINT: &str = "http://127.0.0.1:1";
+
+/// A free loopback port (for a server started later, once the agent runs).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The agent as a process, its log read line by line on a thread.
+pub struct AgentProcess {
+    pub child: Child,
+    log: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl AgentProcess {
+    pub fn start(config: &Path) -> AgentProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shardcar"))
+            .args(["run", "-c", config.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start agent");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        AgentProcess {
+            child,
+            log: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `text`; panics after `within`.
+    pub fn wait_for_log(&mut self, text: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        if let Some(line) = self.seen.iter().find(|l| l.contains(text)) {
+            return line.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {text:?} within {within:?}; seen:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit; `None` if it is still running after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every log line so far (drains what the thread has read).
+    pub fn log_lines(&mut self) -> Vec<String> {
+        while let Ok(line) = self.log.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.clone()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config file for one flow over `logs/*.log`.
+fn write_config(dir: &Path, endpoint: &str, agent_extra: &str, flow_extra: &str) -> PathBuf {
+    let path = dir.join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[agent]
+state_dir = "{state}"
+scan_interval_ms = 100
+{agent_extra}
+[kinesis]
+endpoint_url = "{endpoint}"
+region = "us-east-1"
+[[flows]]
+name = "app"
+stream = "logs"
+include = ["{logs}/*.log"]
+{flow_extra}
+[flows.aggregation]
+linger_ms = 20
+"#,
+            state = dir.join("state").display(),
+            logs = dir.join("logs").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn numbered(tag: &str, from: usize, to: usize) -> Vec<Vec<u8>> {
+    (from..to)
+        .map(|i| format!("{tag} line {i:07} {}", "z".repeat(60)).into_bytes())
+        .collect()
+}
+
+/// Every user record in `stream`, counted by content.
+async fn arrived(client: &aws_sdk_kinesis::Client) -> std::collections::HashMap<Vec<u8>, usize> {
+    let (users, _) = kcl_user_records(&read_stream(client, "logs").await);
+    let mut counts = std::collections::HashMap::new();
+    for (_, user) in users {
+        *counts.entry(user.data.to_vec()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_at_end_killed_in_its_first_second_skips_only_lines_older_than_the_first_start() {
+    let server = ServerProcess::start(&[
+        "--no-limits",
+        "--create-stream",
+        "logs:1",
+        "--create-delay-ms",
+        "0",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let log = dir.path().join("logs/app.log");
+    let old = numbered("old", 0, 100);
+    append(&log, &old);
+    let config = write_config(dir.path(), &server.endpoint, "", "start_at = \"end\"");
+    let mut agent = AgentProcess::start(&config);
+    agent.wait_for_log("agent running", Duration::from_secs(20));
+    // Killed at once: well within the first second, before any periodic checkpoint.
+    agent.kill_9();
+    let new = numbered("new", 0, 300);
+    append(&log, &new);
+    let mut agent = AgentProcess::start(&config);
+    let client = kinesis_client(&server.endpoint);
+    let counts = eventually(Duration::from_secs(30), async || {
+        let counts = arrived(&client).await;
+        new.iter().all(|l| counts.contains_key(l)).then_some(counts)
+    })
+    .await;
+    agent.signal("TERM");
+    agent.wait_exit(Duration::from_secs(20));
+    assert!(
+        old.iter().all(|l| !counts.contains_key(l)),
+        "a line older than the first start was sent"
+    );
+    assert_eq!(
+        counts.len(),
+        new.len(),
+        "only the lines written after the first start"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copytruncate_refilled_past_the_old_offset_is_read_again_and_ships_no_fragment() {
+    // The server comes up only after the rotation: until then the agent's reader waits
+    // on its full budget, part-way through the file, as in an outage.
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let log = dir.path().join("logs/app.log");
+    let before = numbered("before", 0, 30_000); // about 2.4 MB
+    append(&log, &before);
+    let metrics_port = free_port();
+    let agent_keys =
+        format!("metrics_listen = \"127.0.0.1:{metrics_port}\"\nmax_in_flight_bytes = 1048576");
+    let config = write_config(dir.path(), &endpoint, &agent_keys, "start_at = \"start\"");
+    let mut agent = AgentProcess::start(&config);
+    agent.wait_for_log("agent running", Duration::from_secs(20));
+    wait_for_full_budget(metrics_port).await;
+    // copytruncate, then the writer refills the file past where the reader stands.
+    copy_truncate(&log, &dir.path().join("logs/app.log.1"));
+    let after = numbered("after", 0, 60_000); // about 4.8 MB
+    append(&log, &after);
+    let _server = ServerProcess::start_on(
+        &format!("127.0.0.1:{port}"),
+        &[
+            "--no-limits",
+            "--create-stream",
+            "logs:2",
+            "--create-delay-ms",
+            "0",
+        ],
+    );
+    let client = kinesis_client(&endpoint);
+    let counts = eventually(Duration::from_secs(60), async || {
+        let counts = arrived(&client).await;
+        after
+            .iter()
+            .all(|l| counts.contains_key(l))
+            .then_some(counts)
+    })
+    .await;
+    agent.signal("TERM");
+    agent.wait_exit(Duration::from_secs(20));
+    let whole: std::collections::HashSet<&Vec<u8>> = before.iter().chain(&after).collect();
+    let fragments: Vec<String> = counts
+        .keys()
+        .filter(|l| !whole.contains(l))
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .take(3)
+        .collect();
+    assert!(
+        fragments.is_empty(),
+        "records that are not whole lines: {fragments:?}"
+    );
+    assert!(
+        after.iter().all(|l| counts[l] == 1),
+        "a line of the new content sent twice"
+    );
+}
+
+/// Waits until the agent's in-flight budget (1 MiB) is nearly full.
+async fn wait_for_full_budget(metrics_port: u16) {
+    eventually(Duration::from_secs(30), async || {
+        let body = fetch_metrics(metrics_port)?;
+        let in_flight: f64 = body
+            .lines()
+            .find_map(|l| l.strip_prefix("shardcar_in_flight_bytes "))?
+            .trim()
+            .parse()
+            .ok()?;
+        (in_flight > 900_000.0).then_some(())
+    })
+    .await;
+}
+
+fn fetch_metrics(port: u16) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut body).ok()?;
+    Some(body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_and_a_symlink_to_it_under_one_glob_ship_each_line_once() {
+    let setup = Setup::new(2).await;
+    let logs = setup.logs();
+    std::fs::create_dir_all(logs.join("links")).unwrap();
+    let first = lines("first", 300);
+    append(&logs.join("app.log"), &first);
+    std::os::unix::fs::symlink(logs.join("app.log"), logs.join("links/app-link.log")).unwrap();
+    let config = setup.config(&["**/*.log"], &[], "");
+    let agent = setup.start(config.clone()).await;
+    setup.wait_for(&first, Duration::from_secs(20)).await;
+    // Stopping drains what is in flight: after it, nothing more can arrive.
+    agent.stop().await;
+    let counts = setup.arrived().await;
+    assert!(first.iter().all(|l| counts[l] == 1), "a line sent twice");
+    // And once more after a restart: the checkpoint is per file, not per path.
+    let agent = setup.start(config).await;
+    let second = lines("second", 300);
+    append(&logs.join("app.log"), &second);
+    setup.wait_for(&second, Duration::from_secs(20)).await;
+    agent.stop().await;
+    let counts = setup.arrived().await;
+    let twice = first
+        .iter()
+        .chain(&second)
+        .filter(|l| counts[*l] != 1)
+        .count();
+    assert_eq!(twice, 0, "lines sent more than once after a restart");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_with_a_full_budget_completes_and_the_stopped_flow_returns_its_budget() {
+    let setup = Setup::new(2).await;
+    let path = setup.logs().join("app.log");
+    let all = lines("budget", 40_000); // about 2.4 MB, over twice the budget
+    append(&path, &all);
+    let good = setup.config_text(&["app.log"], &[], "").replace(
+        "shutdown_grace_period_secs = 10",
+        "shutdown_grace_period_secs = 2\nmax_in_flight_bytes = 1048576",
+    );
+    let dead = good.replace(&setup.server.endpoint_url(), DEAD_ENDPOINT);
+    let mut agent = setup.start(parse_config(&dead)).await;
+    eventually(Duration::from_secs(20), async || {
+        (agent.in_flight_bytes() > 900_000).then_some(())
+    })
+    .await;
+    // The endpoint is fixed in the new config; the reload must not wait on the reader.
+    let reloaded =
+        tokio::time::timeout(Duration::from_secs(8), agent.reload(parse_config(&good))).await;
+    assert!(
+        reloaded.is_ok(),
+        "the reload did not complete within the grace period plus margin"
+    );
+    setup.wait_for(&all, Duration::from_secs(60)).await;
+    eventually(Duration::from_secs(20), async || {
+        (agent.in_flight_bytes() == 0).then_some(())
+    })
+    .await;
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stopping_during_an_outage_reports_what_is_unacknowledged_per_flow() {
+    let setup = Setup::new(1).await;
+    let written = lines("outage", 1000);
+    append(&setup.logs().join("app.log"), &written);
+    let dead = setup
+        .config_text(&["app.log"], &[], "")
+        .replace(&setup.server.endpoint_url(), DEAD_ENDPOINT)
+        .replace(
+            "shutdown_grace_period_secs = 10",
+            "shutdown_grace_period_secs = 1",
+        );
+    let agent = setup.start(parse_config(&dead)).await;
+    eventually(Duration::from_secs(20), async || {
+        let stats = agent.producer_stats("test")?;
+        (stats.handed_records == 1000).then_some(())
+    })
+    .await;
+    let report = agent.stop().await;
+    assert_eq!(
+        report.unacknowledged_records, 1000,
+        "nothing was sent, so all 1000 are unacknowledged"
+    );
+    assert_eq!(report.flows["test"].unacknowledged_records, 1000);
+    assert!(report.grace_exceeded);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bytes_behind_counts_unacknowledged_bytes_and_stays_current_during_an_outage() {
+    let setup = Setup::new(1).await;
+    let path = setup.logs().join("app.log");
+    append(&path, &lines("behind", 50_000)); // about 3 MB, three budgets
+    let dead = setup
+        .config_text(&["app.log"], &[], "")
+        .replace(&setup.server.endpoint_url(), DEAD_ENDPOINT)
+        .replace(
+            "shutdown_grace_period_secs = 10",
+            "shutdown_grace_period_secs = 1\nmax_in_flight_bytes = 1048576",
+        );
+    let agent = setup.start(parse_config(&dead)).await;
+    let size = || std::fs::metadata(&path).unwrap().len();
+    let first = size();
+    eventually(Duration::from_secs(20), async || {
+        (agent.flow_stats("test")?.bytes_behind == first).then_some(())
+    })
+    .await;
+    // The reader is held by the full budget; the file keeps growing.
+    append(&path, &lines("more", 10_000));
+    let second = size();
+    eventually(Duration::from_secs(20), async || {
+        (agent.flow_stats("test")?.bytes_behind == second).then_some(())
+    })
+    .await;
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_reload_with_a_full_budget_ends_the_process_within_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    append(
+        &dir.path().join("logs/app.log"),
+        &numbered("held", 0, 30_000),
+    );
+    let metrics_port = free_port();
+    let agent_keys = format!(
+        "metrics_listen = \"127.0.0.1:{metrics_port}\"\nmax_in_flight_bytes = 1048576\nshutdown_grace_period_secs = 2"
+    );
+    let config = write_config(
+        dir.path(),
+        DEAD_ENDPOINT,
+        &agent_keys,
+        "start_at = \"start\"",
+    );
+    let mut agent = AgentProcess::start(&config);
+    agent.wait_for_log("agent running", Duration::from_secs(20));
+    wait_for_full_budget(metrics_port).await;
+    // The flow changes (still unreachable), so the reload stops it; SIGTERM follows.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("linger_ms = 20", "linger_ms = 30");
+    std::fs::write(&config, text).unwrap();
+    agent.signal("HUP");
+    agent.wait_for_log("stopping flow for the new config", Duration::from_secs(10));
+    let signalled = Instant::now();
+    agent.signal("TERM");
+    let status = agent.wait_exit(Duration::from_secs(15));
+    let took = signalled.elapsed();
+    assert!(
+        status.is_some(),
+        "still running 15 s after SIGTERM:\n{}",
+        agent.log_lines().join("\n")
+    );
+    assert!(
+        took < Duration::from_secs(2 + 5),
+        "SIGTERM took {took:?}, more than the 2 s grace period plus a few seconds"
+    );
+    let log = agent.log_lines().join("\n");
+    assert!(
+        log.contains("flow=app") && log.contains("unacknowledged_records="),
+        "{log}"
+    );
+}
+
+/// Runs `shardcar run` to its exit and returns the code and what it printed.
+fn run_to_exit(config: &Path) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_shardcar"))
+        .args(["run", "-c", config.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_corrupt_or_empty_checkpoint_file_or_an_unusable_state_dir_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let config = write_config(dir.path(), DEAD_ENDPOINT, "", "");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let checkpoints = state.join("checkpoints.json");
+    for content in [
+        &b""[..],
+        b"{\"version\": 1, \"files\": [",
+        b"\x00\x01binary",
+    ] {
+        std::fs::write(&checkpoints, content).unwrap();
+        let (code, stderr) = run_to_exit(&config);
+        assert_eq!(code, Some(78), "checkpoint {content:?}: {stderr}");
+        assert!(
+            stderr.contains(&checkpoints.display().to_string()),
+            "names the file: {stderr}"
+        );
+        assert!(
+            stderr.contains("--reset-checkpoints"),
+            "names the way out: {stderr}"
+        );
+    }
+    // The checkpoint file cannot be read at all.
+    std::fs::remove_file(&checkpoints).unwrap();
+    std::fs::create_dir(&checkpoints).unwrap();
+    let (code, stderr) = run_to_exit(&config);
+    assert_eq!(code, Some(78), "unreadable checkpoint file: {stderr}");
+    // A state directory that cannot be created.
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"").unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &state.display().to_string(),
+        &blocker.join("state").display().to_string(),
+    );
+    std::fs::write(&config, text).unwrap();
+    let (code, stderr) = run_to_exit(&config);
+    assert_eq!(code, Some(78), "unusable state_dir: {stderr}");
+    assert!(stderr.contains("state_dir"), "names the key: {stderr}");
+}
