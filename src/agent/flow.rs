@@ -15,13 +15,14 @@ use super::ack::ReadingId;
 use super::checkpoint::FileCheckpoint;
 use super::ledger::Ledger;
 use super::partition;
+use super::sizing::{self, Fitted};
 use super::stats::FlowStats;
 use super::tail::discovery::Discovery;
-use super::tail::framing::{Framed, FramingConfig};
+use super::tail::framing::{Framed, FramingConfig, Piece};
 use super::tail::identity::FileIdentity;
 use super::tail::reader::{Chunk, Lifecycle, TrackedFile};
 use super::transform::{self, Origin};
-use crate::config::{FlowConfig, StartAt};
+use crate::config::{FlowConfig, Oversize, StartAt};
 use crate::kinesis::UserRecord;
 use crate::producer::ProducerHandle;
 
@@ -30,6 +31,19 @@ use crate::producer::ProducerHandle;
 pub struct Token {
     pub reading: ReadingId,
     pub range: Range<u64>,
+    /// For a record cut into parts after framing (to fit the stream's limit): the
+    /// parts not yet acknowledged. The range moves only with the last of them.
+    pub group: Option<Arc<std::sync::atomic::AtomicUsize>>,
+}
+
+impl Token {
+    /// Whether this acknowledgement completes its range (always, unless it is one of
+    /// several parts and others are still out).
+    pub fn completes(&self) -> bool {
+        self.group
+            .as_ref()
+            .is_none_or(|left| left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1)
+    }
 }
 
 const READ_BUFFER: usize = 256 * 1024;
@@ -58,6 +72,8 @@ pub struct Flow {
     scratch: Vec<u8>,
     /// Turns true when the flow must stop; a reader waiting on the budget leaves too.
     stop: watch::Receiver<bool>,
+    /// The partition key of a split line whose next piece has not been read yet.
+    split_keys: std::collections::HashMap<ReadingId, String>,
     last_report: Instant,
 }
 
@@ -71,6 +87,7 @@ pub struct FlowStart {
 fn framing(config: &FlowConfig) -> FramingConfig {
     FramingConfig {
         max_record_bytes: config.max_record_bytes,
+        split_marker_len: config.split_marker.len(),
         oversize: config.oversize,
         multiline_start: config.multiline_start.as_ref().map(|p| p.0.clone()),
         skip_header_lines: config.skip_header_lines,
@@ -100,6 +117,7 @@ impl Flow {
             unreadable: HashSet::new(),
             scratch: vec![0; READ_BUFFER],
             stop: watch::channel(false).1,
+            split_keys: std::collections::HashMap::new(),
             last_report: Instant::now(),
         })
     }
@@ -404,49 +422,109 @@ impl Flow {
     /// Returns false if the flow was asked to stop before the producer took them all.
     async fn send(&mut self, tracked: &TrackedFile, out: Framed) -> bool {
         FlowStats::add(&self.stats.oversize_records, out.oversize);
-        let mut handled: Vec<(ReadingId, Range<u64>)> = out
-            .dropped
-            .into_iter()
-            .map(|r| (tracked.reading, r))
-            .collect();
+        let reading = tracked.reading;
+        let mut handled: Vec<(ReadingId, Range<u64>)> =
+            out.dropped.into_iter().map(|r| (reading, r)).collect();
         let file = tracked.path.to_string_lossy();
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let spread = self.producer.spread_keys();
+        let limit = self.producer.max_record_bytes();
         let mut batch = Vec::with_capacity(out.frames.len());
         for frame in out.frames {
             if frame.data.is_empty() {
                 FlowStats::add(&self.stats.empty_lines, 1);
-                handled.push((tracked.reading, frame.range));
+                handled.push((reading, frame.range));
                 continue;
             }
-            let origin = Origin {
-                host: &self.host,
-                file: &file,
-                offset: frame.range.start,
-                time_ms: now_ms,
+            let piece = frame.piece;
+            // The pieces of a split line are sent as read: a transform cannot parse half
+            // a line, and the marker must stay at the end of what the consumer joins.
+            let data = if piece == Piece::Whole {
+                let origin = Origin {
+                    host: &self.host,
+                    file: &file,
+                    offset: frame.range.start,
+                    time_ms: now_ms,
+                };
+                let transformed = transform::apply(&self.config.transforms, frame.data, &origin);
+                if transformed.failures > 0 {
+                    FlowStats::add(&self.stats.transform_failures, 1);
+                }
+                transformed.data
+            } else {
+                frame.data
             };
-            let transformed = transform::apply(&self.config.transforms, frame.data, &origin);
-            if transformed.failures > 0 {
-                FlowStats::add(&self.stats.transform_failures, 1);
+            // Every piece of a line goes under the key its first piece got: one shard,
+            // in order.
+            let kept = if piece.continues() {
+                if piece.continued() {
+                    self.split_keys.get(&reading).cloned()
+                } else {
+                    self.split_keys.remove(&reading)
+                }
+            } else {
+                None
+            };
+            let key = match kept {
+                Some(key) => key,
+                None => {
+                    let chosen = partition::choose(
+                        &self.config.partition_key,
+                        &data,
+                        &file,
+                        &self.host,
+                        spread.as_deref(),
+                    );
+                    if chosen.fell_back {
+                        FlowStats::add(&self.stats.key_fallbacks, 1);
+                    }
+                    chosen.key
+                }
+            };
+            if piece == Piece::First {
+                self.split_keys.insert(reading, key.clone());
             }
-            let key = partition::choose(
-                &self.config.partition_key,
-                &transformed.data,
-                &file,
-                &self.host,
-                spread.as_deref(),
+            let policy = if piece == Piece::Whole {
+                self.config.oversize
+            } else {
+                Oversize::Split
+            };
+            let (fitted, over) = sizing::fit(
+                data,
+                key.len(),
+                limit,
+                policy,
+                self.config.split_marker.as_bytes(),
+                piece.continued(),
             );
-            if key.fell_back {
-                FlowStats::add(&self.stats.key_fallbacks, 1);
+            if over {
+                FlowStats::add(&self.stats.oversize_records, 1);
             }
-            let record = UserRecord::new(key.key, transformed.data);
-            let token = Token {
-                reading: tracked.reading,
-                range: frame.range,
+            let records = match fitted {
+                Fitted::Skipped => {
+                    handled.push((reading, frame.range));
+                    continue;
+                }
+                Fitted::Records(records) => records,
             };
-            batch.push((record, token));
+            // Cut again, the parts cover one range: it is acknowledged with the last.
+            let group = (records.len() > 1)
+                .then(|| Arc::new(std::sync::atomic::AtomicUsize::new(records.len())));
+            let token = || Token {
+                reading,
+                range: frame.range.clone(),
+                group: group.clone(),
+            };
+            let mut records = records;
+            let final_part = records.pop();
+            for data in records {
+                batch.push((UserRecord::new(key.clone(), data), token()));
+            }
+            if let Some(data) = final_part {
+                batch.push((UserRecord::new(key, data), token()));
+            }
         }
         FlowStats::add(&self.stats.records, batch.len() as u64);
         if !self.hand_over(batch, tracked).await {

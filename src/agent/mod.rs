@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod flow;
 pub mod ledger;
 pub mod partition;
+pub mod sizing;
 pub mod stats;
 pub mod tail;
 pub mod transform;
@@ -232,6 +233,11 @@ impl RunningAgent {
         let client =
             crate::aws::kinesis_client(&config.kinesis, crate::aws::Purpose::Producer).await;
         let mut producer_config = ProducerConfig::new(config.stream.as_str());
+        // The flow's records are data plus a key of up to 256 bytes; the stream's own
+        // limit, when lower, is applied by the producer and the flow sizes to it.
+        producer_config.max_record_bytes = (config.max_record_bytes
+            + crate::kinesis::limits::MAX_PARTITION_KEY_CHARS)
+            .min(crate::kinesis::limits::MAX_RECORD_BYTES_UPPER_BOUND);
         producer_config.aggregation = config.aggregation;
         producer_config.throttle = config.throttle;
         producer_config.max_in_flight_bytes = self.config.agent.max_in_flight_bytes;
@@ -313,12 +319,14 @@ impl RunningAgent {
                 let mut dead = 0;
                 let ranges: Vec<_> = batch
                     .into_iter()
-                    .map(|ack| {
+                    .filter_map(|ack| {
                         match ack.outcome {
                             Outcome::Delivered { .. } => delivered += 1,
                             Outcome::DeadLettered { .. } => dead += 1,
                         }
-                        (ack.token.reading, ack.token.range)
+                        ack.token
+                            .completes()
+                            .then_some((ack.token.reading, ack.token.range))
                     })
                     .collect();
                 ledger.acknowledge_all(ranges);

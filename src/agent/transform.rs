@@ -48,7 +48,7 @@ fn apply_one(transform: &Transform, data: &Bytes, origin: &Origin<'_>) -> Option
             delimiter,
         } => csv_to_json(data, field_names, *delimiter),
         Transform::LogToJson(format) => log_to_json(std::str::from_utf8(data).ok()?, *format),
-        Transform::AddMetadata => add_metadata(data, origin),
+        Transform::AddMetadata { key } => add_metadata(data, key, origin),
     }
 }
 
@@ -148,7 +148,10 @@ fn log_to_json(line: &str, format: LogFormat) -> Option<Bytes> {
     to_json(object)
 }
 
-fn add_metadata(data: &[u8], origin: &Origin<'_>) -> Option<Bytes> {
+/// Puts the record's origin under `key`, never over a field the record has: a parsed
+/// `host` (an access log's client address) must survive, since partition keys and
+/// queries are built on it.
+fn add_metadata(data: &[u8], key: &str, origin: &Origin<'_>) -> Option<Bytes> {
     let mut object = match serde_json::from_slice::<Value>(data) {
         Ok(Value::Object(object)) => object,
         _ => {
@@ -160,13 +163,18 @@ fn add_metadata(data: &[u8], origin: &Origin<'_>) -> Option<Bytes> {
             object
         }
     };
-    object.insert("host".into(), Value::String(origin.host.to_owned()));
-    object.insert("file".into(), Value::String(origin.file.to_owned()));
-    object.insert("offset".into(), Value::from(origin.offset));
-    object.insert(
+    if object.contains_key(key) {
+        return None;
+    }
+    let mut metadata = Map::new();
+    metadata.insert("host".into(), Value::String(origin.host.to_owned()));
+    metadata.insert("file".into(), Value::String(origin.file.to_owned()));
+    metadata.insert("offset".into(), Value::from(origin.offset));
+    metadata.insert(
         "timestamp".into(),
         Value::String(crate::time::rfc3339_millis(origin.time_ms)),
     );
+    object.insert(key.to_owned(), Value::Object(metadata));
     to_json(object)
 }
 
@@ -259,24 +267,53 @@ mod tests {
         assert_eq!(failures, 1);
     }
 
+    fn metadata() -> Transform {
+        Transform::AddMetadata {
+            key: "metadata".into(),
+        }
+    }
+
     #[test]
-    fn metadata_wraps_text_and_extends_json() {
-        let (value, _) = run(&[Transform::AddMetadata], b"plain");
+    fn metadata_wraps_text_and_extends_json_under_its_own_key() {
+        let (value, _) = run(&[metadata()], b"plain");
         assert_eq!(value["message"], "plain");
-        assert_eq!(value["host"], "web-1");
-        assert_eq!(value["offset"], 42);
-        assert_eq!(value["timestamp"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(value["metadata"]["host"], "web-1");
+        assert_eq!(value["metadata"]["offset"], 42);
+        assert_eq!(value["metadata"]["timestamp"], "1970-01-01T00:00:00.000Z");
         let (value, _) = run(
-            &[
-                Transform::LogToJson(LogFormat::Syslog),
-                Transform::AddMetadata,
-            ],
+            &[Transform::LogToJson(LogFormat::Syslog), metadata()],
             b"Oct 11 22:14:15 m app: hi",
         );
         assert_eq!(value["program"], "app");
-        assert_eq!(value["file"], "/var/log/a.log");
-        let (value, failures) = run(&[Transform::AddMetadata], b"\xff\xfe");
+        assert_eq!(value["metadata"]["file"], "/var/log/a.log");
+        let (value, failures) = run(&[metadata()], b"\xff\xfe");
         assert_eq!(failures, 1, "binary data is not text: sent as it was");
         assert!(value.is_string());
+    }
+
+    /// The client address parsed from an access log is the record's `host`; the agent's
+    /// host name must not replace it (a `/host` partition key would send every record
+    /// of this machine to one shard).
+    #[test]
+    fn metadata_never_overwrites_a_parsed_field() {
+        let combined =
+            br#"203.0.113.9 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 1 "-" "curl""#;
+        let (value, failures) = run(
+            &[Transform::LogToJson(LogFormat::CombinedApache), metadata()],
+            combined,
+        );
+        assert_eq!(failures, 0);
+        assert_eq!(value["host"], "203.0.113.9");
+        assert_eq!(value["metadata"]["host"], ORIGIN.host);
+        // A record that already has the metadata key keeps it, and the step counts.
+        let (value, failures) = run(&[metadata()], br#"{"metadata": "mine"}"#);
+        assert_eq!(failures, 1);
+        assert_eq!(value["metadata"], "mine");
+        let custom = Transform::AddMetadata {
+            key: "agent".into(),
+        };
+        let (value, _) = run(&[custom], br#"{"host": "h"}"#);
+        assert_eq!(value["host"], "h");
+        assert_eq!(value["agent"]["host"], ORIGIN.host);
     }
 }

@@ -67,6 +67,9 @@ pub struct FlowConfig {
     pub start_at: StartAt,
     pub max_record_bytes: usize,
     pub oversize: Oversize,
+    /// Appended to every piece of a split record but the last, so a consumer can tell
+    /// a piece from a line and join the pieces (which share one partition key).
+    pub split_marker: String,
     /// A line matching this starts a new record; other lines join the current one.
     pub multiline_start: Option<BytesPattern>,
     pub multiline_timeout: Duration,
@@ -98,6 +101,12 @@ impl PartialEq for BytesPattern {
     }
 }
 
+/// What ends every piece of a split record but the last, unless configured.
+pub const DEFAULT_SPLIT_MARKER: &str = "<<split>>";
+
+/// Where `add_metadata` puts its object unless told otherwise.
+pub const DEFAULT_METADATA_KEY: &str = "metadata";
+
 /// One step of a flow's transform chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transform {
@@ -110,8 +119,11 @@ pub enum Transform {
     },
     /// Parses a known log format into a JSON object.
     LogToJson(LogFormat),
-    /// Wraps or extends the record with host, file, offset and timestamp fields.
-    AddMetadata,
+    /// Adds an object of host, file, offset and timestamp under `key` (a text record
+    /// becomes `{"message": ..., key: {...}}`); a record that already has `key` keeps
+    /// its own field and the step counts as failed, so a parsed field is never
+    /// overwritten.
+    AddMetadata { key: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,6 +36,7 @@ pub struct RawFlow {
     pub start_at: Option<String>,
     pub max_record_bytes: Option<i64>,
     pub oversize: Option<String>,
+    pub split_marker: Option<String>,
     pub multiline_start: Option<String>,
     pub multiline_timeout_ms: Option<i64>,
     pub skip_header_lines: Option<i64>,

@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 
 use super::raw::{RawAgent, RawAggregation, RawFlow, RawKinesis, RawThrottle};
 use super::{
-    AgentConfig, AggregationConfig, BytesPattern, Config, FlowConfig, KinesisConfig, LogFormat,
-    OnCorruptCheckpoint, Oversize, PartitionKeyStrategy, Problem, StartAt, ThrottleConfig,
-    Transform,
+    AgentConfig, AggregationConfig, BytesPattern, Config, DEFAULT_METADATA_KEY,
+    DEFAULT_SPLIT_MARKER, FlowConfig, KinesisConfig, LogFormat, OnCorruptCheckpoint, Oversize,
+    PartitionKeyStrategy, Problem, StartAt, ThrottleConfig, Transform,
 };
 use crate::kinesis::{StreamName, limits};
 
@@ -417,6 +417,16 @@ fn flow_config(
             ("skip", Oversize::Skip),
         ],
     );
+    let split_marker = raw
+        .split_marker
+        .unwrap_or_else(|| DEFAULT_SPLIT_MARKER.to_owned());
+    if split_marker.len() >= max_record_bytes.min(1024) {
+        check.bad(
+            &at("split_marker"),
+            format!("\"{split_marker}\""),
+            "must be shorter than max_record_bytes and than 1024 bytes (\"\" for none)",
+        );
+    }
     let multiline_start =
         raw.multiline_start
             .and_then(|text| match regex::bytes::Regex::new(&text) {
@@ -481,6 +491,7 @@ fn flow_config(
         start_at,
         max_record_bytes,
         oversize,
+        split_marker,
         multiline_start,
         multiline_timeout: Duration::from_millis(multiline_timeout_ms as u64),
         skip_header_lines: skip_header_lines as u64,
@@ -507,7 +518,9 @@ fn transform(check: &mut Checker, key: &str, value: &toml::Value) -> Option<Tran
     match value {
         toml::Value::String(text) => match text.split_once(':') {
             None if text == "single_line" => Some(Transform::SingleLine),
-            None if text == "add_metadata" => Some(Transform::AddMetadata),
+            None if text == "add_metadata" => Some(Transform::AddMetadata {
+                key: DEFAULT_METADATA_KEY.to_owned(),
+            }),
             None if text == "csv_to_json" => Some(Transform::CsvToJson {
                 field_names: Vec::new(),
                 delimiter: b',',
@@ -520,6 +533,38 @@ fn transform(check: &mut Checker, key: &str, value: &toml::Value) -> Option<Tran
                 None
             }
         },
+        toml::Value::Table(table) if table.len() == 1 && table.contains_key("add_metadata") => {
+            let at = format!("{key}.add_metadata");
+            let options = table.get("add_metadata").and_then(|v| v.as_table());
+            let Some(options) = options else {
+                check.bad(&at, value, "must be a table such as { key = \"agent\" }");
+                return None;
+            };
+            if let Some(unknown) = options.keys().find(|k| k.as_str() != "key") {
+                check.bad(
+                    &format!("{at}.{unknown}"),
+                    value,
+                    "unknown option; expected key",
+                );
+                return None;
+            }
+            match options.get("key") {
+                None => Some(Transform::AddMetadata {
+                    key: DEFAULT_METADATA_KEY.to_owned(),
+                }),
+                Some(toml::Value::String(name)) if !name.is_empty() && name != "message" => {
+                    Some(Transform::AddMetadata { key: name.clone() })
+                }
+                Some(other) => {
+                    check.bad(
+                        &format!("{at}.key"),
+                        other,
+                        "must be a non-empty field name other than \"message\" (which holds a text record)",
+                    );
+                    None
+                }
+            }
+        }
         toml::Value::Table(table) => match table.get("csv_to_json").and_then(|v| v.as_table()) {
             Some(options) if table.len() == 1 => {
                 let field_names = match options.get("field_names") {

@@ -42,7 +42,10 @@ pub struct ProducerConfig {
     pub max_in_flight_bytes: usize,
     /// PutRecords calls in flight at once.
     pub max_concurrent_requests: usize,
-    /// The stream's record limit (partition key + data); larger records are dead-lettered.
+    /// The largest record (partition key + data) the owner allows. The limit applied is
+    /// the smaller of this and the stream's own (read from DescribeStreamSummary, 1 MiB
+    /// until known); larger records are dead-lettered, so a source that must not lose
+    /// them sizes its records by [`ProducerHandle::max_record_bytes`].
     pub max_record_bytes: usize,
     /// Where records Kinesis will never accept are written (JSON lines); log only if `None`.
     pub dead_letter_path: Option<PathBuf>,
@@ -162,6 +165,7 @@ pub struct ProducerHandle<T> {
     drain: Arc<watch::Sender<bool>>,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
     spread: watch::Receiver<Option<Arc<SpreadKeys>>>,
+    record_limit: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl<T> Clone for ProducerHandle<T> {
@@ -174,6 +178,7 @@ impl<T> Clone for ProducerHandle<T> {
             drain: self.drain.clone(),
             task: self.task.clone(),
             spread: self.spread.clone(),
+            record_limit: self.record_limit.clone(),
         }
     }
 }
@@ -241,10 +246,12 @@ impl Producer {
             drain_rx,
         );
         let spread = router.spread_keys();
+        let record_limit = router.record_limit();
         let task = tokio::spawn(router.run());
         let handle = ProducerHandle {
             input: input_tx,
             spread,
+            record_limit,
             budget,
             budget_total,
             stats,
@@ -261,6 +268,12 @@ impl<T: Send + 'static> ProducerHandle<T> {
     /// known. The producer recognises these keys and skips hashing them.
     pub fn spread_keys(&self) -> Option<Arc<SpreadKeys>> {
         self.spread.borrow().clone()
+    }
+
+    /// The largest record (partition key + data) the producer sends now: the smaller of
+    /// the configured limit and the stream's. It can grow once the stream is known.
+    pub fn max_record_bytes(&self) -> usize {
+        self.record_limit.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Hands a record to the producer, waiting while the in-flight budget is full.

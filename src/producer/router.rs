@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
@@ -90,6 +91,9 @@ pub struct Router<T> {
     /// Pre-hashed keys for the current map, shared with senders that want spread.
     spread: Option<Arc<SpreadKeys>>,
     spread_tx: watch::Sender<Option<Arc<SpreadKeys>>>,
+    /// The record limit applied now (configured and stream limits, the smaller),
+    /// shared with the handles so sources can size records to it.
+    record_limit: Arc<AtomicUsize>,
 }
 
 impl<T: Send + 'static> Router<T> {
@@ -103,6 +107,11 @@ impl<T: Send + 'static> Router<T> {
         drain: watch::Receiver<bool>,
     ) -> Self {
         let dead_letters = DeadLetters::new(config.dead_letter_path.clone(), &config.stream);
+        let record_limit = Arc::new(AtomicUsize::new(
+            config
+                .max_record_bytes
+                .min(limits::DEFAULT_MAX_RECORD_BYTES),
+        ));
         Router {
             config,
             client,
@@ -135,7 +144,13 @@ impl<T: Send + 'static> Router<T> {
             cursor: 0,
             spread: None,
             spread_tx: watch::Sender::new(None),
+            record_limit,
         }
+    }
+
+    /// The record limit applied now, shared.
+    pub fn record_limit(&self) -> Arc<AtomicUsize> {
+        self.record_limit.clone()
     }
 
     /// Where the pool of spread keys for the current shard map is published.
@@ -308,11 +323,11 @@ impl<T: Send + 'static> Router<T> {
             );
             return;
         }
-        if record.kinesis_size() > self.config.max_record_bytes {
+        let limit = self.record_limit.load(Ordering::Relaxed);
+        if record.kinesis_size() > limit {
             let reason = format!(
-                "record of {} bytes (partition key + data) exceeds the stream's record limit of {} bytes",
+                "record of {} bytes (partition key + data) exceeds the record limit of {limit} bytes",
                 record.kinesis_size(),
-                self.config.max_record_bytes
             );
             self.dead_letter(vec![member], &reason);
             return;
@@ -385,8 +400,10 @@ impl<T: Send + 'static> Router<T> {
                     break;
                 }
                 let size = front.record.kinesis_size();
+                // A record over the request limit (a stream that takes large records)
+                // goes in a call of its own.
                 if batch.len() >= limits::PUT_RECORDS_MAX_ENTRIES
-                    || bytes + size > limits::PUT_RECORDS_MAX_BYTES
+                    || (!batch.is_empty() && bytes + size > limits::PUT_RECORDS_MAX_BYTES)
                 {
                     self.cursor = index;
                     return batch;
@@ -693,6 +710,13 @@ impl<T: Send + 'static> Router<T> {
         };
         self.refresh_failures = 0;
         ProducerStats::add(&self.stats.map_refreshes, 1);
+        let limit = topology
+            .max_record_bytes
+            .unwrap_or(limits::DEFAULT_MAX_RECORD_BYTES)
+            .min(self.config.max_record_bytes);
+        if self.record_limit.swap(limit, Ordering::Relaxed) != limit {
+            tracing::info!(stream.name = %self.config.stream, bytes = limit, "record limit");
+        }
         metrics::counter!("shardcar_shard_map_refreshes_total", "stream" => self.config.stream.clone()).increment(1);
         let changed = self
             .topology

@@ -8,13 +8,16 @@ use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
 use aws_sdk_kinesis::operation::list_shards::ListShardsError;
 use aws_sdk_kinesis::types::Shard;
 
-use crate::kinesis::{HashKey, HashKeyRange, ShardId, ShardMap, ShardRange};
+use crate::kinesis::{HashKey, HashKeyRange, ShardId, ShardMap, ShardRange, limits};
 
 #[derive(Debug, Clone)]
 pub struct Topology {
     pub open: ShardMap,
     /// Every shard ListShards returned, open or closed.
     pub ranges: HashMap<String, HashKeyRange>,
+    /// The stream's record limit (partition key plus data) from DescribeStreamSummary;
+    /// `None` when it could not be read (the 1 MiB every stream takes then applies).
+    pub max_record_bytes: Option<usize>,
 }
 
 /// Why the shard list could not be used.
@@ -49,7 +52,31 @@ pub async fn list_shards(
     }
 }
 
-/// Lists every shard of `stream` and builds the map.
+/// The stream's record limit: 1 MiB unless raised (UpdateMaxRecordSize). A stream
+/// summary without the field (an older endpoint) means the 1 MiB limit. `None` when
+/// the summary cannot be read at all (a policy without DescribeStreamSummary).
+async fn record_limit(client: &Client, stream: &str) -> Option<usize> {
+    match client
+        .describe_stream_summary()
+        .stream_name(stream)
+        .send()
+        .await
+    {
+        Ok(output) => Some(
+            output
+                .stream_description_summary()
+                .and_then(|s| s.max_record_size_in_kib())
+                .filter(|kib| *kib > 0)
+                .map_or(limits::DEFAULT_MAX_RECORD_BYTES, |kib| kib as usize * 1024),
+        ),
+        Err(error) => {
+            tracing::warn!(stream.name = %stream, error = %DisplayErrorContext(&error), "cannot read the stream's record limit (DescribeStreamSummary); assuming 1 MiB");
+            None
+        }
+    }
+}
+
+/// Lists every shard of `stream`, builds the map and reads the stream's record limit.
 pub async fn fetch(client: &Client, stream: &str) -> Result<Topology, TopologyError> {
     let mut open = Vec::new();
     let mut ranges = HashMap::new();
@@ -82,5 +109,6 @@ pub async fn fetch(client: &Client, stream: &str) -> Result<Topology, TopologyEr
     Ok(Topology {
         open: ShardMap::new(open)?,
         ranges,
+        max_record_bytes: record_limit(client, stream).await,
     })
 }

@@ -17,8 +17,9 @@ use super::ops;
 use super::store::Store;
 use super::wire::{self, ErrorBody, Format};
 
-/// Largest request body: a full PutRecords (5 MiB of data) base64-encoded, with room.
-pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Largest request body: a full PutRecords (5 MiB of data), or one 10 MiB record on a
+/// stream that takes them, base64-encoded, with room.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
 

@@ -63,9 +63,12 @@ impl ShardLimits {
     }
 
     /// Admits one record of `bytes` (partition key + data) if both write buckets have room.
+    /// A record larger than a second of the byte rate (a stream that takes records over
+    /// 1 MiB) goes in when the bucket is full, and the shard then owes the rest.
     pub fn admit_write(&mut self, bytes: usize, now_ms: Millis) -> bool {
         let bytes = bytes as f64;
-        if self.write_records.has(1.0, now_ms) && self.write_bytes.has(bytes, now_ms) {
+        let room = bytes.min(self.write_bytes.rate_per_sec);
+        if self.write_records.has(1.0, now_ms) && self.write_bytes.has(room, now_ms) {
             self.write_records.take(1.0);
             self.write_bytes.take(bytes);
             true

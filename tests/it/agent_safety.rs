@@ -513,3 +513,159 @@ fn a_corrupt_or_empty_checkpoint_file_or_an_unusable_state_dir_exits_78() {
     assert_eq!(code, Some(78), "unusable state_dir: {stderr}");
     assert!(stderr.contains("state_dir"), "names the key: {stderr}");
 }
+
+/// The user records of the stream with their shard and key, in stream order per shard.
+async fn records_with_keys(setup: &Setup) -> Vec<(String, String, Vec<u8>)> {
+    let (users, _) = kcl_user_records(&read_stream(&setup.client, "logs").await);
+    users
+        .into_iter()
+        .map(|(shard, user)| (shard, user.partition_key, user.data.to_vec()))
+        .collect()
+}
+
+/// Where a piece was read from: its shard and partition key.
+type Place = (String, String);
+/// A line joined from pieces, and where each piece was.
+type Joined = (Vec<u8>, Vec<Place>);
+
+/// Joins split pieces back into lines: a record ending in `marker` continues with the
+/// next record of the same key on the same shard. Returns the lines and, per line,
+/// the (shard, key) of every piece.
+fn join_pieces(records: &[(String, String, Vec<u8>)], marker: &[u8]) -> Vec<Joined> {
+    let mut open: std::collections::HashMap<Place, Joined> = std::collections::HashMap::new();
+    let mut lines = Vec::new();
+    for (shard, key, data) in records {
+        let slot = (shard.clone(), key.clone());
+        let entry = open.entry(slot.clone()).or_default();
+        entry.1.push(slot.clone());
+        match data.strip_suffix(marker) {
+            Some(piece) => entry.0.extend_from_slice(piece),
+            None => {
+                entry.0.extend_from_slice(data);
+                if let Some(done) = open.remove(&slot) {
+                    lines.push(done);
+                }
+            }
+        }
+    }
+    assert!(open.is_empty(), "pieces never completed: {}", open.len());
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn split_pieces_keep_one_partition_key_and_end_with_the_marker() {
+    let setup = Setup::new(4).await;
+    let long: Vec<Vec<u8>> = (0..40)
+        .map(|i| format!("long {i:03} {}", "y".repeat(3500)).into_bytes())
+        .collect();
+    append(&setup.logs().join("app.log"), &long);
+    let config = setup.config(
+        &["app.log"],
+        &[],
+        "max_record_bytes = 1000\nsplit_marker = \"<<split>>\"",
+    );
+    let agent = setup.start(config).await;
+    let expected_pieces = 40 * 4;
+    eventually(Duration::from_secs(30), async || {
+        (records_with_keys(&setup).await.len() >= expected_pieces).then_some(())
+    })
+    .await;
+    agent.stop().await;
+    let records = records_with_keys(&setup).await;
+    assert_eq!(
+        records.len(),
+        expected_pieces,
+        "each 3.5 KB line in four pieces"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|(_, key, data)| key.len() + data.len() <= 1000 + 256)
+    );
+    let lines = join_pieces(&records, b"<<split>>");
+    let joined: std::collections::HashSet<Vec<u8>> = lines.iter().map(|(l, _)| l.clone()).collect();
+    assert_eq!(
+        joined,
+        long.iter().cloned().collect(),
+        "the pieces join back into the lines"
+    );
+    for (_, pieces) in &lines {
+        assert_eq!(pieces.len(), 4);
+        assert!(
+            pieces.windows(2).all(|w| w[0] == w[1]),
+            "one shard and one key per line: {pieces:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_max_record_bytes_above_the_streams_limit_splits_records_instead_of_dead_lettering_them()
+{
+    let setup = Setup::new(1).await;
+    let big = format!("big {}", "b".repeat(1_500_000)).into_bytes();
+    let small = lines("small", 10);
+    append(
+        &setup.logs().join("app.log"),
+        &[vec![big.clone()], small.clone()].concat(),
+    );
+    let config = setup.config(&["app.log"], &[], "max_record_bytes = 2097152");
+    assert_eq!(config.flows[0].max_record_bytes, 2_097_152);
+    let agent = setup.start(config).await;
+    setup.wait_for(&small, Duration::from_secs(30)).await;
+    let stats = agent.flow_stats("test").unwrap();
+    agent.stop().await;
+    assert_eq!(
+        stats.dead_lettered, 0,
+        "nothing dead-lettered for a size the config accepted"
+    );
+    let records = records_with_keys(&setup).await;
+    assert!(
+        records
+            .iter()
+            .all(|(_, key, data)| key.len() + data.len() <= 1024 * 1024)
+    );
+    let lines = join_pieces(&records, config_marker().as_bytes());
+    assert!(
+        lines
+            .iter()
+            .any(|(line, pieces)| *line == big && pieces.len() == 2),
+        "the 1.5 MB line arrived in two pieces"
+    );
+}
+
+fn config_marker() -> String {
+    shardcar::config::DEFAULT_SPLIT_MARKER.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_that_takes_two_mib_records_gets_a_one_and_a_half_mib_line_whole() {
+    let setup = Setup::new(1).await;
+    let arn = setup
+        .client
+        .describe_stream_summary()
+        .stream_name("logs")
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary
+        .unwrap()
+        .stream_arn;
+    setup
+        .client
+        .update_max_record_size()
+        .stream_arn(&arn)
+        .max_record_size_in_kib(2048)
+        .send()
+        .await
+        .unwrap();
+    let big = format!("big {}", "c".repeat(1_500_000)).into_bytes();
+    append(&setup.logs().join("app.log"), std::slice::from_ref(&big));
+    let agent = setup
+        .start(setup.config(&["app.log"], &[], "max_record_bytes = 2097152"))
+        .await;
+    let arrived = setup
+        .wait_for(std::slice::from_ref(&big), Duration::from_secs(30))
+        .await;
+    agent.stop().await;
+    assert_eq!(arrived[&big], 1);
+}

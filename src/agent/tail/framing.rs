@@ -16,6 +16,41 @@ use crate::config::Oversize;
 pub struct Frame {
     pub data: Bytes,
     pub range: Range<u64>,
+    pub piece: Piece,
+}
+
+impl Frame {
+    fn whole(data: Bytes, range: Range<u64>) -> Frame {
+        Frame {
+            data,
+            range,
+            piece: Piece::Whole,
+        }
+    }
+}
+
+/// Where a frame sits in a line that `oversize = "split"` cut into pieces: the pieces
+/// of one line go out with one partition key (one shard, in order) and every piece but
+/// the last carries the split marker, so a consumer can join them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Piece {
+    #[default]
+    Whole,
+    First,
+    Middle,
+    Last,
+}
+
+impl Piece {
+    /// More pieces of the same line follow.
+    pub fn continued(self) -> bool {
+        matches!(self, Piece::First | Piece::Middle)
+    }
+
+    /// A piece came before this one.
+    pub fn continues(self) -> bool {
+        matches!(self, Piece::Middle | Piece::Last)
+    }
 }
 
 /// What the framer produced from a chunk: records, and ranges dropped on purpose
@@ -31,6 +66,9 @@ pub struct Framed {
 #[derive(Debug, Clone)]
 pub struct FramingConfig {
     pub max_record_bytes: usize,
+    /// Bytes the sender appends to every split piece but the last: pieces are cut
+    /// this much shorter, so a piece with its marker still fits.
+    pub split_marker_len: usize,
     pub oversize: Oversize,
     pub multiline_start: Option<regex::bytes::Regex>,
     pub skip_header_lines: u64,
@@ -128,20 +166,21 @@ impl Framer {
             match self.config.oversize {
                 Oversize::Skip => out.dropped.push(start..end),
                 Oversize::Truncate => {
-                    out.frames.push(Frame {
-                        data: line.slice(..max),
-                        range: start..start + max as u64,
-                    });
+                    out.frames
+                        .push(Frame::whole(line.slice(..max), start..start + max as u64));
                     out.dropped.push(start + max as u64..end);
                 }
                 Oversize::Split => {
+                    let cut = self.piece_bytes();
                     out.frames.push(Frame {
-                        data: line.slice(..max),
-                        range: start..start + max as u64,
+                        data: line.slice(..cut),
+                        range: start..start + cut as u64,
+                        piece: Piece::First,
                     });
                     out.frames.push(Frame {
-                        data: line.slice(max..),
-                        range: start + max as u64..end,
+                        data: line.slice(cut..),
+                        range: start + cut as u64..end,
+                        piece: Piece::Last,
                     });
                 }
             }
@@ -156,6 +195,13 @@ impl Framer {
 
     fn max(&self) -> usize {
         self.config.max_record_bytes.max(1)
+    }
+
+    /// The length of a split piece before its marker.
+    fn piece_bytes(&self) -> usize {
+        self.max()
+            .saturating_sub(self.config.split_marker_len)
+            .max(1)
     }
 
     /// Adds bytes of the current (unfinished) line, applying the size limit as they come.
@@ -174,17 +220,19 @@ impl Framer {
         // Keep one byte beyond the limit in hand: it may be the '\r' of "\r\n".
         while self.line.len() > self.max() + 1 {
             let max = self.max();
-            if self.oversized.is_none() {
+            let first = self.oversized.is_none();
+            if first {
                 out.oversize += 1;
                 self.flush_record(out);
             }
             match self.config.oversize {
                 Oversize::Split => {
                     self.oversized = Some(OversizedLine::Splitting);
-                    self.emit_first(max, out);
+                    let piece = if first { Piece::First } else { Piece::Middle };
+                    self.emit_first(self.piece_bytes(), piece, out);
                 }
                 Oversize::Truncate => {
-                    self.emit_first(max, out);
+                    self.emit_first(max, Piece::Whole, out);
                     self.oversized = Some(OversizedLine::Discarding {
                         from: self.line_start,
                     });
@@ -206,13 +254,14 @@ impl Framer {
 
     /// A `\n` ended the current line (the newline byte is at `self.offset()`).
     /// Sends the first `max` bytes of an oversized line as a record of their own.
-    fn emit_first(&mut self, max: usize, out: &mut Framed) {
-        let piece = self.line.split_to(max).freeze();
+    fn emit_first(&mut self, max: usize, piece: Piece, out: &mut Framed) {
+        let data = self.line.split_to(max).freeze();
         let start = self.line_start;
         self.line_start += max as u64;
         out.frames.push(Frame {
-            data: piece,
+            data,
             range: start..self.line_start,
+            piece,
         });
     }
 
@@ -235,14 +284,12 @@ impl Framer {
                 if line.last() == Some(&b'\r') {
                     line.truncate(line.len() - 1);
                 }
-                if line.is_empty() {
-                    out.dropped.push(start..end);
-                } else {
-                    out.frames.push(Frame {
-                        data: line,
-                        range: start..end,
-                    });
-                }
+                // Never empty: a piece is cut only while two or more bytes follow it.
+                out.frames.push(Frame {
+                    data: line,
+                    range: start..end,
+                    piece: Piece::Last,
+                });
             }
             None => self.complete_line(line, out),
         }
@@ -251,7 +298,7 @@ impl Framer {
     /// Adds a complete line to the multi-line record, or emits it as its own record.
     fn add_line(&mut self, line: Bytes, range: Range<u64>, out: &mut Framed) {
         let Some(start_pattern) = &self.config.multiline_start else {
-            out.frames.push(Frame { data: line, range });
+            out.frames.push(Frame::whole(line, range));
             return;
         };
         let starts_record = start_pattern.is_match(&line);
@@ -280,7 +327,7 @@ impl Framer {
     pub fn flush_record(&mut self, out: &mut Framed) {
         if let Some(range) = self.record_range.take() {
             let data = std::mem::take(&mut self.record).freeze();
-            out.frames.push(Frame { data, range });
+            out.frames.push(Frame::whole(data, range));
         }
     }
 
@@ -292,10 +339,7 @@ impl Framer {
             let line = std::mem::take(&mut self.line).freeze();
             let start = self.line_start;
             self.line_start += line.len() as u64;
-            out.frames.push(Frame {
-                data: line,
-                range: start..self.line_start,
-            });
+            out.frames.push(Frame::whole(line, start..self.line_start));
         }
     }
 }
@@ -307,6 +351,7 @@ mod tests {
     fn config(max: usize, oversize: Oversize) -> FramingConfig {
         FramingConfig {
             max_record_bytes: max,
+            split_marker_len: 0,
             oversize,
             multiline_start: None,
             skip_header_lines: 0,
@@ -384,6 +429,32 @@ mod tests {
         assert_eq!(texts(&out), ["ok"]);
         assert_eq!(out.oversize, 1);
         assert_covers(&out, 0, 29);
+    }
+
+    /// The pieces of a split line say where they sit, and leave room for the marker.
+    #[test]
+    fn split_pieces_are_marked_first_middle_last_and_leave_room_for_the_marker() {
+        let mut cfg = config(10, Oversize::Split);
+        cfg.split_marker_len = 3;
+        let line = [b"a".repeat(20), b"\n".to_vec(), b"ok\n".to_vec()].concat();
+        let out = frame_all(&mut Framer::new(cfg.clone(), 0), &[&line[..5], &line[5..]]);
+        let pieces: Vec<(usize, Piece)> =
+            out.frames.iter().map(|f| (f.data.len(), f.piece)).collect();
+        assert_eq!(
+            pieces,
+            [
+                (7, Piece::First),
+                (7, Piece::Middle),
+                (6, Piece::Last),
+                (2, Piece::Whole)
+            ]
+        );
+        assert_covers(&out, 0, 24);
+        // One byte over, seen whole in one chunk.
+        let out = frame_all(&mut Framer::new(cfg, 0), &[b"abcdefghijk\n"]);
+        let pieces: Vec<(usize, Piece)> =
+            out.frames.iter().map(|f| (f.data.len(), f.piece)).collect();
+        assert_eq!(pieces, [(7, Piece::First), (4, Piece::Last)]);
     }
 
     #[test]

@@ -212,6 +212,7 @@ mod tests {
     fn framing() -> FramingConfig {
         FramingConfig {
             max_record_bytes: 1024,
+            split_marker_len: 0,
             oversize: Oversize::Split,
             multiline_start: None,
             skip_header_lines: 0,

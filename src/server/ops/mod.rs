@@ -33,6 +33,7 @@ pub const ACTIONS: &[&str] = &[
     "PutRecords",
     "RemoveTagsFromStream",
     "SplitShard",
+    "UpdateMaxRecordSize",
     "UpdateShardCount",
     "UpdateStreamMode",
 ];
@@ -67,6 +68,7 @@ pub fn dispatch(store: &Store, action: &str, format: Format, body: &[u8]) -> OpR
         "RemoveTagsFromStream" => run(store, format, body, streams::remove_tags),
         "ListTagsForStream" => run(store, format, body, streams::list_tags),
         "UpdateStreamMode" => run(store, format, body, streams::update_stream_mode),
+        "UpdateMaxRecordSize" => run(store, format, body, streams::update_max_record_size),
         "PutRecord" => run(store, format, body, records::put_record),
         "PutRecords" => run(store, format, body, records::put_records),
         "GetShardIterator" => run(store, format, body, records::get_shard_iterator),

@@ -28,7 +28,7 @@ fn check_record(
         v.blob_length(
             &format!("{at}data"),
             data.0.len(),
-            limits::DEFAULT_MAX_RECORD_BYTES,
+            limits::MAX_RECORD_BYTES_UPPER_BOUND,
         );
     }
     v.required(&format!("{at}partitionKey"), &partition_key);
@@ -46,17 +46,18 @@ fn check_record(
     );
 }
 
-/// The hash key a record routes by, and a check of the record's total size.
+/// The hash key a record routes by, and a check of the record's total size against
+/// the stream's limit.
 fn route(
     partition_key: &str,
     explicit_hash_key: Option<&str>,
     data_len: usize,
+    max_record_bytes: usize,
 ) -> OpResult<HashKey> {
     let size = partition_key.len() + data_len;
-    if size > limits::DEFAULT_MAX_RECORD_BYTES {
+    if size > max_record_bytes {
         return Err(KinesisError::invalid_argument(format!(
-            "Record size of {size} bytes (partition key plus data) exceeds the {}-byte limit.",
-            limits::DEFAULT_MAX_RECORD_BYTES
+            "Record size of {size} bytes (partition key plus data) exceeds the {max_record_bytes}-byte limit."
         )));
     }
     match explicit_hash_key {
@@ -113,12 +114,13 @@ pub fn put_record(store: &Store, input: PutRecordInput) -> OpResult<PutRecordOut
     )?;
     let partition_key = input.partition_key.unwrap_or_default();
     let data = input.data.unwrap_or_default();
+    let stream = store.readable_stream(&name)?;
     let hash_key = route(
         &partition_key,
         input.explicit_hash_key.as_deref(),
         data.0.len(),
+        stream.max_record_bytes(),
     )?;
-    let stream = store.readable_stream(&name)?;
     let outcome = store.put(&stream, &partition_key, hash_key, &data.0)?;
     store.flush(std::slice::from_ref(&outcome.shard))?;
     Ok(PutRecordOutput {
@@ -190,7 +192,10 @@ pub fn put_records(store: &Store, input: PutRecordsInput) -> OpResult<PutRecords
         input.stream_name.as_deref(),
         input.stream_arn.as_deref(),
     )?;
-
+    let stream = store.readable_stream(&name)?;
+    let max_record_bytes = stream.max_record_bytes();
+    // A stream that takes records over the request limit takes one such record per call.
+    let max_request_bytes = limits::PUT_RECORDS_MAX_BYTES.max(max_record_bytes);
     let mut routed = Vec::with_capacity(entries.len());
     let mut total = 0;
     for entry in entries {
@@ -201,15 +206,15 @@ pub fn put_records(store: &Store, input: PutRecordsInput) -> OpResult<PutRecords
             partition_key,
             entry.explicit_hash_key.as_deref(),
             data.len(),
+            max_record_bytes,
         )?);
     }
-    if total > limits::PUT_RECORDS_MAX_BYTES {
+    if total > max_request_bytes {
         return Err(KinesisError::invalid_argument(format!(
             "Records size exceeds {} MB limit",
-            limits::PUT_RECORDS_MAX_BYTES >> 20
+            max_request_bytes >> 20
         )));
     }
-    let stream = store.readable_stream(&name)?;
 
     let mut results = Vec::with_capacity(entries.len());
     let mut touched: Vec<Arc<Shard>> = Vec::new();

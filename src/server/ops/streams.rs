@@ -231,6 +231,8 @@ pub struct StreamDescriptionSummary {
     encryption_type: &'static str,
     open_shard_count: usize,
     consumer_count: usize,
+    #[serde(rename = "MaxRecordSizeInKiB")]
+    max_record_size_in_kib: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -269,6 +271,7 @@ pub fn describe_stream_summary(
             encryption_type: "NONE",
             open_shard_count: state.open_shard_count(),
             consumer_count: 0,
+            max_record_size_in_kib: stream.max_record_bytes() / 1024,
         },
     })
 }
@@ -774,6 +777,36 @@ pub fn update_stream_mode(store: &Store, input: UpdateStreamModeInput) -> OpResu
     let name = validate::stream_name(store, None, input.stream_arn.as_deref())?;
     let (stream, _control) = store.active_stream(&name)?;
     lock(&stream.state).mode = mode.unwrap_or(StreamMode::Provisioned);
+    store.begin_update(&stream);
+    store.save_metadata()?;
+    Ok(Empty {})
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateMaxRecordSizeInput {
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    #[serde(rename = "MaxRecordSizeInKiB")]
+    max_record_size_in_kib: Option<i64>,
+}
+
+/// UpdateMaxRecordSize: the largest record the stream takes, 1 to 10 MiB.
+pub fn update_max_record_size(store: &Store, input: UpdateMaxRecordSizeInput) -> OpResult<Empty> {
+    let mut v = Violations::default();
+    v.length("streamARN", input.stream_arn.as_deref(), 1, 2048);
+    v.required("maxRecordSizeInKiB", &input.max_record_size_in_kib);
+    v.range(
+        "maxRecordSizeInKiB",
+        input.max_record_size_in_kib,
+        (limits::DEFAULT_MAX_RECORD_BYTES / 1024) as i64,
+        (limits::MAX_RECORD_BYTES_UPPER_BOUND / 1024) as i64,
+    );
+    v.finish()?;
+    let name = validate::stream_name(store, None, input.stream_arn.as_deref())?;
+    let (stream, _control) = store.active_stream(&name)?;
+    let kib = input.max_record_size_in_kib.unwrap_or_default() as usize;
+    stream.set_max_record_bytes(kib * 1024);
     store.begin_update(&stream);
     store.save_metadata()?;
     Ok(Empty {})

@@ -292,6 +292,7 @@ impl Store {
                 shards,
             }),
             open: RwLock::new(Arc::new(open)),
+            max_record_bytes: std::sync::atomic::AtomicUsize::new(limits::DEFAULT_MAX_RECORD_BYTES),
         });
         if let Some(persist) = &self.inner.persist {
             persist.create_stream_dir(&stream).map_err(|e| {

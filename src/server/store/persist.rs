@@ -88,6 +88,9 @@ struct StreamRecord {
     mode: StreamMode,
     next_shard_index: u32,
     shards: Vec<ShardRecord>,
+    /// Absent in data directories written before streams could take larger records.
+    #[serde(default)]
+    max_record_size_kib: Option<u32>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -168,6 +171,7 @@ impl Persist {
                     tags: state.tags.clone(),
                     mode: state.mode,
                     next_shard_index: state.next_shard_index,
+                    max_record_size_kib: Some((stream.max_record_bytes() / 1024) as u32),
                     shards: state
                         .shards
                         .iter()
@@ -295,6 +299,13 @@ impl Persist {
             }),
             open: RwLock::new(Arc::new(open)),
             name: record.name,
+            max_record_bytes: std::sync::atomic::AtomicUsize::new(
+                record
+                    .max_record_size_kib
+                    .map_or(crate::kinesis::limits::DEFAULT_MAX_RECORD_BYTES, |kib| {
+                        kib as usize * 1024
+                    }),
+            ),
         })
     }
 }

@@ -6,6 +6,7 @@
 //! writes to different shards never wait for each other.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::log::{Position, ShardLog};
@@ -210,9 +211,20 @@ pub struct Stream {
     pub created_ms: Millis,
     pub state: Mutex<StreamState>,
     pub open: RwLock<Arc<OpenShards>>,
+    /// Largest record (partition key plus data) the stream takes: 1 MiB unless raised
+    /// by UpdateMaxRecordSize. Read on every put, so kept outside the state lock.
+    pub max_record_bytes: AtomicUsize,
 }
 
 impl Stream {
+    pub fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn set_max_record_bytes(&self, bytes: usize) {
+        self.max_record_bytes.store(bytes, Ordering::Relaxed);
+    }
+
     /// A snapshot of the open shards to route writes with.
     pub fn open_shards(&self) -> Arc<OpenShards> {
         self.open
