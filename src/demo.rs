@@ -4,6 +4,14 @@
 //! and multi-line stack traces) while rotating it twice, runs the agent on it, reads
 //! the stream back with the consumer, and checks every record arrived.
 
+/// Prints a line to stdout; a reader that went away (`| head`) is not an error here.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -218,7 +226,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     let interactive = std::io::stdout().is_terminal();
     let say = |line: String| {
         if !interactive {
-            println!("{line}");
+            say!("{line}");
         }
     };
     let temp = tempfile::Builder::new()
@@ -386,18 +394,24 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
     print_report(&report, &producer);
 
     if options.keep {
-        println!("\nkept {} (agent.toml, logs/, state/)", dir.display());
+        say!("\nkept {} (agent.toml, logs/, state/)", dir.display());
+        if options.listen.is_none() {
+            say!(
+                "the agent.toml there points at this demo's server ({endpoint}), which stops now; \
+                 run the demo with --keep --listen 127.0.0.1:4567 to keep a server at a fixed address"
+            );
+        }
     }
     if options.listen.is_some() {
-        println!("\nthe shard server stays up at {endpoint}; try (Ctrl-C to stop):");
-        println!(
+        say!("\nthe shard server stays up at {endpoint}; try (Ctrl-C to stop):");
+        say!(
             "  export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_DEFAULT_REGION=us-east-1"
         );
-        println!("  aws kinesis list-shards --stream-name {STREAM} --endpoint-url {endpoint}");
-        println!(
+        say!("  aws kinesis list-shards --stream-name {STREAM} --endpoint-url {endpoint}");
+        say!(
             "  aws kinesis get-shard-iterator --stream-name {STREAM} --shard-id shardId-000000000000 --shard-iterator-type TRIM_HORIZON --endpoint-url {endpoint}"
         );
-        println!("  shardcar consume {STREAM} --endpoint-url {endpoint} --limit 5");
+        say!("  shardcar consume {STREAM} --endpoint-url {endpoint} --limit 5");
         let _ = tokio::signal::ctrl_c().await;
     }
     server.shutdown().await;
@@ -411,40 +425,41 @@ fn print_report(report: &DemoReport, producer: &crate::producer::StatsSnapshot) 
     } else {
         report.delivered as f64 / report.kinesis_records as f64
     };
-    println!();
-    println!("| measure | value |");
-    println!("|---|---:|");
-    println!("| lines written | {} |", report.lines_written);
-    println!(
+    say!();
+    say!("| measure | value |");
+    say!("|---|---:|");
+    say!("| lines written | {} |", report.lines_written);
+    say!(
         "| records written (multi-line records count once) | {} |",
         report.records_written
     );
-    println!("| records delivered | {} |", report.delivered);
-    println!("| duplicates | {} |", report.duplicates);
-    println!("| lost | {} |", report.lost);
-    println!(
+    say!("| records delivered | {} |", report.delivered);
+    say!("| duplicates | {} |", report.duplicates);
+    say!("| lost | {} |", report.lost);
+    say!(
         "| Kinesis records (aggregation ratio) | {} ({ratio:.0} records each) |",
         report.kinesis_records
     );
-    println!("| PutRecords calls | {} |", producer.put_requests);
-    println!("| throttled entries | {} |", report.throttled_entries);
+    say!("| PutRecords calls | {} |", producer.put_requests);
+    say!("| throttled entries | {} |", report.throttled_entries);
     for (shard, use_) in &report.shard_utilisation {
-        println!("| {shard} write limit used | {:.0}% |", use_ * 100.0);
+        say!("| {shard} write limit used | {:.0}% |", use_ * 100.0);
     }
-    println!(
+    say!(
         "| delivery latency p50 / p99 | {:.0} ms / {:.0} ms |",
-        report.latency_p50_ms, report.latency_p99_ms
+        report.latency_p50_ms,
+        report.latency_p99_ms
     );
-    println!(
+    say!(
         "| peak RSS (server, agent, consumer in one process) | {:.1} MiB |",
         report.peak_rss_mib
     );
-    println!("| time | {:.1} s |", report.seconds);
-    println!();
+    say!("| time | {:.1} s |", report.seconds);
+    say!();
     if report.lost == 0 {
-        println!("OK: every record arrived.");
+        say!("OK: every record arrived.");
     } else {
-        println!("FAILED: {} records did not arrive.", report.lost);
+        say!("FAILED: {} records did not arrive.", report.lost);
     }
 }
 

@@ -1,5 +1,6 @@
 //! `shardcar check-config`: validates agent.toml with the same code `run` uses.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -17,19 +18,22 @@ pub struct CheckConfigArgs {
 
 pub fn run(args: CheckConfigArgs) -> Result<()> {
     let config = Config::load(&args.config)?;
-    println!(
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
         "{}: ok ({} flow{})",
         args.config.display(),
         config.flows.len(),
         if config.flows.len() == 1 { "" } else { "s" }
-    );
+    )?;
     for flow in &config.flows {
-        println!(
+        writeln!(
+            stdout,
             "  flow {:?} -> stream {:?}: {}",
             flow.name,
             flow.stream.as_str(),
             flow.include.join(", ")
-        );
+        )?;
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! `shardcar predict`: the shard each partition key (or hash key) lands on.
 
+use std::io::Write;
+
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
@@ -41,6 +43,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
             (topology.open, keys)
         }
     };
+    let mut stdout = std::io::stdout().lock();
     for key in keys {
         let line = if args.explicit_hash_key {
             let hash_key =
@@ -61,7 +64,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
                 "shard_id": map.predict(hash_key).shard_id.as_str(),
             })
         };
-        println!("{line}");
+        writeln!(stdout, "{line}")?;
     }
     Ok(())
 }

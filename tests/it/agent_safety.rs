@@ -669,3 +669,47 @@ async fn a_stream_that_takes_two_mib_records_gets_a_one_and_a_half_mib_line_whol
     agent.stop().await;
     assert_eq!(arrived[&big], 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_regular_files_match_and_double_star_is_the_way_into_directories() {
+    let setup = Setup::new(1).await;
+    let logs = setup.logs();
+    // A directory, a symlink to a directory and a FIFO, all named like the glob.
+    std::fs::create_dir_all(logs.join("dir.log")).unwrap();
+    append(&logs.join("dir.log/inner.log"), &lines("inside", 5));
+    append(&logs.join("dir.log/inner"), &lines("inside-plain", 5));
+    let elsewhere = setup.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    append(&elsewhere.join("other.log"), &lines("linked-dir", 5));
+    std::os::unix::fs::symlink(&elsewhere, logs.join("link.log")).unwrap();
+    let fifo = logs.join("pipe.log");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let top = lines("top", 20);
+    append(&logs.join("app.log"), &top);
+    let agent = setup.start(setup.config(&["*.log"], &[], "")).await;
+    setup.wait_for(&top, Duration::from_secs(20)).await;
+    agent.stop().await;
+    let arrived = setup.arrived().await;
+    assert_eq!(
+        arrived.len(),
+        top.len(),
+        "only app.log was read: {:?}",
+        arrived
+            .keys()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .filter(|k| !k.starts_with("top"))
+            .collect::<Vec<_>>()
+    );
+    // `**` goes into directories (not through directory symlinks, which could loop).
+    let agent = setup.start(setup.config(&["**/*.log"], &[], "")).await;
+    let inside = lines("inside", 5);
+    setup.wait_for(&inside, Duration::from_secs(20)).await;
+    agent.stop().await;
+    let arrived = setup.arrived().await;
+    assert!(
+        arrived
+            .keys()
+            .all(|l| l.starts_with(b"top") || l.starts_with(b"inside line"))
+    );
+}

@@ -5,6 +5,7 @@ mod agent_model;
 mod agent_process;
 mod agent_safety;
 mod agent_support;
+mod agent_torture;
 mod aggregation_properties;
 mod cli_check_config;
 mod cli_decode_predict;
