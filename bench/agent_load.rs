@@ -218,7 +218,9 @@ async fn latency(bin: &str) {
         region: Some("us-east-1".into()),
         ..KinesisConfig::default()
     };
-    let client = shardcar::aws::kinesis_client(&settings, shardcar::aws::Purpose::General).await;
+    let client = shardcar::aws::kinesis_client(&settings, shardcar::aws::Purpose::General)
+        .await
+        .expect("client");
     let (tx, mut rx) = tokio::sync::mpsc::channel(1000);
     let reader = tokio::spawn(async move {
         shardcar::consume::consume(

@@ -50,7 +50,9 @@ async fn client(endpoint: &str) -> aws_sdk_kinesis::Client {
         endpoint_url: Some(endpoint.to_owned()),
         ..KinesisConfig::default()
     };
-    shardcar::aws::kinesis_client(&settings, shardcar::aws::Purpose::Producer).await
+    shardcar::aws::kinesis_client(&settings, shardcar::aws::Purpose::Producer)
+        .await
+        .expect("client")
 }
 
 /// Raw speed: as fast as the producer and the server can go on two cores, with records

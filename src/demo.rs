@@ -344,7 +344,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         },
         crate::aws::Purpose::General,
     )
-    .await;
+    .await?;
     let (tx, mut rx) = mpsc::channel(10_000);
     let reader = tokio::spawn(async move {
         consume::consume(

@@ -10,7 +10,9 @@
 pub mod ack;
 pub mod checkpoint;
 pub mod flow;
+pub mod http;
 pub mod ledger;
+pub mod metrics;
 pub mod partition;
 pub mod sizing;
 pub mod stats;
@@ -55,6 +57,11 @@ pub enum AgentError {
         flow: String,
         source: tail::discovery::PatternError,
     },
+    #[error("flow {flow}: {source}")]
+    Client {
+        flow: String,
+        source: crate::aws::ClientError,
+    },
     #[error("cannot serve metrics on {addr}: {reason}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -69,7 +76,10 @@ impl AgentError {
     pub fn needs_operator(&self) -> bool {
         matches!(
             self,
-            AgentError::Checkpoint(_) | AgentError::StateDir { .. } | AgentError::Pattern { .. }
+            AgentError::Checkpoint(_)
+                | AgentError::StateDir { .. }
+                | AgentError::Pattern { .. }
+                | AgentError::Client { .. }
         )
     }
 }
@@ -121,6 +131,10 @@ pub struct RunningAgent {
     known_flows: Arc<std::sync::Mutex<Vec<String>>>,
     background_stop: watch::Sender<bool>,
     background: Vec<JoinHandle<()>>,
+    readiness: http::Readiness,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    endpoint: Option<JoinHandle<()>>,
+    endpoint_stop: watch::Sender<bool>,
 }
 
 fn hostname() -> String {
@@ -159,15 +173,26 @@ impl Agent {
             }
             Err(error) => return Err(error.into()),
         };
+        let readiness = http::Readiness::new(config.agent.ready_after_failing);
+        let (endpoint_stop, endpoint_stopped) = watch::channel(false);
+        let mut endpoint = None;
+        let metrics = metrics::recorder();
         if let Some(addr) = config.agent.metrics_listen {
-            metrics_exporter_prometheus::PrometheusBuilder::new()
-                .with_http_listener(addr)
-                .install()
-                .map_err(|e| AgentError::Metrics {
-                    addr,
-                    reason: e.to_string(),
-                })?;
-            tracing::info!(listen = %addr, "serving Prometheus metrics");
+            let listener =
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| AgentError::Metrics {
+                        addr,
+                        reason: e.to_string(),
+                    })?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            tracing::info!(listen = %bound, "serving /metrics, /health and /ready");
+            endpoint = Some(tokio::spawn(http::serve(
+                listener,
+                metrics.clone(),
+                readiness.clone(),
+                endpoint_stopped,
+            )));
         }
         let loaded = loaded.unwrap_or_default();
         let budget = Budget::new(config.agent.max_in_flight_bytes);
@@ -182,6 +207,10 @@ impl Agent {
             background_stop,
             background: Vec::new(),
             config: config.clone(),
+            readiness,
+            metrics,
+            endpoint,
+            endpoint_stop,
         };
         let mut prepared = Vec::new();
         for flow in &config.flows {
@@ -230,9 +259,22 @@ impl RunningAgent {
         config: FlowConfig,
         start: FlowStart,
     ) -> Result<PreparedFlow, AgentError> {
-        let client =
-            crate::aws::kinesis_client(&config.kinesis, crate::aws::Purpose::Producer).await;
+        if let Some(profile) = &config.kinesis.profile
+            && !crate::aws::profile_exists(profile)
+        {
+            tracing::warn!(flow = %config.name, profile = %profile, "the profile is in neither the AWS config file nor the credentials file (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE, ~/.aws/); calls will fail until it is");
+        }
+        let client = crate::aws::kinesis_client(&config.kinesis, crate::aws::Purpose::Producer)
+            .await
+            .map_err(|source| AgentError::Client {
+                flow: config.name.clone(),
+                source,
+            })?;
         let mut producer_config = ProducerConfig::new(config.stream.as_str());
+        producer_config.name = config.name.clone();
+        producer_config.retry_base = config.kinesis.retry_base;
+        producer_config.retry_max = config.kinesis.retry_max;
+        producer_config.credentials = crate::aws::credentials_source(&config.kinesis);
         // The flow's records are data plus a key of up to 256 bytes; the stream's own
         // limit, when lower, is applied by the producer and the flow sizes to it.
         producer_config.max_record_bytes = (config.max_record_bytes
@@ -334,6 +376,8 @@ impl RunningAgent {
                 FlowStats::add(&ack_stats.dead_lettered, dead);
             }
         });
+        self.readiness
+            .add(&config.name, config.stream.as_str(), producer.clone());
         tracing::info!(flow = %config.name, stream.name = %config.stream, include = ?config.include, "flow started");
         self.flows.insert(
             config.name.clone(),
@@ -369,6 +413,8 @@ impl RunningAgent {
             .map(|(n, f)| (n.clone(), f.stats.clone(), f.producer.clone()))
             .collect();
         let budget = self.budget.clone();
+        let readiness = self.readiness.clone();
+        let recorder = self.metrics.clone();
         let mut stop = self.background_stop.subscribe();
         self.background.push(tokio::spawn(async move {
             let mut previous: BTreeMap<String, FlowSnapshot> = BTreeMap::new();
@@ -379,25 +425,40 @@ impl RunningAgent {
                     _ = stop.changed() => return,
                 }
                 since_status += Duration::from_secs(1);
+                let ready: BTreeMap<String, bool> = readiness
+                    .flows()
+                    .into_iter()
+                    .map(|f| (f.flow, f.ready))
+                    .collect();
                 for (name, stats, producer) in &flows {
                     let now = stats.snapshot();
-                    export_metrics(name, &now, &producer.stats(), budget.in_use());
+                    let produced = producer.stats();
+                    let flow_ready = ready.get(name).copied().unwrap_or(true);
+                    metrics::export_flow(name, &now, &produced, flow_ready, budget.in_use());
                     if since_status >= STATUS_INTERVAL {
                         let before = previous.get(name).copied().unwrap_or_default();
-                        let producer = producer.stats();
+                        let health = producer.health();
                         tracing::info!(
                             flow = %name,
                             files = now.files_tracked,
+                            read_records = now.records,
+                            read_bytes = now.bytes_read,
+                            delivered_records = now.delivered,
+                            unacknowledged_records = produced.unacknowledged_records(),
+                            unacknowledged_bytes = produced.unacknowledged_bytes(),
                             bytes_behind = now.bytes_behind,
                             records_per_sec = (now.records - before.records) / STATUS_INTERVAL.as_secs(),
-                            unacknowledged = producer.unacknowledged_records(),
-                            throttled = producer.throttled_entries,
+                            throttled = produced.throttled_entries,
                             dead_lettered = now.dead_lettered,
-                            in_flight_bytes = budget.in_use(),
+                            ready = flow_ready,
+                            last_error = health.last_error.as_deref().unwrap_or("none"),
                             "status"
                         );
                         previous.insert(name.clone(), now);
                     }
+                }
+                if let Some(recorder) = &recorder {
+                    recorder.run_upkeep();
                 }
                 if since_status >= STATUS_INTERVAL {
                     since_status = Duration::ZERO;
@@ -456,6 +517,7 @@ impl RunningAgent {
             .collect();
         for (name, _) in &stopping {
             tracing::info!(flow = %name, "stopping flow for the new config");
+            self.readiness.remove(name);
         }
         let reports = stop_flows(stopping, deadline).await;
         for (name, report) in &reports {
@@ -522,12 +584,21 @@ impl RunningAgent {
         self.stop_by(deadline).await
     }
 
+    /// Whether each flow is delivering or idle (what `/ready` answers).
+    pub fn readiness(&self) -> Vec<http::FlowReadiness> {
+        self.readiness.flows()
+    }
+
     /// [`stop`](RunningAgent::stop) with a deadline for the producers to drain.
     pub async fn stop_by(mut self, deadline: Instant) -> StopReport {
         let flows: Vec<(String, RunningFlow)> =
             std::mem::take(&mut self.flows).into_iter().collect();
         let reports = stop_flows(flows, deadline).await;
         self.stop_background().await;
+        let _ = self.endpoint_stop.send(true);
+        if let Some(endpoint) = self.endpoint.take() {
+            let _ = endpoint.await;
+        }
         write_checkpoints(
             &self.ledger,
             &self.store,
@@ -633,67 +704,4 @@ async fn write_checkpoints(
             last
         }
     }
-}
-
-fn export_metrics(flow: &str, stats: &FlowSnapshot, producer: &StatsSnapshot, in_flight: usize) {
-    let flow = flow.to_owned();
-    let counters = [
-        ("shardcar_flow_bytes_read_total", stats.bytes_read),
-        ("shardcar_flow_records_total", stats.records),
-        ("shardcar_flow_empty_lines_total", stats.empty_lines),
-        (
-            "shardcar_flow_oversize_records_total",
-            stats.oversize_records,
-        ),
-        ("shardcar_flow_rotations_total", stats.rotations),
-        ("shardcar_flow_truncations_total", stats.truncations),
-        (
-            "shardcar_flow_transform_failures_total",
-            stats.transform_failures,
-        ),
-        (
-            "shardcar_flow_partition_key_fallbacks_total",
-            stats.key_fallbacks,
-        ),
-        ("shardcar_flow_delivered_records_total", stats.delivered),
-        (
-            "shardcar_flow_dead_lettered_records_total",
-            stats.dead_lettered,
-        ),
-        (
-            "shardcar_flow_unreadable_files_total",
-            stats.unreadable_files,
-        ),
-        (
-            "shardcar_producer_user_records_total",
-            producer.user_records,
-        ),
-        ("shardcar_producer_user_bytes_total", producer.user_bytes),
-        (
-            "shardcar_producer_put_requests_total",
-            producer.put_requests,
-        ),
-        (
-            "shardcar_producer_throttled_entries_total",
-            producer.throttled_entries,
-        ),
-        (
-            "shardcar_producer_failed_entries_total",
-            producer.failed_entries,
-        ),
-    ];
-    for (name, value) in counters {
-        metrics::counter!(name, "flow" => flow.clone()).absolute(value);
-    }
-    metrics::gauge!("shardcar_flow_files_tracked", "flow" => flow.clone())
-        .set(stats.files_tracked as f64);
-    metrics::gauge!("shardcar_flow_bytes_behind", "flow" => flow.clone())
-        .set(stats.bytes_behind as f64);
-    metrics::gauge!("shardcar_in_flight_bytes").set(in_flight as f64);
-    let ratio = if producer.kinesis_records == 0 {
-        0.0
-    } else {
-        producer.user_records as f64 / producer.kinesis_records as f64
-    };
-    metrics::gauge!("shardcar_producer_aggregation_ratio", "flow" => flow).set(ratio);
 }

@@ -45,7 +45,7 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
     let from = start_from(&args.from)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let client = args.endpoint.client().await;
+        let client = args.endpoint.client().await?;
         let (tx, mut rx) = mpsc::channel(1024);
         let stream = args.stream.clone();
         let options = ConsumeOptions {

@@ -20,13 +20,13 @@ pub struct EndpointArgs {
 }
 
 impl EndpointArgs {
-    pub async fn client(&self) -> aws_sdk_kinesis::Client {
+    pub async fn client(&self) -> anyhow::Result<aws_sdk_kinesis::Client> {
         let settings = KinesisConfig {
             region: self.region.clone(),
             endpoint_url: self.endpoint_url.clone(),
             profile: self.profile.clone(),
-            role_arn: None,
+            ..KinesisConfig::default()
         };
-        kinesis_client(&settings, Purpose::General).await
+        Ok(kinesis_client(&settings, Purpose::General).await?)
     }
 }

@@ -37,8 +37,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             let topology = runtime.block_on(async {
-                let client = args.endpoint.client().await;
-                crate::producer::topology::fetch(&client, stream).await
+                let client = args.endpoint.client().await?;
+                anyhow::Ok(crate::producer::topology::fetch(&client, stream).await?)
             })?;
             (topology.open, keys)
         }

@@ -13,7 +13,7 @@ use clap::Args;
 use tokio::time::Instant;
 
 use crate::agent::{Agent, RunOptions};
-use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::config::{Config, DEFAULT_CONFIG_PATH, LogOutput};
 
 /// Past the grace period, how long the final steps (writing the last checkpoint) may
 /// take before the process leaves anyway.
@@ -30,9 +30,11 @@ pub struct RunArgs {
     reset_checkpoints: bool,
 }
 
-pub fn run(args: RunArgs) -> Result<()> {
-    // The config is validated before anything starts: a bad one exits 78 at once.
+pub fn run(args: RunArgs, log_format: Option<LogOutput>) -> Result<()> {
+    // The config is validated before anything starts: a bad one exits 78 at once
+    // (its problems are printed as the error, not logged).
     let config = Config::load(&args.config)?;
+    super::init_logging("info", log_format.unwrap_or(config.agent.log_format));
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let result = runtime.block_on(serve(args, config));
     // A task blocked in the kernel (a read from a hung network filesystem) must not

@@ -5,7 +5,7 @@
 //! what would be accepted, because an operator fixing a config on a host should not
 //! have to iterate one error at a time. `run` and `check-config` share this code.
 
-mod raw;
+pub mod raw;
 mod validate;
 
 use std::fmt;
@@ -33,9 +33,31 @@ pub struct AgentConfig {
     pub max_in_flight_bytes: usize,
     pub shutdown_grace_period: Duration,
     pub metrics_listen: Option<SocketAddr>,
+    /// How long a flow's calls may fail before `/ready` says it is not ready.
+    pub ready_after_failing: Duration,
     /// How often discovery lists the files again (notify events also trigger it).
     pub scan_interval: Duration,
     pub on_corrupt_checkpoint: OnCorruptCheckpoint,
+    pub log_format: LogOutput,
+}
+
+impl AgentConfig {
+    pub const DEFAULT_STATE_DIR: &str = "/var/lib/shardcar";
+    /// Memory for records read but not yet acknowledged, across all flows.
+    pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = 8 * 1024 * 1024;
+    pub const DEFAULT_SHUTDOWN_GRACE_PERIOD: Duration = Duration::from_secs(10);
+    pub const DEFAULT_READY_AFTER_FAILING: Duration = Duration::from_secs(30);
+    pub const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_secs(1);
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogOutput {
+    /// One line of text per event (colour only at a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
 }
 
 /// What to do when the checkpoint file cannot be read.
@@ -49,12 +71,53 @@ pub enum OnCorruptCheckpoint {
 
 /// `[kinesis]` (and a flow's `[flows.kinesis]` override): where and as whom to send.
 /// Unset values fall back to the AWS SDK's default chain.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KinesisConfig {
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
     pub profile: Option<String>,
     pub role_arn: Option<String>,
+    /// Passed to AssumeRole when the role's trust policy asks for one.
+    pub external_id: Option<String>,
+    /// Where AssumeRole goes: the regional STS endpoint unless set (never the
+    /// Kinesis `endpoint_url`, which would break VPC endpoints).
+    pub sts_endpoint_url: Option<String>,
+    pub sts_region: Option<String>,
+    /// A PEM bundle of CA certificates for HTTPS endpoints and proxies, trusted in
+    /// addition to the system's.
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    /// Longest a single call attempt may take.
+    pub request_timeout: Duration,
+    /// Retry backoff of failed calls: exponential from base to max, with jitter.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+impl KinesisConfig {
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(100);
+    pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(10);
+}
+
+impl Default for KinesisConfig {
+    fn default() -> Self {
+        KinesisConfig {
+            region: None,
+            endpoint_url: None,
+            profile: None,
+            role_arn: None,
+            external_id: None,
+            sts_endpoint_url: None,
+            sts_region: None,
+            ca_file: None,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+            retry_base: Self::DEFAULT_RETRY_BASE,
+            retry_max: Self::DEFAULT_RETRY_MAX,
+        }
+    }
 }
 
 /// One `[[flows]]` table: a set of files shipped to one stream.
@@ -82,6 +145,14 @@ pub struct FlowConfig {
     pub throttle: ThrottleConfig,
     /// The global `[kinesis]` section with this flow's overrides applied.
     pub kinesis: KinesisConfig,
+}
+
+impl FlowConfig {
+    /// The 1 MiB every stream takes, less room for the longest partition key.
+    pub const DEFAULT_MAX_RECORD_BYTES: usize = crate::kinesis::limits::DEFAULT_MAX_RECORD_BYTES
+        - crate::kinesis::limits::MAX_PARTITION_KEY_CHARS;
+    pub const DEFAULT_MULTILINE_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const DEFAULT_FLUSH_PARTIAL_LINE_AFTER: Duration = Duration::from_secs(5);
 }
 
 /// Where to start reading a file the agent has never seen before.
@@ -177,6 +248,16 @@ pub struct AggregationConfig {
     pub linger: Duration,
 }
 
+impl AggregationConfig {
+    /// The KPL's defaults: 51,200-byte aggregates, 100 ms of linger.
+    pub const DEFAULT: AggregationConfig = AggregationConfig {
+        enabled: true,
+        max_bytes: 51_200,
+        max_records: 10_000,
+        linger: Duration::from_millis(100),
+    };
+}
+
 /// `[flows.throttle]`: the per-shard rate this producer allows itself.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ThrottleConfig {
@@ -185,6 +266,17 @@ pub struct ThrottleConfig {
     pub bytes_per_second_per_shard: u32,
     pub share: f64,
     pub adaptive: bool,
+}
+
+impl ThrottleConfig {
+    /// A shard's whole write limit, adapted down when the service throttles.
+    pub const DEFAULT: ThrottleConfig = ThrottleConfig {
+        enabled: true,
+        records_per_second_per_shard: crate::kinesis::limits::SHARD_WRITE_RECORDS_PER_SEC as u32,
+        bytes_per_second_per_shard: crate::kinesis::limits::SHARD_WRITE_BYTES_PER_SEC as u32,
+        share: 1.0,
+        adaptive: true,
+    };
 }
 
 /// One thing wrong with a config: the key, the value found, and what is accepted.

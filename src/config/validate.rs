@@ -1,4 +1,6 @@
-//! Raw mirror -> [`Config`], collecting every problem instead of stopping at the first.
+//! Raw mirror -> [`Config`], collecting every problem instead of stopping at the first:
+//! unknown keys (with the nearest known one), wrong types, and values out of range,
+//! each named by its full key path.
 
 use std::collections::HashSet;
 use std::fmt::Display;
@@ -7,12 +9,13 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-
-use super::raw::{RawAgent, RawAggregation, RawFlow, RawKinesis, RawThrottle};
+use super::raw::{
+    Checked, KeyName, Nested, RawAgent, RawAggregation, RawConfig, RawFlow, RawKeyTable,
+    RawPartitionKey, RawService, RawThrottle, RawTransform, RawTransformTable, sections,
+};
 use super::{
     AgentConfig, AggregationConfig, BytesPattern, Config, DEFAULT_METADATA_KEY,
-    DEFAULT_SPLIT_MARKER, FlowConfig, KinesisConfig, LogFormat, OnCorruptCheckpoint, Oversize,
+    DEFAULT_SPLIT_MARKER, FlowConfig, KinesisConfig, LogOutput, OnCorruptCheckpoint, Oversize,
     PartitionKeyStrategy, Problem, StartAt, ThrottleConfig, Transform,
 };
 use crate::kinesis::{StreamName, limits};
@@ -23,8 +26,35 @@ const MIB: i64 = 1024 * 1024;
 /// the longest partition key, so a record of that size is still sendable.
 const MAX_RECORD_BYTES: i64 =
     (limits::MAX_RECORD_BYTES_UPPER_BOUND - limits::MAX_PARTITION_KEY_CHARS) as i64;
-const DEFAULT_MAX_RECORD_BYTES: i64 =
-    (limits::DEFAULT_MAX_RECORD_BYTES - limits::MAX_PARTITION_KEY_CHARS) as i64;
+
+/// What a value of each raw type must look like, for type problems.
+trait Expected {
+    const WHAT: &'static str;
+}
+impl Expected for i64 {
+    const WHAT: &'static str = "must be a whole number (no quotes, no unit)";
+}
+impl Expected for f64 {
+    const WHAT: &'static str = "must be a number";
+}
+impl Expected for bool {
+    const WHAT: &'static str = "must be true or false";
+}
+impl Expected for String {
+    const WHAT: &'static str = "must be a string in quotes";
+}
+impl Expected for Vec<String> {
+    const WHAT: &'static str = "must be a list of strings such as [\"/var/log/app/*.log\"]";
+}
+impl Expected for Vec<Checked<RawTransform>> {
+    const WHAT: &'static str = "must be a list of transforms such as [\"single_line\"]";
+}
+impl Expected for RawPartitionKey {
+    const WHAT: &'static str = PARTITION_KEYS;
+}
+
+const PARTITION_KEYS: &str = "must be \"random\", \"line_hash\", \"hostname\", \"file\", or a table with one of fixed = \"...\", regex = \"...\" or json_pointer = \"/...\"";
+const TRANSFORMS: &str = "must be \"single_line\", \"add_metadata\", \"log_to_json:FORMAT\" (FORMAT: common_apache, combined_apache, apache_error, syslog, rfc5424), \"csv_to_json\", { csv_to_json = { field_names = [...], delimiter = \",\" } } or { add_metadata = { key = \"...\" } }";
 
 /// Collects problems while building values, so every check runs.
 #[derive(Default)]
@@ -50,23 +80,29 @@ impl Checker {
         self.problem(key, Some(value.to_string()), expected);
     }
 
-    /// Deserializes one section on its own, reporting a parse error under its key.
-    /// `None` when the section did not parse: its values are then not judged, so a
-    /// misspelt key is not also reported as a missing one.
-    fn section<T: DeserializeOwned + Default>(
-        &mut self,
-        key: &str,
-        value: Option<toml::Value>,
-    ) -> Option<T> {
-        let Some(value) = value else {
-            return Some(T::default());
-        };
-        match T::deserialize(value) {
-            Ok(parsed) => Some(parsed),
-            Err(e) => {
-                let message = e.message().trim().to_owned();
-                self.problem(key, None, message);
+    /// A leaf's value, or a problem naming what was found instead of its type.
+    fn leaf<T: Expected>(&mut self, key: &str, value: Option<Checked<T>>) -> Option<T> {
+        match value? {
+            Checked::Ok(value) => Some(value),
+            Checked::Bad(found) => {
+                self.bad(key, found, T::WHAT);
                 None
+            }
+        }
+    }
+
+    /// A section's contents, or a problem when it is not a table.
+    fn section<T: Default>(&mut self, key: &str, value: Option<Nested<T>>) -> T {
+        match value {
+            None => T::default(),
+            Some(Nested::Ok(section)) => section,
+            Some(Nested::Bad(found)) => {
+                self.bad(
+                    key,
+                    found,
+                    format!("must be a table: a [{key}] section (or {key} = {{ ... }})"),
+                );
+                T::default()
             }
         }
     }
@@ -74,12 +110,12 @@ impl Checker {
     fn int_in(
         &mut self,
         key: &str,
-        value: Option<i64>,
+        value: Option<Checked<i64>>,
         default: i64,
         range: RangeInclusive<i64>,
         unit: &str,
     ) -> i64 {
-        match value {
+        match self.leaf(key, value) {
             None => default,
             Some(v) if range.contains(&v) => v,
             Some(v) => {
@@ -97,14 +133,32 @@ impl Checker {
         }
     }
 
+    /// A duration in whole units of `unit` (1 for seconds, 1/1000 for milliseconds).
+    fn duration_ms(
+        &mut self,
+        key: &str,
+        value: Option<Checked<i64>>,
+        default: Duration,
+        range_ms: RangeInclusive<i64>,
+    ) -> Duration {
+        let ms = self.int_in(
+            key,
+            value,
+            default.as_millis() as i64,
+            range_ms,
+            "milliseconds",
+        );
+        Duration::from_millis(ms as u64)
+    }
+
     fn one_of<T: Copy>(
         &mut self,
         key: &str,
-        value: Option<&str>,
+        value: Option<Checked<String>>,
         default: T,
         choices: &[(&str, T)],
     ) -> T {
-        let Some(value) = value else {
+        let Some(value) = self.leaf(key, value) else {
             return default;
         };
         match choices.iter().find(|(name, _)| *name == value) {
@@ -122,44 +176,113 @@ impl Checker {
     }
 }
 
+/// `flows.0.aggregation.x` (serde_ignored's path) as the file names it:
+/// `flows[0].aggregation.x`.
+fn key_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = key_path(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => key_path(parent),
+    }
+}
+
+/// The problem for an unknown key: its section's keys, and the nearest one.
+fn unknown_key(key: &str) -> String {
+    let (section, name) = key.rsplit_once('.').unwrap_or(("", key));
+    let pattern: String = {
+        let mut out = String::new();
+        let mut chars = section.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '[' {
+                for d in chars.by_ref() {
+                    if d == ']' {
+                        break;
+                    }
+                }
+                out.push_str("[]");
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    let known: &[&str] = sections()
+        .into_iter()
+        .find(|(path, _)| *path == pattern)
+        .map_or(&[], |(_, keys)| keys);
+    let nearest = known
+        .iter()
+        .map(|k| (strsim::levenshtein(k, name), *k))
+        .filter(|(distance, k)| *distance <= 2.max(k.len() / 4))
+        .min();
+    let place = if section.is_empty() {
+        "at the top level".to_owned()
+    } else {
+        format!("in [{pattern}]")
+    };
+    match nearest {
+        Some((_, k)) => format!("unknown key {place}; did you mean {k}?"),
+        None => format!("unknown key {place}; expected one of {}", known.join(", ")),
+    }
+}
+
 pub(super) fn validate(text: &str) -> Result<Config, Vec<Problem>> {
     let mut check = Checker::default();
-    let mut document: toml::Table = match text.parse() {
+    let document: toml::Table = match text.parse() {
         Ok(table) => table,
         Err(e) => {
             let e: toml::de::Error = e;
+            let at = e
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].lines().count().max(1);
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
             check.problem(
                 "(file)",
                 None,
-                format!("is not valid TOML: {}", e.message().trim()),
+                format!("is not valid TOML{at}: {}", e.message().trim()),
             );
             return Err(check.problems);
         }
     };
-
-    let raw_agent: RawAgent = check
-        .section("agent", document.remove("agent"))
-        .unwrap_or_default();
-    let raw_kinesis: RawKinesis = check
-        .section("kinesis", document.remove("kinesis"))
-        .unwrap_or_default();
-    let raw_flows = document.remove("flows");
-    for unknown in document.keys() {
-        check.problem(
-            unknown.clone(),
-            None,
-            "unknown section; expected [agent], [kinesis] or [[flows]]",
-        );
+    let mut unknown = Vec::new();
+    let raw: RawConfig = match serde_ignored::deserialize(toml::Value::Table(document), |path| {
+        unknown.push(key_path(&path))
+    }) {
+        Ok(raw) => raw,
+        Err(e) => {
+            check.problem("(file)", None, format!("cannot be read: {e}"));
+            return Err(check.problems);
+        }
+    };
+    for key in unknown {
+        let message = unknown_key(&key);
+        check.problem(key, None, message);
     }
 
+    let raw_agent: RawAgent = check.section("agent", raw.agent);
+    let raw_kinesis: RawService = check.section("kinesis", raw.kinesis);
     let agent = agent_config(&mut check, raw_agent);
-    let kinesis = kinesis_config(
+    let kinesis = service_config(
         &mut check,
         "kinesis",
         raw_kinesis,
         &KinesisConfig::default(),
     );
-    let flows = match raw_flows {
+    let flows = match raw.flows.map(|list| list.0) {
         None => {
             check.problem(
                 "flows",
@@ -168,19 +291,24 @@ pub(super) fn validate(text: &str) -> Result<Config, Vec<Problem>> {
             );
             Vec::new()
         }
-        Some(toml::Value::Array(tables)) => tables
+        Some(Nested::Ok(tables)) => tables
             .into_iter()
             .enumerate()
             .filter_map(|(i, table)| {
                 let key = format!("flows[{i}]");
-                let raw: RawFlow = check.section(&key, Some(table))?;
-                Some(flow_config(&mut check, &key, i, raw, &kinesis))
+                match table {
+                    Nested::Ok(raw) => Some(flow_config(&mut check, &key, i, raw, &kinesis)),
+                    Nested::Bad(found) => {
+                        check.bad(&key, found, "must be a table: write [[flows]]");
+                        None
+                    }
+                }
             })
             .collect(),
-        Some(_) => {
-            check.problem(
+        Some(Nested::Bad(found)) => {
+            check.bad(
                 "flows",
-                None,
+                found,
                 "must be an array of tables: write [[flows]], not [flows]",
             );
             Vec::new()
@@ -210,8 +338,8 @@ pub(super) fn validate(text: &str) -> Result<Config, Vec<Problem>> {
 }
 
 fn agent_config(check: &mut Checker, raw: RawAgent) -> AgentConfig {
-    let state_dir = match raw.state_dir {
-        None => PathBuf::from("/var/lib/shardcar"),
+    let state_dir = match check.leaf("agent.state_dir", raw.state_dir) {
+        None => PathBuf::from(AgentConfig::DEFAULT_STATE_DIR),
         Some(dir) if dir.starts_with('/') => PathBuf::from(dir),
         Some(dir) => {
             check.bad(
@@ -225,7 +353,7 @@ fn agent_config(check: &mut Checker, raw: RawAgent) -> AgentConfig {
     let max_in_flight_bytes = check.int_in(
         "agent.max_in_flight_bytes",
         raw.max_in_flight_bytes,
-        8 * MIB,
+        AgentConfig::DEFAULT_MAX_IN_FLIGHT_BYTES as i64,
         // At least one largest record must fit, or nothing could ever be sent.
         (limits::DEFAULT_MAX_RECORD_BYTES as i64)..=(4096 * MIB),
         "bytes (1 MiB to 4 GiB)",
@@ -233,12 +361,12 @@ fn agent_config(check: &mut Checker, raw: RawAgent) -> AgentConfig {
     let grace = check.int_in(
         "agent.shutdown_grace_period_secs",
         raw.shutdown_grace_period_secs,
-        10,
+        AgentConfig::DEFAULT_SHUTDOWN_GRACE_PERIOD.as_secs() as i64,
         0..=3600,
         "seconds",
     );
-    let metrics_listen = raw
-        .metrics_listen
+    let metrics_listen = check
+        .leaf("agent.metrics_listen", raw.metrics_listen)
         .and_then(|text| match text.parse::<SocketAddr>() {
             Ok(addr) => Some(addr),
             Err(_) => {
@@ -250,84 +378,188 @@ fn agent_config(check: &mut Checker, raw: RawAgent) -> AgentConfig {
                 None
             }
         });
-    let scan_interval_ms = check.int_in(
+    let ready_after = check.int_in(
+        "agent.ready_after_failing_secs",
+        raw.ready_after_failing_secs,
+        AgentConfig::DEFAULT_READY_AFTER_FAILING.as_secs() as i64,
+        1..=86_400,
+        "seconds",
+    );
+    let scan_interval = check.duration_ms(
         "agent.scan_interval_ms",
         raw.scan_interval_ms,
-        1000,
+        AgentConfig::DEFAULT_SCAN_INTERVAL,
         10..=600_000,
-        "milliseconds",
     );
     let on_corrupt_checkpoint = check.one_of(
         "agent.on_corrupt_checkpoint",
-        raw.on_corrupt_checkpoint.as_deref(),
+        raw.on_corrupt_checkpoint,
         OnCorruptCheckpoint::Refuse,
         &[
             ("refuse", OnCorruptCheckpoint::Refuse),
             ("reset", OnCorruptCheckpoint::Reset),
         ],
     );
+    let log_format = check.one_of(
+        "agent.log_format",
+        raw.log_format,
+        LogOutput::Text,
+        &[("text", LogOutput::Text), ("json", LogOutput::Json)],
+    );
     AgentConfig {
         state_dir,
         max_in_flight_bytes: max_in_flight_bytes as usize,
         shutdown_grace_period: Duration::from_secs(grace as u64),
         metrics_listen,
-        scan_interval: Duration::from_millis(scan_interval_ms as u64),
+        ready_after_failing: Duration::from_secs(ready_after as u64),
+        scan_interval,
         on_corrupt_checkpoint,
+        log_format,
     }
 }
 
-fn kinesis_config(
-    check: &mut Checker,
-    prefix: &str,
-    raw: RawKinesis,
-    base: &KinesisConfig,
-) -> KinesisConfig {
-    if let Some(region) = &raw.region
+fn check_region(check: &mut Checker, key: &str, region: &Option<String>) {
+    if let Some(region) = region
         && (region.is_empty()
             || !region
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
     {
         check.bad(
-            &format!("{prefix}.region"),
+            key,
             format!("\"{region}\""),
             "must be an AWS region name such as \"us-east-1\"",
         );
     }
-    if let Some(url) = &raw.endpoint_url {
+}
+
+fn check_url(check: &mut Checker, key: &str, url: &Option<String>, example: &str) {
+    if let Some(url) = url {
         let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
         let host = url.split_once("://").map_or("", |(_, rest)| rest);
         if !scheme_ok || host.is_empty() || host.contains(char::is_whitespace) {
             check.bad(
-                &format!("{prefix}.endpoint_url"),
+                key,
                 format!("\"{url}\""),
-                "must be an http:// or https:// URL such as \"https://kinesis.us-east-1.amazonaws.com\"",
+                format!("must be an http:// or https:// URL such as \"{example}\""),
             );
         }
     }
-    if let Some(arn) = &raw.role_arn
+}
+
+/// `[kinesis]`, or a flow's `[flows.kinesis]` over `base`.
+fn service_config(
+    check: &mut Checker,
+    prefix: &str,
+    raw: RawService,
+    base: &KinesisConfig,
+) -> KinesisConfig {
+    let at = |field: &str| format!("{prefix}.{field}");
+    let region = check.leaf(&at("region"), raw.region);
+    check_region(check, &at("region"), &region);
+    let endpoint_url = check.leaf(&at("endpoint_url"), raw.endpoint_url);
+    check_url(
+        check,
+        &at("endpoint_url"),
+        &endpoint_url,
+        "https://kinesis.us-east-1.amazonaws.com",
+    );
+    let role_arn = check.leaf(&at("role_arn"), raw.role_arn);
+    if let Some(arn) = &role_arn
         && !(arn.starts_with("arn:") && arn.contains(":role/"))
     {
         check.bad(
-            &format!("{prefix}.role_arn"),
+            &at("role_arn"),
             format!("\"{arn}\""),
             "must be an IAM role ARN such as \"arn:aws:iam::123456789012:role/shardcar\"",
         );
     }
-    if let Some(profile) = &raw.profile
-        && profile.is_empty()
-    {
+    let profile = check.leaf(&at("profile"), raw.profile);
+    if profile.as_deref() == Some("") {
         check.bad(
-            &format!("{prefix}.profile"),
+            &at("profile"),
             "\"\"",
             "must name a profile, or be left out",
         );
     }
+    let external_id = check.leaf(&at("external_id"), raw.external_id);
+    if let Some(id) = &external_id
+        && !(2..=1224).contains(&id.len())
+    {
+        check.bad(
+            &at("external_id"),
+            format!("\"{id}\""),
+            "must be 2 to 1224 characters (as IAM allows)",
+        );
+    }
+    let sts_endpoint_url = check.leaf(&at("sts_endpoint_url"), raw.sts_endpoint_url);
+    check_url(
+        check,
+        &at("sts_endpoint_url"),
+        &sts_endpoint_url,
+        "https://sts.us-east-1.amazonaws.com",
+    );
+    let sts_region = check.leaf(&at("sts_region"), raw.sts_region);
+    check_region(check, &at("sts_region"), &sts_region);
+    let ca_file = check.leaf(&at("ca_file"), raw.ca_file).and_then(|path| {
+        if path.starts_with('/') {
+            Some(PathBuf::from(path))
+        } else {
+            check.bad(
+                &at("ca_file"),
+                format!("\"{path}\""),
+                "must be an absolute path to a PEM file of CA certificates",
+            );
+            None
+        }
+    });
+    let connect_timeout = check.duration_ms(
+        &at("connect_timeout_ms"),
+        raw.connect_timeout_ms,
+        base.connect_timeout,
+        100..=600_000,
+    );
+    let request_timeout = check.duration_ms(
+        &at("request_timeout_ms"),
+        raw.request_timeout_ms,
+        base.request_timeout,
+        100..=3_600_000,
+    );
+    let retry_base = check.duration_ms(
+        &at("retry_base_ms"),
+        raw.retry_base_ms,
+        base.retry_base,
+        1..=60_000,
+    );
+    let retry_max = check.duration_ms(
+        &at("retry_max_ms"),
+        raw.retry_max_ms,
+        base.retry_max,
+        1..=3_600_000,
+    );
+    if retry_max < retry_base {
+        check.bad(
+            &at("retry_max_ms"),
+            retry_max.as_millis(),
+            format!(
+                "must be at least retry_base_ms ({})",
+                retry_base.as_millis()
+            ),
+        );
+    }
     KinesisConfig {
-        region: raw.region.or_else(|| base.region.clone()),
-        endpoint_url: raw.endpoint_url.or_else(|| base.endpoint_url.clone()),
-        profile: raw.profile.or_else(|| base.profile.clone()),
-        role_arn: raw.role_arn.or_else(|| base.role_arn.clone()),
+        region: region.or_else(|| base.region.clone()),
+        endpoint_url: endpoint_url.or_else(|| base.endpoint_url.clone()),
+        profile: profile.or_else(|| base.profile.clone()),
+        role_arn: role_arn.or_else(|| base.role_arn.clone()),
+        external_id: external_id.or_else(|| base.external_id.clone()),
+        sts_endpoint_url: sts_endpoint_url.or_else(|| base.sts_endpoint_url.clone()),
+        sts_region: sts_region.or_else(|| base.sts_region.clone()),
+        ca_file: ca_file.or_else(|| base.ca_file.clone()),
+        connect_timeout,
+        request_timeout,
+        retry_base,
+        retry_max,
     }
 }
 
@@ -340,7 +572,7 @@ fn flow_config(
 ) -> FlowConfig {
     let at = |field: &str| format!("{key}.{field}");
 
-    let stream = match raw.stream.as_deref() {
+    let stream = match check.leaf(&at("stream"), raw.stream) {
         None => {
             check.problem(
                 at("stream"),
@@ -349,7 +581,7 @@ fn flow_config(
             );
             None
         }
-        Some(name) => match StreamName::new(name) {
+        Some(name) => match StreamName::new(&name) {
             Ok(stream) => Some(stream),
             Err(e) => {
                 check.bad(
@@ -361,7 +593,7 @@ fn flow_config(
             }
         },
     };
-    let name = raw.name.unwrap_or_else(|| {
+    let name = check.leaf(&at("name"), raw.name).unwrap_or_else(|| {
         stream
             .as_ref()
             .map_or_else(|| format!("flow-{index}"), |s| s.as_str().to_owned())
@@ -378,7 +610,7 @@ fn flow_config(
         );
     }
 
-    let include = raw.include.unwrap_or_default();
+    let include = check.leaf(&at("include"), raw.include).unwrap_or_default();
     if include.is_empty() {
         check.problem(
             at("include"),
@@ -389,27 +621,27 @@ fn flow_config(
     for (i, pattern) in include.iter().enumerate() {
         check_glob(check, &format!("{key}.include[{i}]"), pattern);
     }
-    let exclude = raw.exclude.unwrap_or_default();
+    let exclude = check.leaf(&at("exclude"), raw.exclude).unwrap_or_default();
     for (i, pattern) in exclude.iter().enumerate() {
         check_glob(check, &format!("{key}.exclude[{i}]"), pattern);
     }
 
     let start_at = check.one_of(
         &at("start_at"),
-        raw.start_at.as_deref(),
+        raw.start_at,
         StartAt::End,
         &[("end", StartAt::End), ("start", StartAt::Start)],
     );
     let max_record_bytes = check.int_in(
         &at("max_record_bytes"),
         raw.max_record_bytes,
-        DEFAULT_MAX_RECORD_BYTES,
+        FlowConfig::DEFAULT_MAX_RECORD_BYTES as i64,
         1..=MAX_RECORD_BYTES,
         "bytes (a stream's record limit less 256 bytes for the partition key)",
     ) as usize;
     let oversize = check.one_of(
         &at("oversize"),
-        raw.oversize.as_deref(),
+        raw.oversize,
         Oversize::Split,
         &[
             ("split", Oversize::Split),
@@ -417,8 +649,8 @@ fn flow_config(
             ("skip", Oversize::Skip),
         ],
     );
-    let split_marker = raw
-        .split_marker
+    let split_marker = check
+        .leaf(&at("split_marker"), raw.split_marker)
         .unwrap_or_else(|| DEFAULT_SPLIT_MARKER.to_owned());
     if split_marker.len() >= max_record_bytes.min(1024) {
         check.bad(
@@ -427,25 +659,24 @@ fn flow_config(
             "must be shorter than max_record_bytes and than 1024 bytes (\"\" for none)",
         );
     }
-    let multiline_start =
-        raw.multiline_start
-            .and_then(|text| match regex::bytes::Regex::new(&text) {
-                Ok(re) => Some(BytesPattern(re)),
-                Err(e) => {
-                    check.bad(
-                        &at("multiline_start"),
-                        format!("\"{text}\""),
-                        format!("is not a valid regex: {e}"),
-                    );
-                    None
-                }
-            });
-    let multiline_timeout_ms = check.int_in(
+    let multiline_start = check
+        .leaf(&at("multiline_start"), raw.multiline_start)
+        .and_then(|text| match regex::bytes::Regex::new(&text) {
+            Ok(re) => Some(BytesPattern(re)),
+            Err(e) => {
+                check.bad(
+                    &at("multiline_start"),
+                    format!("\"{text}\""),
+                    format!("is not a valid regex: {e}"),
+                );
+                None
+            }
+        });
+    let multiline_timeout = check.duration_ms(
         &at("multiline_timeout_ms"),
         raw.multiline_timeout_ms,
-        1000,
+        FlowConfig::DEFAULT_MULTILINE_TIMEOUT,
         1..=600_000,
-        "milliseconds",
     );
     let skip_header_lines = check.int_in(
         &at("skip_header_lines"),
@@ -454,33 +685,29 @@ fn flow_config(
         0..=1_000_000,
         "lines",
     );
-    let flush_partial_ms = check.int_in(
+    let flush_partial_line_after = check.duration_ms(
         &at("flush_partial_line_after_ms"),
         raw.flush_partial_line_after_ms,
-        5000,
+        FlowConfig::DEFAULT_FLUSH_PARTIAL_LINE_AFTER,
         1..=3_600_000,
-        "milliseconds",
     );
-    let transforms = raw
-        .transforms
+    let transforms = check
+        .leaf(&at("transforms"), raw.transforms)
         .unwrap_or_default()
-        .iter()
+        .into_iter()
         .enumerate()
         .filter_map(|(i, value)| transform(check, &format!("{key}.transforms[{i}]"), value))
         .collect();
-    let partition_key = partition_key_strategy(check, &at("partition_key"), raw.partition_key);
-    let aggregation = aggregation_config(
-        check,
-        &at("aggregation"),
-        raw.aggregation.unwrap_or_default(),
-    );
-    let throttle = throttle_config(check, &at("throttle"), raw.throttle.unwrap_or_default());
-    let kinesis = kinesis_config(
-        check,
-        &at("kinesis"),
-        raw.kinesis.unwrap_or_default(),
-        kinesis,
-    );
+    let partition_key = match check.leaf(&at("partition_key"), raw.partition_key) {
+        None => PartitionKeyStrategy::Random,
+        Some(raw) => partition_key_strategy(check, &at("partition_key"), raw),
+    };
+    let raw_aggregation = check.section(&at("aggregation"), raw.aggregation);
+    let aggregation = aggregation_config(check, &at("aggregation"), raw_aggregation);
+    let raw_throttle = check.section(&at("throttle"), raw.throttle);
+    let throttle = throttle_config(check, &at("throttle"), raw_throttle);
+    let raw_kinesis = check.section(&at("kinesis"), raw.kinesis);
+    let kinesis = service_config(check, &at("kinesis"), raw_kinesis, kinesis);
 
     FlowConfig {
         name,
@@ -493,9 +720,9 @@ fn flow_config(
         oversize,
         split_marker,
         multiline_start,
-        multiline_timeout: Duration::from_millis(multiline_timeout_ms as u64),
+        multiline_timeout,
         skip_header_lines: skip_header_lines as u64,
-        flush_partial_line_after: Duration::from_millis(flush_partial_ms as u64),
+        flush_partial_line_after,
         transforms,
         partition_key,
         aggregation,
@@ -504,19 +731,24 @@ fn flow_config(
     }
 }
 
-const TRANSFORMS: &str = "must be \"single_line\", \"add_metadata\", \"log_to_json:FORMAT\" (FORMAT: common_apache, combined_apache, apache_error, syslog, rfc5424), \"csv_to_json\" or { csv_to_json = { field_names = [...], delimiter = \",\" } }";
-
-fn transform(check: &mut Checker, key: &str, value: &toml::Value) -> Option<Transform> {
+fn transform(check: &mut Checker, key: &str, value: Checked<RawTransform>) -> Option<Transform> {
     let log_format = |name: &str| match name {
-        "common_apache" => Some(LogFormat::CommonApache),
-        "combined_apache" => Some(LogFormat::CombinedApache),
-        "apache_error" => Some(LogFormat::ApacheError),
-        "syslog" => Some(LogFormat::Syslog),
-        "rfc5424" => Some(LogFormat::Rfc5424),
+        "common_apache" => Some(super::LogFormat::CommonApache),
+        "combined_apache" => Some(super::LogFormat::CombinedApache),
+        "apache_error" => Some(super::LogFormat::ApacheError),
+        "syslog" => Some(super::LogFormat::Syslog),
+        "rfc5424" => Some(super::LogFormat::Rfc5424),
         _ => None,
     };
+    let value = match value {
+        Checked::Ok(value) => value,
+        Checked::Bad(found) => {
+            check.bad(key, found, TRANSFORMS);
+            return None;
+        }
+    };
     match value {
-        toml::Value::String(text) => match text.split_once(':') {
+        RawTransform::Named(text) => match text.split_once(':') {
             None if text == "single_line" => Some(Transform::SingleLine),
             None if text == "add_metadata" => Some(Transform::AddMetadata {
                 key: DEFAULT_METADATA_KEY.to_owned(),
@@ -533,94 +765,40 @@ fn transform(check: &mut Checker, key: &str, value: &toml::Value) -> Option<Tran
                 None
             }
         },
-        toml::Value::Table(table) if table.len() == 1 && table.contains_key("add_metadata") => {
-            let at = format!("{key}.add_metadata");
-            let options = table.get("add_metadata").and_then(|v| v.as_table());
-            let Some(options) = options else {
-                check.bad(&at, value, "must be a table such as { key = \"agent\" }");
-                return None;
-            };
-            if let Some(unknown) = options.keys().find(|k| k.as_str() != "key") {
-                check.bad(
-                    &format!("{at}.{unknown}"),
-                    value,
-                    "unknown option; expected key",
-                );
-                return None;
-            }
-            match options.get("key") {
-                None => Some(Transform::AddMetadata {
-                    key: DEFAULT_METADATA_KEY.to_owned(),
-                }),
-                Some(toml::Value::String(name)) if !name.is_empty() && name != "message" => {
-                    Some(Transform::AddMetadata { key: name.clone() })
-                }
-                Some(other) => {
-                    check.bad(
-                        &format!("{at}.key"),
-                        other,
-                        "must be a non-empty field name other than \"message\" (which holds a text record)",
-                    );
-                    None
-                }
-            }
-        }
-        toml::Value::Table(table) => match table.get("csv_to_json").and_then(|v| v.as_table()) {
-            Some(options) if table.len() == 1 => {
-                let field_names = match options.get("field_names") {
-                    None => Some(Vec::new()),
-                    Some(toml::Value::Array(names)) => names
-                        .iter()
-                        .map(|n| n.as_str().map(str::to_owned))
-                        .collect(),
-                    Some(_) => None,
-                };
-                let Some(field_names) = field_names else {
-                    check.bad(
-                        &format!("{key}.csv_to_json.field_names"),
-                        value,
-                        "must be a list of strings",
-                    );
-                    return None;
-                };
-                let delimiter = match options.get("delimiter") {
-                    None => Some(b','),
-                    Some(toml::Value::String(d)) if d.len() == 1 => d.bytes().next(),
-                    Some(_) => None,
-                };
-                let Some(delimiter) = delimiter else {
+        RawTransform::Table(RawTransformTable::CsvToJson(options)) => {
+            let delimiter = match options.delimiter.as_deref() {
+                None => b',',
+                Some(d) if d.len() == 1 => d.as_bytes()[0],
+                Some(d) => {
                     check.bad(
                         &format!("{key}.csv_to_json.delimiter"),
-                        value,
+                        format!("\"{d}\""),
                         "must be a single ASCII character such as \",\" or \"\\t\"",
                     );
                     return None;
-                };
-                if let Some(unknown) = options
-                    .keys()
-                    .find(|k| !matches!(k.as_str(), "field_names" | "delimiter"))
-                {
-                    check.bad(
-                        &format!("{key}.csv_to_json.{unknown}"),
-                        value,
-                        "unknown option; expected field_names or delimiter",
-                    );
-                    return None;
                 }
-                Some(Transform::CsvToJson {
-                    field_names,
-                    delimiter,
-                })
+            };
+            Some(Transform::CsvToJson {
+                field_names: options.field_names.unwrap_or_default(),
+                delimiter,
+            })
+        }
+        RawTransform::Table(RawTransformTable::AddMetadata(options)) => match options.key {
+            None => Some(Transform::AddMetadata {
+                key: DEFAULT_METADATA_KEY.to_owned(),
+            }),
+            Some(name) if !name.is_empty() && name != "message" => {
+                Some(Transform::AddMetadata { key: name })
             }
-            _ => {
-                check.bad(key, value, TRANSFORMS);
+            Some(name) => {
+                check.bad(
+                    &format!("{key}.add_metadata.key"),
+                    format!("\"{name}\""),
+                    "must be a non-empty field name other than \"message\" (which holds a text record)",
+                );
                 None
             }
         },
-        _ => {
-            check.bad(key, value, TRANSFORMS);
-            None
-        }
     }
 }
 
@@ -645,83 +823,56 @@ fn check_glob(check: &mut Checker, key: &str, pattern: &str) {
 fn partition_key_strategy(
     check: &mut Checker,
     key: &str,
-    raw: Option<toml::Value>,
+    raw: RawPartitionKey,
 ) -> PartitionKeyStrategy {
-    const EXPECTED: &str = "must be \"random\", \"line_hash\", \"hostname\", \"file\", or a table with one of fixed = \"...\", regex = \"...\" or json_pointer = \"/...\"";
-    let Some(value) = raw else {
-        return PartitionKeyStrategy::Random;
-    };
-    match &value {
-        toml::Value::String(name) => match name.as_str() {
-            "random" => PartitionKeyStrategy::Random,
-            "line_hash" => PartitionKeyStrategy::LineHash,
-            "hostname" => PartitionKeyStrategy::Hostname,
-            "file" => PartitionKeyStrategy::File,
-            _ => {
-                check.bad(key, format!("\"{name}\""), EXPECTED);
-                PartitionKeyStrategy::Random
-            }
-        },
-        toml::Value::Table(table) if table.len() == 1 => {
-            let (kind, arg) = table
-                .iter()
-                .next()
-                .unwrap_or_else(|| unreachable!("len is 1"));
-            let sub_key = format!("{key}.{kind}");
-            let Some(arg) = arg.as_str() else {
-                check.bad(&sub_key, arg, "must be a string");
-                return PartitionKeyStrategy::Random;
-            };
-            match kind.as_str() {
-                "fixed" => match crate::kinesis::PartitionKey::new(arg) {
-                    Ok(_) => PartitionKeyStrategy::Fixed(arg.to_owned()),
-                    Err(e) => {
-                        check.bad(
-                            &sub_key,
-                            format!("\"{arg}\""),
-                            format!("must be {}", e.constraint),
-                        );
-                        PartitionKeyStrategy::Random
-                    }
-                },
-                "regex" => match regex::Regex::new(arg) {
-                    Ok(re) if re.captures_len() >= 2 => PartitionKeyStrategy::Regex(re),
-                    Ok(_) => {
-                        check.bad(
-                            &sub_key,
-                            format!("\"{arg}\""),
-                            "must have a capture group: the key is the first group's match",
-                        );
-                        PartitionKeyStrategy::Random
-                    }
-                    Err(e) => {
-                        check.bad(
-                            &sub_key,
-                            format!("\"{arg}\""),
-                            format!("is not a valid regex: {e}"),
-                        );
-                        PartitionKeyStrategy::Random
-                    }
-                },
-                "json_pointer" if arg.is_empty() || arg.starts_with('/') => {
-                    PartitionKeyStrategy::JsonPointer(arg.to_owned())
-                }
-                "json_pointer" => {
+    match raw {
+        RawPartitionKey::Named(KeyName::Random) => PartitionKeyStrategy::Random,
+        RawPartitionKey::Named(KeyName::LineHash) => PartitionKeyStrategy::LineHash,
+        RawPartitionKey::Named(KeyName::Hostname) => PartitionKeyStrategy::Hostname,
+        RawPartitionKey::Named(KeyName::File) => PartitionKeyStrategy::File,
+        RawPartitionKey::Table(RawKeyTable::Fixed(arg)) => {
+            match crate::kinesis::PartitionKey::new(&arg) {
+                Ok(_) => PartitionKeyStrategy::Fixed(arg),
+                Err(e) => {
                     check.bad(
-                        &sub_key,
+                        &format!("{key}.fixed"),
                         format!("\"{arg}\""),
-                        "must be a JSON pointer starting with / such as \"/user/id\"",
+                        format!("must be {}", e.constraint),
                     );
-                    PartitionKeyStrategy::Random
-                }
-                _ => {
-                    check.bad(key, &value, EXPECTED);
                     PartitionKeyStrategy::Random
                 }
             }
         }
-        _ => {
-            check.bad(key, &value, EXPECTED);
+        RawPartitionKey::Table(RawKeyTable::Regex(arg)) => match regex::Regex::new(&arg) {
+            Ok(re) if re.captures_len() >= 2 => PartitionKeyStrategy::Regex(re),
+            Ok(_) => {
+                check.bad(
+                    &format!("{key}.regex"),
+                    format!("\"{arg}\""),
+                    "must have a capture group: the key is the first group's match",
+                );
+                PartitionKeyStrategy::Random
+            }
+            Err(e) => {
+                check.bad(
+                    &format!("{key}.regex"),
+                    format!("\"{arg}\""),
+                    format!("is not a valid regex: {e}"),
+                );
+                PartitionKeyStrategy::Random
+            }
+        },
+        RawPartitionKey::Table(RawKeyTable::JsonPointer(arg))
+            if arg.is_empty() || arg.starts_with('/') =>
+        {
+            PartitionKeyStrategy::JsonPointer(arg)
+        }
+        RawPartitionKey::Table(RawKeyTable::JsonPointer(arg)) => {
+            check.bad(
+                &format!("{key}.json_pointer"),
+                format!("\"{arg}\""),
+                "must be a JSON pointer starting with / such as \"/user/id\"",
+            );
             PartitionKeyStrategy::Random
         }
     }
@@ -729,10 +880,11 @@ fn partition_key_strategy(
 
 fn aggregation_config(check: &mut Checker, key: &str, raw: RawAggregation) -> AggregationConfig {
     let at = |field: &str| format!("{key}.{field}");
+    let default = AggregationConfig::DEFAULT;
     let max_bytes = check.int_in(
         &at("max_bytes"),
         raw.max_bytes,
-        51_200,
+        default.max_bytes as i64,
         // Room for the 1-byte outer key, magic and trailer plus one small record.
         64..=(limits::MAX_RECORD_BYTES_UPPER_BOUND as i64),
         "bytes (at most the stream's record limit; 51200 is the KPL's default)",
@@ -740,55 +892,56 @@ fn aggregation_config(check: &mut Checker, key: &str, raw: RawAggregation) -> Ag
     let max_records = check.int_in(
         &at("max_records"),
         raw.max_records,
-        10_000,
+        default.max_records as i64,
         1..=1_000_000,
         "records",
     );
-    let linger_ms = check.int_in(
-        &at("linger_ms"),
-        raw.linger_ms,
-        100,
-        0..=60_000,
-        "milliseconds",
-    );
+    let linger = check.duration_ms(&at("linger_ms"), raw.linger_ms, default.linger, 0..=60_000);
     AggregationConfig {
-        enabled: raw.enabled.unwrap_or(true),
+        enabled: check
+            .leaf(&at("enabled"), raw.enabled)
+            .unwrap_or(default.enabled),
         max_bytes: max_bytes as usize,
         max_records: max_records as usize,
-        linger: Duration::from_millis(linger_ms as u64),
+        linger,
     }
 }
 
 fn throttle_config(check: &mut Checker, key: &str, raw: RawThrottle) -> ThrottleConfig {
     let at = |field: &str| format!("{key}.{field}");
+    let default = ThrottleConfig::DEFAULT;
     let records = check.int_in(
         &at("records_per_second_per_shard"),
         raw.records_per_second_per_shard,
-        limits::SHARD_WRITE_RECORDS_PER_SEC as i64,
+        i64::from(default.records_per_second_per_shard),
         1..=(limits::SHARD_WRITE_RECORDS_PER_SEC as i64),
         "records per second (a shard accepts at most 1000)",
     );
     let bytes = check.int_in(
         &at("bytes_per_second_per_shard"),
         raw.bytes_per_second_per_shard,
-        limits::SHARD_WRITE_BYTES_PER_SEC as i64,
+        i64::from(default.bytes_per_second_per_shard),
         1024..=(limits::SHARD_WRITE_BYTES_PER_SEC as i64),
         "bytes per second (a shard accepts at most 1048576)",
     );
-    let share = match raw.share {
-        None => 1.0,
+    let share = match check.leaf(&at("share"), raw.share) {
+        None => default.share,
         Some(s) if s > 0.0 && s <= 1.0 => s,
         Some(s) => {
             check.bad(&at("share"), s, "must be greater than 0 and at most 1.0 (the fraction of each shard this agent may use)");
-            1.0
+            default.share
         }
     };
     ThrottleConfig {
-        enabled: raw.enabled.unwrap_or(true),
+        enabled: check
+            .leaf(&at("enabled"), raw.enabled)
+            .unwrap_or(default.enabled),
         records_per_second_per_shard: records as u32,
         bytes_per_second_per_shard: bytes as u32,
         share,
-        adaptive: raw.adaptive.unwrap_or(true),
+        adaptive: check
+            .leaf(&at("adaptive"), raw.adaptive)
+            .unwrap_or(default.adaptive),
     }
 }
 
@@ -856,10 +1009,84 @@ mod tests {
         let problems = validate(text).unwrap_err();
         let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         assert_eq!(problems.len(), 4, "{text:#?}");
-        assert!(text[0].contains("stat_dir"), "{}", text[0]);
-        assert!(text[1].contains("regoin"), "{}", text[1]);
-        assert!(text[2].contains("extra"), "{}", text[2]);
-        assert!(text[3].contains("lingr_ms"), "{}", text[3]);
+        for expected in [
+            "agent.stat_dir: unknown key in [agent]; did you mean state_dir?",
+            "kinesis.regoin: unknown key in [kinesis]; did you mean region?",
+            "extra: unknown key at the top level; expected one of agent, kinesis, flows",
+            "flows[0].lingr_ms: unknown key in [flows[]]; expected one of",
+        ] {
+            assert!(
+                text.iter().any(|t| t.starts_with(expected)),
+                "no {expected:?} in {text:#?}"
+            );
+        }
+    }
+
+    /// One wrong type or unknown key does not stop the checking of its section.
+    #[test]
+    fn wrong_types_are_named_with_their_key_and_value_and_checking_goes_on() {
+        let text = r#"
+            [agent]
+            max_in_flight_bytes = "8MiB"
+            shutdown_grace_period_secs = 99999
+            state_dir = 5
+            [[flows]]
+            include = "/a/*.log"
+            stream = "s"
+            start_at = "middle"
+            [flows.aggregation]
+            enabled = "yes"
+            linger_ms = 1.5
+        "#;
+        let problems = validate(text).unwrap_err();
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        for expected in [
+            "agent.max_in_flight_bytes = \"8MiB\": must be a whole number",
+            "agent.shutdown_grace_period_secs = 99999: must be between 0 and 3600",
+            "agent.state_dir = 5: must be a string",
+            "flows[0].include = \"/a/*.log\": must be a list of strings",
+            "flows[0].start_at = \"middle\": must be one of \"end\", \"start\"",
+            "flows[0].aggregation.enabled = \"yes\": must be true or false",
+            "flows[0].aggregation.linger_ms = 1.5: must be a whole number",
+        ] {
+            assert!(
+                text.iter().any(|t| t.starts_with(expected)),
+                "no {expected:?} in {text:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_section_of_the_wrong_shape_is_a_problem_not_the_end() {
+        let problems = validate(
+            "agent = 5
+flows = 3
+",
+        )
+        .unwrap_err();
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("agent = the integer 5: must be a table")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("flows = the integer 3: must be an array of tables")),
+            "{text:#?}"
+        );
+        let problems = validate(
+            "[flows]
+stream = \"s\"
+",
+        )
+        .unwrap_err();
+        assert!(
+            problems[0]
+                .to_string()
+                .contains("write [[flows]], not [flows]"),
+            "{problems:?}"
+        );
     }
 
     #[test]
@@ -932,6 +1159,31 @@ mod example_tests {
             default.flush_partial_line_after
         );
         assert_eq!(example.multiline_timeout, default.multiline_timeout);
+    }
+
+    /// The key list comes from the parser itself, so a key added there and not here
+    /// fails this test.
+    #[test]
+    fn the_example_documents_every_key_the_parser_accepts() {
+        let documented = |key: &str| {
+            EXAMPLE.lines().any(|line| {
+                let line = line.trim_start_matches('#').trim_start();
+                line.starts_with(&format!("{key} ="))
+                    || line.starts_with(&format!("[{key}]"))
+                    || line.starts_with(&format!("[[{key}]]"))
+                    || line.starts_with(&format!("[flows.{key}]"))
+            })
+        };
+        let mut missing = Vec::new();
+        for (section, keys) in super::sections() {
+            for key in keys {
+                if !documented(key) {
+                    missing.push(format!("{section}.{key}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "not in agent.toml.example: {missing:?}");
+        assert!(super::sections()[2].1.contains(&"sts_endpoint_url"));
     }
 
     #[test]

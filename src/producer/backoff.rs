@@ -21,12 +21,6 @@ impl Backoff {
         cap: Duration::from_secs(2),
     };
 
-    /// For failures of the service or the network.
-    pub const FAILURE: Backoff = Backoff {
-        base: Duration::from_millis(100),
-        cap: Duration::from_secs(10),
-    };
-
     /// The delay before retry number `attempt` (1 for the first retry).
     pub fn delay(&self, attempt: u32) -> Duration {
         let exponential = self
@@ -44,7 +38,11 @@ mod tests {
 
     #[test]
     fn delays_grow_then_stay_under_the_cap() {
-        let backoff = Backoff::FAILURE;
+        // Failures of the service or the network, with the configured defaults.
+        let backoff = Backoff {
+            base: crate::config::KinesisConfig::DEFAULT_RETRY_BASE,
+            cap: crate::config::KinesisConfig::DEFAULT_RETRY_MAX,
+        };
         for attempt in 1..40 {
             let delay = backoff.delay(attempt);
             let ceiling = (backoff.base * 2u32.pow((attempt - 1).min(20))).min(backoff.cap);

@@ -11,6 +11,7 @@
 
 mod backoff;
 mod dead_letter;
+pub mod health;
 mod judge;
 mod lane;
 mod put_body;
@@ -36,6 +37,14 @@ use crate::kinesis::{SpreadKeys, UserRecord, limits};
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
     pub stream: String,
+    /// Who sends (the agent's flow name), named in log lines; the stream if unset.
+    pub name: String,
+    /// Where the credentials come from, named when they are refused.
+    pub credentials: String,
+    /// How long to wait before retrying a call that failed as a whole: exponential
+    /// from `retry_base` to `retry_max`, with jitter.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
     pub aggregation: AggregationConfig,
     pub throttle: ThrottleConfig,
     /// Bytes (partition key + data) accepted by `send` but not yet acknowledged.
@@ -55,20 +64,13 @@ impl ProducerConfig {
     pub fn new(stream: &str) -> Self {
         ProducerConfig {
             stream: stream.to_owned(),
-            aggregation: AggregationConfig {
-                enabled: true,
-                max_bytes: 51_200,
-                max_records: 10_000,
-                linger: Duration::from_millis(100),
-            },
-            throttle: ThrottleConfig {
-                enabled: true,
-                records_per_second_per_shard: limits::SHARD_WRITE_RECORDS_PER_SEC as u32,
-                bytes_per_second_per_shard: limits::SHARD_WRITE_BYTES_PER_SEC as u32,
-                share: 1.0,
-                adaptive: true,
-            },
-            max_in_flight_bytes: 16 * 1024 * 1024,
+            name: stream.to_owned(),
+            credentials: "the default credential chain".to_owned(),
+            retry_base: crate::config::KinesisConfig::DEFAULT_RETRY_BASE,
+            retry_max: crate::config::KinesisConfig::DEFAULT_RETRY_MAX,
+            aggregation: AggregationConfig::DEFAULT,
+            throttle: ThrottleConfig::DEFAULT,
+            max_in_flight_bytes: crate::config::AgentConfig::DEFAULT_MAX_IN_FLIGHT_BYTES,
             max_concurrent_requests: 8,
             max_record_bytes: limits::DEFAULT_MAX_RECORD_BYTES,
             dead_letter_path: None,
@@ -166,6 +168,7 @@ pub struct ProducerHandle<T> {
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
     spread: watch::Receiver<Option<Arc<SpreadKeys>>>,
     record_limit: Arc<std::sync::atomic::AtomicUsize>,
+    health: health::Health,
 }
 
 impl<T> Clone for ProducerHandle<T> {
@@ -179,6 +182,7 @@ impl<T> Clone for ProducerHandle<T> {
             task: self.task.clone(),
             spread: self.spread.clone(),
             record_limit: self.record_limit.clone(),
+            health: self.health.clone(),
         }
     }
 }
@@ -247,11 +251,13 @@ impl Producer {
         );
         let spread = router.spread_keys();
         let record_limit = router.record_limit();
+        let health = router.health();
         let task = tokio::spawn(router.run());
         let handle = ProducerHandle {
             input: input_tx,
             spread,
             record_limit,
+            health,
             budget,
             budget_total,
             stats,
@@ -364,11 +370,17 @@ impl<T: Send + 'static> ProducerHandle<T> {
             return Err(ProducerClosed);
         }
         ProducerStats::add(&self.stats.handed_records, records);
+        ProducerStats::add(&self.stats.handed_bytes, u64::from(permits));
         Ok(())
     }
 
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// Whether calls are failing, since when, and the last failure.
+    pub fn health(&self) -> health::HealthSnapshot {
+        self.health.snapshot()
     }
 
     /// Bytes accepted by `send` and not yet acknowledged (by every producer sharing

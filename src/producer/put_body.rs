@@ -157,7 +157,9 @@ mod tests {
             endpoint_url: Some("http://127.0.0.1:9".to_owned()),
             ..Default::default()
         };
-        let client = crate::aws::kinesis_client(&settings, crate::aws::Purpose::Producer).await;
+        let client = crate::aws::kinesis_client(&settings, crate::aws::Purpose::Producer)
+            .await
+            .unwrap();
         let sdk_entries = entries
             .iter()
             .map(|e| {
@@ -249,7 +251,9 @@ mod tests {
             endpoint_url: Some("http://127.0.0.1:9".to_owned()),
             ..Default::default()
         };
-        let client = crate::aws::kinesis_client(&settings, crate::aws::Purpose::Producer).await;
+        let client = crate::aws::kinesis_client(&settings, crate::aws::Purpose::Producer)
+            .await
+            .unwrap();
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
         let config = client
             .config()

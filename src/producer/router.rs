@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
+use aws_sdk_kinesis::error::SdkError;
 use aws_sdk_kinesis::operation::put_records::{PutRecordsError, PutRecordsOutput};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::dead_letter::DeadLetters;
+use super::health::Health;
 use super::judge::{EntryVerdict, RequestVerdict, entry_verdict, request_verdict};
 use super::lane::{Entry, Lane, Member};
 use super::put_body::{self, WireEntry};
@@ -25,6 +26,7 @@ use super::stats::ProducerStats;
 use super::throttle::{ShardRates, ShardThrottle, TokioClock};
 use super::topology::{self, Topology, TopologyError};
 use super::{Ack, Input, Inputs, Outcome, ProducerConfig};
+use crate::aws::{Failure, Trouble};
 use crate::kinesis::spread_keys::{KEYS_PER_SHARD, SpreadKeys};
 use crate::kinesis::{HashKey, HashKeyRange, UserRecord, limits};
 
@@ -37,6 +39,8 @@ struct LogLimiter {
 }
 
 const LOG_WINDOW: Duration = Duration::from_secs(5);
+/// A failure that lasts is logged again this often.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 impl LogLimiter {
     fn note(&mut self, what: &str, n: u64) {
@@ -94,6 +98,9 @@ pub struct Router<T> {
     /// The record limit applied now (configured and stream limits, the smaller),
     /// shared with the handles so sources can size records to it.
     record_limit: Arc<AtomicUsize>,
+    health: Health,
+    /// When each kind of trouble was last logged.
+    trouble_logged: HashMap<Trouble, Instant>,
 }
 
 impl<T: Send + 'static> Router<T> {
@@ -145,12 +152,100 @@ impl<T: Send + 'static> Router<T> {
             spread: None,
             spread_tx: watch::Sender::new(None),
             record_limit,
+            health: Health::default(),
+            trouble_logged: HashMap::new(),
         }
+    }
+
+    /// Error series exist from the start, at 0, so a rate or an alert on them works
+    /// before the first error.
+    fn register_metrics(&self) {
+        let stream = self.config.stream.clone();
+        for trouble in Trouble::ALL {
+            metrics::counter!("shardcar_failed_requests_total", "stream" => stream.clone(), "trouble" => trouble.label()).increment(0);
+        }
+        metrics::counter!("shardcar_retried_entries_total", "stream" => stream.clone(), "code" => "InternalFailure").increment(0);
+        metrics::counter!("shardcar_dead_lettered_records_total", "stream" => stream.clone())
+            .increment(0);
+        metrics::counter!("shardcar_shard_listing_failures_total", "stream" => stream.clone())
+            .increment(0);
+        metrics::counter!("shardcar_put_requests_total", "stream" => stream).increment(0);
     }
 
     /// The record limit applied now, shared.
     pub fn record_limit(&self) -> Arc<AtomicUsize> {
         self.record_limit.clone()
+    }
+
+    /// Whether calls are failing, shared.
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    fn failure_backoff(&self) -> Backoff {
+        Backoff {
+            base: self.config.retry_base,
+            cap: self.config.retry_max,
+        }
+    }
+
+    /// A call failed as a whole. An operator hears of it at once, then at most once a
+    /// minute while it lasts (with how long it has): one line naming the flow, the
+    /// stream, the trouble and what to do.
+    fn failing(&mut self, call: &str, failure: Failure) {
+        metrics::counter!("shardcar_failed_requests_total", "stream" => self.config.stream.clone(), "trouble" => failure.trouble.label()).increment(1);
+        let failing_for = self.health.failed(&failure);
+        let now = Instant::now();
+        let due = self
+            .trouble_logged
+            .get(&failure.trouble)
+            .is_none_or(|last| now.duration_since(*last) >= FAILURE_LOG_EVERY);
+        if !due {
+            return;
+        }
+        self.trouble_logged.insert(failure.trouble, now);
+        let trouble = failure.trouble;
+        match trouble {
+            Trouble::Credentials => tracing::error!(
+                flow = %self.config.name,
+                stream.name = %self.config.stream,
+                call,
+                trouble = trouble.as_str(),
+                error = %failure,
+                credentials = %self.config.credentials,
+                failing_secs = failing_for.as_secs(),
+                "cannot deliver; records wait in their files (nothing lost): {}",
+                trouble.advice()
+            ),
+            Trouble::StreamMissing => tracing::error!(
+                flow = %self.config.name,
+                stream.name = %self.config.stream,
+                call,
+                trouble = trouble.as_str(),
+                error = %failure,
+                failing_secs = failing_for.as_secs(),
+                "cannot deliver; records wait in their files (nothing lost): {}",
+                trouble.advice()
+            ),
+            Trouble::Unreachable | Trouble::Service => tracing::warn!(
+                flow = %self.config.name,
+                stream.name = %self.config.stream,
+                call,
+                trouble = trouble.as_str(),
+                error = %failure,
+                failing_secs = failing_for.as_secs(),
+                "cannot deliver; records wait in their files (nothing lost): {}",
+                trouble.advice()
+            ),
+        }
+    }
+
+    /// A call succeeded: a failing spell, if any, is over.
+    fn recovered(&mut self) {
+        if let Some(spell) = self.health.succeeded() {
+            self.trouble_logged.clear();
+            tracing::info!(flow = %self.config.name, stream.name = %self.config.stream, failed_secs = spell.as_secs(), "delivering again");
+        }
     }
 
     /// Where the pool of spread keys for the current shard map is published.
@@ -159,6 +254,7 @@ impl<T: Send + 'static> Router<T> {
     }
 
     pub async fn run(mut self) {
+        self.register_metrics();
         loop {
             let now = Instant::now();
             if self.refresh_due.is_some_and(|due| due <= now) {
@@ -177,7 +273,7 @@ impl<T: Send + 'static> Router<T> {
                     self.refresh = None;
                     match refreshed {
                         Ok(result) => self.apply_refresh(result),
-                        Err(error) => self.apply_refresh(Err(TopologyError::ListShards(error.to_string()))),
+                        Err(error) => self.apply_refresh(Err(TopologyError::Task(error.to_string()))),
                     }
                 }
                 input = self.input.recv(), if accepting => match input {
@@ -429,6 +525,8 @@ impl<T: Send + 'static> Router<T> {
 
     fn dispatch(&mut self, batch: Vec<Entry<T>>) {
         ProducerStats::add(&self.stats.put_requests, 1);
+        metrics::counter!("shardcar_put_requests_total", "stream" => self.config.stream.clone())
+            .increment(1);
         ProducerStats::add(&self.stats.entries_sent, batch.len() as u64);
         let wire: Vec<WireEntry> = batch
             .iter()
@@ -480,10 +578,13 @@ impl<T: Send + 'static> Router<T> {
             return;
         };
         let now = Instant::now();
-        metrics::histogram!("shardcar_put_records_seconds")
+        metrics::histogram!("shardcar_put_records_seconds", "stream" => self.config.stream.clone())
             .record(now.duration_since(started).as_secs_f64());
         match result {
-            Ok(output) => self.judge_entries(entries, output, now),
+            Ok(output) => {
+                self.recovered();
+                self.judge_entries(entries, output, now)
+            }
             Err(error) => self.judge_request(entries, &error, now),
         }
     }
@@ -540,7 +641,7 @@ impl<T: Send + 'static> Router<T> {
                     ProducerStats::add(&self.stats.failed_entries, 1);
                     metrics::counter!("shardcar_retried_entries_total", "stream" => self.config.stream.clone(), "code" => code.clone()).increment(1);
                     self.retries.note(&code, 1);
-                    again.push(self.retry_later(entry, Backoff::FAILURE, now));
+                    again.push(self.retry_later(entry, self.failure_backoff(), now));
                 }
             }
         }
@@ -563,18 +664,14 @@ impl<T: Send + 'static> Router<T> {
                 refresh_map,
                 operator,
             } => {
-                metrics::counter!("shardcar_failed_requests_total", "stream" => self.config.stream.clone(), "code" => code.clone()).increment(1);
-                if operator {
-                    tracing::error!(stream.name = %self.config.stream, error = %DisplayErrorContext(error), records = entries.len(), "PutRecords refused; retrying until this is fixed (nothing lost)");
-                } else {
-                    self.retries.note(&code, entries.len() as u64);
-                }
+                let _ = (code, operator);
+                self.failing("PutRecords", Failure::of(error));
                 if refresh_map {
                     self.request_refresh(now);
                 }
                 let again = entries
                     .into_iter()
-                    .map(|e| self.retry_later(e, Backoff::FAILURE, now))
+                    .map(|e| self.retry_later(e, self.failure_backoff(), now))
                     .collect();
                 self.requeue(again);
             }
@@ -605,7 +702,7 @@ impl<T: Send + 'static> Router<T> {
             let now = Instant::now();
             let again = entries
                 .into_iter()
-                .map(|e| self.retry_later(e, Backoff::FAILURE, now))
+                .map(|e| self.retry_later(e, self.failure_backoff(), now))
                 .collect();
             self.requeue(again);
         }
@@ -662,6 +759,7 @@ impl<T: Send + 'static> Router<T> {
 
     fn release(&mut self, bytes: usize) {
         self.held -= bytes;
+        ProducerStats::add(&self.stats.released_bytes, bytes as u64);
         self.budget.add_permits(bytes);
     }
 
@@ -702,13 +800,24 @@ impl<T: Send + 'static> Router<T> {
             Ok(topology) => topology,
             Err(error) => {
                 self.refresh_failures += 1;
-                let delay = Backoff::FAILURE.delay(self.refresh_failures);
-                tracing::warn!(stream.name = %self.config.stream, %error, attempt = self.refresh_failures, retry_in_ms = delay.as_millis() as u64, "cannot list the stream's shards; records wait");
+                let delay = self.failure_backoff().delay(self.refresh_failures);
+                metrics::counter!("shardcar_shard_listing_failures_total", "stream" => self.config.stream.clone()).increment(1);
+                let failure = match error {
+                    TopologyError::ListShards(failure) => failure,
+                    other => Failure {
+                        trouble: crate::aws::Trouble::Service,
+                        code: "ListShards".into(),
+                        message: other.to_string(),
+                    },
+                };
+                self.failing("ListShards", failure);
+                tracing::debug!(stream.name = %self.config.stream, attempt = self.refresh_failures, retry_in_ms = delay.as_millis() as u64, "shard listing retried");
                 self.refresh_due = Some(now + delay);
                 return;
             }
         };
         self.refresh_failures = 0;
+        self.recovered();
         ProducerStats::add(&self.stats.map_refreshes, 1);
         let limit = topology
             .max_record_bytes
@@ -754,6 +863,7 @@ impl<T: Send + 'static> Router<T> {
         let mut lanes = Vec::new();
         for shard in topology.open.shards() {
             let id = shard.shard_id.as_str();
+            metrics::counter!("shardcar_throttled_entries_total", "stream" => self.config.stream.clone(), "shard" => id.to_owned()).increment(0);
             let lane = match old.remove(id) {
                 Some(mut lane) => {
                     let (members, entries) = lane.take_unsent(now);

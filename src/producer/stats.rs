@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct ProducerStats {
     /// Records handed over by `send`/`send_batch` (some may still wait to be routed).
     pub handed_records: AtomicU64,
+    /// Budget bytes of the records handed over, and of those whose outcome came back.
+    pub handed_bytes: AtomicU64,
+    pub released_bytes: AtomicU64,
     pub user_records: AtomicU64,
     pub user_bytes: AtomicU64,
     pub acknowledged_records: AtomicU64,
@@ -26,6 +29,8 @@ pub struct ProducerStats {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
     pub handed_records: u64,
+    pub handed_bytes: u64,
+    pub released_bytes: u64,
     pub user_records: u64,
     pub user_bytes: u64,
     pub acknowledged_records: u64,
@@ -50,6 +55,8 @@ impl ProducerStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
             handed_records: get(&self.handed_records),
+            handed_bytes: get(&self.handed_bytes),
+            released_bytes: get(&self.released_bytes),
             user_records: get(&self.user_records),
             user_bytes: get(&self.user_bytes),
             acknowledged_records: get(&self.acknowledged_records),
@@ -68,6 +75,11 @@ impl ProducerStats {
 }
 
 impl StatsSnapshot {
+    /// Bytes (budget: key, data and bookkeeping) of records whose outcome has not come back.
+    pub fn unacknowledged_bytes(&self) -> u64 {
+        self.handed_bytes.saturating_sub(self.released_bytes)
+    }
+
     /// Records handed to the producer whose outcome has not been reported yet.
     pub fn unacknowledged_records(&self) -> u64 {
         self.handed_records

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
+use aws_sdk_kinesis::error::SdkError;
 use aws_sdk_kinesis::operation::list_shards::ListShardsError;
 use aws_sdk_kinesis::types::Shard;
 
+use crate::aws::Failure;
 use crate::kinesis::{HashKey, HashKeyRange, ShardId, ShardMap, ShardRange, limits};
 
 #[derive(Debug, Clone)]
@@ -24,7 +25,9 @@ pub struct Topology {
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
     #[error("ListShards failed: {0}")]
-    ListShards(String),
+    ListShards(Failure),
+    #[error("the shard listing task failed: {0}")]
+    Task(String),
     #[error("ListShards returned a shard with an unreadable hash-key range: {0}")]
     BadRange(String),
     #[error("the open shards do not form a usable map: {0}")]
@@ -70,7 +73,7 @@ async fn record_limit(client: &Client, stream: &str) -> Option<usize> {
                 .map_or(limits::DEFAULT_MAX_RECORD_BYTES, |kib| kib as usize * 1024),
         ),
         Err(error) => {
-            tracing::warn!(stream.name = %stream, error = %DisplayErrorContext(&error), "cannot read the stream's record limit (DescribeStreamSummary); assuming 1 MiB");
+            tracing::warn!(stream.name = %stream, error = %Failure::of(&error), "cannot read the stream's record limit (DescribeStreamSummary); assuming 1 MiB");
             None
         }
     }
@@ -82,7 +85,7 @@ pub async fn fetch(client: &Client, stream: &str) -> Result<Topology, TopologyEr
     let mut ranges = HashMap::new();
     let shards = list_shards(client, stream)
         .await
-        .map_err(|e| TopologyError::ListShards(DisplayErrorContext(&e).to_string()))?;
+        .map_err(|e| TopologyError::ListShards(Failure::of(&e)))?;
     for shard in &shards {
         let Some(range) = shard.hash_key_range() else {
             return Err(TopologyError::BadRange(shard.shard_id().to_owned()));

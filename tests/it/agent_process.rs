@@ -306,7 +306,7 @@ async fn metrics_are_served_and_sighup_reloads_the_config() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(metrics.contains("shardcar_producer_aggregation_ratio"));
+    assert!(metrics.contains("shardcar_flow_aggregation_ratio{flow=\"crash\"}"));
     assert!(metrics.contains("shardcar_in_flight_bytes"));
 
     // SIGHUP with a second flow added: its file gets shipped without a restart.

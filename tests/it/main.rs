@@ -10,6 +10,7 @@ mod aggregation_properties;
 mod cli_check_config;
 mod cli_decode_predict;
 mod demo_consume;
+mod operability;
 mod producer;
 mod server_api;
 mod server_bad_input;
