@@ -299,7 +299,7 @@ impl Failure {
         match error {
             SdkError::ServiceError(service) => {
                 let code = service.err().code().unwrap_or("Unknown").to_owned();
-                let message = service.err().message().unwrap_or_default().to_owned();
+                let message = one_line(service.err().message().unwrap_or_default());
                 let trouble = if code == "ResourceNotFoundException" {
                     Trouble::StreamMissing
                 } else if CREDENTIAL_CODES.contains(&code.as_str()) {
@@ -355,7 +355,8 @@ impl std::fmt::Display for Failure {
 }
 
 /// The message of the deepest error in the chain, where the cause is named
-/// ("Connection refused (os error 111)", "the credentials provider was not enabled").
+/// ("Connection refused (os error 111)", "the credentials provider was not enabled"),
+/// on one line.
 fn innermost_message(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
@@ -366,5 +367,18 @@ fn innermost_message(error: &dyn std::error::Error) -> String {
         }
         source = cause.source();
     }
-    message
+    one_line(&message)
+}
+
+/// Messages from the SDK can span lines (a list of the providers tried); a log event
+/// is one line.
+fn one_line(text: &str) -> String {
+    let mut joined = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if !joined.is_empty() {
+            joined.push_str(if joined.ends_with(':') { " " } else { "; " });
+        }
+        joined.push_str(line);
+    }
+    joined
 }

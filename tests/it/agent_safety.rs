@@ -30,9 +30,15 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub fn start(config: &Path) -> AgentProcess {
+        AgentProcess::start_with_env(config, &[])
+    }
+
+    /// Starts the agent with extra environment variables.
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> AgentProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shardcar"))
             .args(["run", "-c", config.to_str().unwrap()])
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -547,3 +547,88 @@ fn predict_and_decode_into_a_closed_pipe_end_quietly_with_exit_0() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn an_unreadable_or_empty_ca_file_stops_the_agent_with_exit_78_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!(
+            "endpoint_url = \"https://127.0.0.1:1\"\nca_file = \"{}\"",
+            missing.display()
+        ),
+        "",
+    );
+    let output = shardcar(&["run", "-c", config.to_str().unwrap()], b"");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains(&missing.display().to_string()) && stderr.contains("ca_file"),
+        "{stderr}"
+    );
+
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "just text\n").unwrap();
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!(
+            "endpoint_url = \"https://127.0.0.1:1\"\nca_file = \"{}\"",
+            not_pem.display()
+        ),
+        "",
+    );
+    let output = shardcar(&["run", "-c", config.to_str().unwrap()], b"");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("holds no PEM certificate"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_profile_is_named_with_the_files_looked_in_and_the_providers() {
+    let server = ServerProcess::start(&[
+        "--no-limits",
+        "--create-stream",
+        "logs:1",
+        "--create-delay-ms",
+        "0",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let aws_config = dir.path().join("aws-config");
+    std::fs::write(&aws_config, "[profile real]\nregion = us-east-1\n").unwrap();
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!(
+            "endpoint_url = \"{}\"\nprofile = \"ghost\"",
+            server.endpoint
+        ),
+        "",
+    );
+    let mut agent = AgentProcess::start_with_env(
+        &config,
+        &[
+            ("AWS_CONFIG_FILE", aws_config.to_str().unwrap()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                dir.path().join("none").to_str().unwrap(),
+            ),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    let warning = agent.wait_for_log("profile is in neither", Duration::from_secs(20));
+    assert!(warning.contains("profile=ghost"), "{warning}");
+    let refused = agent.wait_for_log("credentials refused", Duration::from_secs(30));
+    assert!(
+        refused.contains("profile \"ghost\"") && refused.contains("Ec2InstanceMetadata"),
+        "names the profile asked for: {refused}"
+    );
+    assert!(
+        refused.contains(aws_config.to_str().unwrap()),
+        "names the file looked in: {refused}"
+    );
+    agent.signal("TERM");
+    agent.wait_exit(Duration::from_secs(10));
+}
