@@ -349,7 +349,7 @@ fn wait_for_delivery(endpoint: &str, lines: usize) -> bool {
     let binary = env!("CARGO_BIN_EXE_shardcar");
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        let output = Command::new(&binary)
+        let output = Command::new(binary)
             .args([
                 "consume",
                 "app-logs",
