@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::primitives::DateTime;
 use aws_sdk_kinesis::types::{Shard, ShardIteratorType};
 use bytes::Bytes;
@@ -76,7 +75,7 @@ async fn list_shards(client: &Client, stream: &str) -> Result<Vec<Shard>, Consum
         .await
         .map_err(|e| ConsumeError::ListShards {
             stream: stream.to_owned(),
-            message: DisplayErrorContext(&e).to_string(),
+            message: crate::aws::Failure::of(&e).to_string(),
         })
 }
 
@@ -188,7 +187,7 @@ async fn read_shard(
     let mut iterator = request
         .send()
         .await
-        .map_err(|e| error(DisplayErrorContext(&e).to_string()))?
+        .map_err(|e| error(crate::aws::Failure::of(&e).to_string()))?
         .shard_iterator
         .ok_or_else(|| error("no shard iterator returned".into()))?;
     let mut report = ConsumeReport::default();
@@ -211,7 +210,7 @@ async fn read_shard(
                 tokio::time::sleep(IDLE_POLL * throttled.min(10)).await;
                 continue;
             }
-            Err(e) => return Err(error(DisplayErrorContext(&e).to_string())),
+            Err(e) => return Err(error(crate::aws::Failure::of(&e).to_string())),
         };
         throttled = 0;
         for record in page.records() {

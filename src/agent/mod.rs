@@ -176,7 +176,12 @@ impl Agent {
         let readiness = http::Readiness::new(config.agent.ready_after_failing);
         let (endpoint_stop, endpoint_stopped) = watch::channel(false);
         let mut endpoint = None;
-        let metrics = metrics::recorder();
+        // Without an endpoint to serve them, metrics are not recorded at all: every
+        // counter update on the hot path is then a no-op.
+        let metrics = config
+            .agent
+            .metrics_listen
+            .and_then(|_| metrics::recorder());
         if let Some(addr) = config.agent.metrics_listen {
             let listener =
                 tokio::net::TcpListener::bind(addr)
