@@ -4,5 +4,5 @@
 # Usage: bench/producer.sh [throughput|utilisation|latency|outage]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin shardcar --example producer_load
+cargo build --release --quiet --bin shardcar --example producer_load --features bench-tools
 RUST_LOG=${RUST_LOG:-error} ./target/release/examples/producer_load ./target/release/shardcar "$@"

@@ -4,7 +4,7 @@
 # Usage: bench/server.sh [--clients 4] [--millions 3] [--record-bytes 100]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin shardcar --example server_load
+cargo build --release --quiet --bin shardcar --example server_load --features bench-tools
 out=$(mktemp)
 ./target/release/shardcar server --listen 127.0.0.1:0 --no-limits --create-delay-ms 0 >"$out" 2>/dev/null &
 server=$!
