@@ -9,16 +9,23 @@
 //!
 //! It knows nothing of files: the agent builds on it, and so can any other source.
 
+mod alerts;
 mod backoff;
 mod dead_letter;
+mod delivery;
 pub mod health;
 mod judge;
 mod lane;
 mod put_body;
+mod reshard;
 mod router;
+mod service;
 mod stats;
 pub mod throttle;
 pub mod topology;
+
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -234,6 +241,15 @@ impl Producer {
         client: aws_sdk_kinesis::Client,
         shared: Budget,
     ) -> (ProducerHandle<T>, Acks<T>) {
+        Producer::start_on(config, service::SdkService { client }, shared)
+    }
+
+    /// Starts a producer that talks to `service`.
+    fn start_on<T: Send + 'static, S: service::StreamService>(
+        config: ProducerConfig,
+        service: S,
+        shared: Budget,
+    ) -> (ProducerHandle<T>, Acks<T>) {
         let (input_tx, input_rx) = mpsc::channel(4096);
         let (ack_tx, ack_rx) = mpsc::channel(1024);
         let budget_total = shared.total;
@@ -242,7 +258,7 @@ impl Producer {
         let (drain_tx, drain_rx) = watch::channel(false);
         let router = router::Router::new(
             config,
-            client,
+            service,
             input_rx,
             ack_tx,
             budget.clone(),
