@@ -164,6 +164,22 @@ impl<T> Lane<T> {
         self.sealed.push((Sealed::from(kinesis), vec![member]));
     }
 
+    /// Puts records back at the front of the queue, each as a Kinesis record of its
+    /// own sent in a call of its own: how the records of an aggregate refused as
+    /// invalid are tried one by one, so that only a bad one is dead-lettered.
+    pub fn requeue_singly(&mut self, members: Vec<Member<T>>, now: Instant) {
+        for mut member in members.into_iter().rev() {
+            let Some(record) = member.record.take() else {
+                tracing::error!("a record without data was put back in a lane; it cannot be sent");
+                continue;
+            };
+            let kinesis = KinesisRecord::single_routed(record, member.hash_key);
+            let mut entry = Entry::new(kinesis, vec![member], &self.shard_id, now);
+            entry.alone = true;
+            self.queue.push_front(entry);
+        }
+    }
+
     /// Closes the open aggregate; it is queued once [`Lane::complete_sealed`] has
     /// hashed it.
     pub fn seal(&mut self) {

@@ -536,7 +536,25 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
                 self.requeue(again);
             }
             RequestVerdict::Invalid { code, message } => {
-                if entries.len() == 1 {
+                if let [entry] = entries.as_slice()
+                    && entry.members.len() > 1
+                {
+                    // An aggregate refused on its own: its records are tried one by
+                    // one, so only the bad one is dead-lettered.
+                    tracing::warn!(stream.name = %self.config.stream, code, message, records = entry.members.len(), "an aggregate was refused as invalid; sending its records one by one to find the bad one");
+                    for entry in entries {
+                        let predicted = entry.predicted.clone();
+                        let members = entry.into_members();
+                        match self.lane_mut(&predicted) {
+                            Some(lane) => lane.requeue_singly(members, now),
+                            None => {
+                                for member in members {
+                                    self.route(member, now);
+                                }
+                            }
+                        }
+                    }
+                } else if entries.len() == 1 {
                     let reason = format!("{code}: {message}");
                     for entry in entries {
                         self.delivery.dead_letter(entry.into_members(), &reason);
