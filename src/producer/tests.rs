@@ -9,12 +9,13 @@
 //! predicted, so a stale map has the consequences it has against the real service.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::health::Health;
 use super::judge::{EntryVerdict, RequestVerdict};
 use super::put_body::WireEntry;
 use super::service::{PutAnswer, RequestFailure, StreamService};
@@ -363,9 +364,17 @@ async fn throttled_entries_are_retried_until_accepted_and_never_dropped() {
 async fn a_call_failing_as_a_whole_makes_the_producer_failing_until_one_succeeds() {
     let truth = even(1);
     let failures = 3;
-    let service = Scripted::new(
-        truth.clone(),
+    // What the producer's health said when each call arrived.
+    let health: Arc<OnceLock<Health>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Option<Trouble>>>> = Arc::default();
+    let service = Scripted::new(truth.clone(), {
+        let (health, seen) = (health.clone(), seen.clone());
         Box::new(move |call, entries, k| {
+            let now = health.get().and_then(|h| {
+                let snapshot = h.snapshot();
+                snapshot.failing_for.and(snapshot.trouble)
+            });
+            seen.lock().unwrap_or_else(|p| p.into_inner()).push(now);
             if call < failures {
                 return Reply::Now(Err(RequestFailure {
                     verdict: RequestVerdict::RetryAll {
@@ -381,23 +390,22 @@ async fn a_call_failing_as_a_whole_makes_the_producer_failing_until_one_succeeds
                 }));
             }
             k.accept_all(entries)
-        }),
-    );
-    let (handle, mut acks, budget) = start(config(), &service);
-    assert!(handle.health().failing_for.is_none());
+        })
+    });
+    let mut config = config();
+    config.max_concurrent_requests = 1;
+    let (handle, mut acks, budget) = start(config, &service);
+    assert!(health.set(handle.health.clone()).is_ok());
     send(&handle, 0..100).await;
-    service.wait_for_calls(1).await;
-    // The failure is judged on the router's next turn, before any retry is due.
-    tokio::time::timeout(Duration::from_millis(100), async {
-        while handle.health().failing_for.is_none() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("not failing after a failed call"));
-    assert_eq!(handle.health().trouble, Some(Trouble::Unreachable));
     let acked = collect(&mut acks, 100).await;
     assert_delivered_where_they_belong(&acked, &truth);
+    let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(seen[0], None, "healthy before the first call");
+    assert_eq!(
+        seen[1..=failures],
+        vec![Some(Trouble::Unreachable); failures],
+        "failing while the calls failed"
+    );
     assert!(
         handle.health().failing_for.is_none(),
         "still failing after success"
