@@ -11,8 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64_simd::STANDARD as BASE64;
 
 struct Args {
     addr: String,
@@ -87,7 +86,7 @@ fn connect(addr: &str) -> BufReader<TcpStream> {
 }
 
 fn put_records_body(stream: &str, record_bytes: usize, client: usize) -> Vec<u8> {
-    let data = BASE64.encode(vec![b'x'; record_bytes]);
+    let data = BASE64.encode_to_string(vec![b'x'; record_bytes]);
     let records: Vec<String> = (0..500)
         .map(|i| format!(r#"{{"PartitionKey":"client-{client}-key-{i:05}","Data":"{data}"}}"#))
         .collect();

@@ -221,7 +221,12 @@ enabled = {limits}
     )
 }
 
-pub async fn run(options: DemoOptions) -> Result<DemoReport> {
+/// Runs the demo and checks every record arrived. With `listen`, the server then
+/// stays up until `stop` resolves (the command line passes SIGTERM or SIGINT).
+pub async fn run(
+    options: DemoOptions,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<DemoReport> {
     let started = Instant::now();
     let interactive = std::io::stdout().is_terminal();
     let say = |line: String| {
@@ -321,18 +326,11 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
 
     // Per-shard use of the write limit, as the server measured it.
     let mut shard_utilisation = Vec::new();
-    if let Ok(stream) = server.store().stream(STREAM) {
-        for shard in stream.open_shards().shards.iter() {
-            let bytes = shard
-                .state
-                .lock()
-                .map(|s| s.log.stored_bytes())
-                .unwrap_or(0);
-            shard_utilisation.push((
-                shard.id.to_string(),
-                bytes as f64 / run_seconds / limits::SHARD_WRITE_BYTES_PER_SEC as f64,
-            ));
-        }
+    for (shard, bytes) in server.store().open_shard_bytes(STREAM).unwrap_or_default() {
+        shard_utilisation.push((
+            shard,
+            bytes as f64 / run_seconds / limits::SHARD_WRITE_BYTES_PER_SEC as f64,
+        ));
     }
 
     say("reading the stream back and checking every record".into());
@@ -403,7 +401,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
         }
     }
     if options.listen.is_some() {
-        say!("\nthe shard server stays up at {endpoint}; try (Ctrl-C to stop):");
+        say!("\nthe shard server stays up at {endpoint}; try (Ctrl-C or SIGTERM to stop):");
         say!(
             "  export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_DEFAULT_REGION=us-east-1"
         );
@@ -412,7 +410,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport> {
             "  aws kinesis get-shard-iterator --stream-name {STREAM} --shard-id shardId-000000000000 --shard-iterator-type TRIM_HORIZON --endpoint-url {endpoint}"
         );
         say!("  shardcar consume {STREAM} --endpoint-url {endpoint} --limit 5");
-        let _ = tokio::signal::ctrl_c().await;
+        stop.await;
     }
     server.shutdown().await;
     drop(temp);

@@ -14,6 +14,7 @@ pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod partition;
+pub mod producer_config;
 pub mod sizing;
 pub mod stats;
 pub mod tail;
@@ -28,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{Config, FlowConfig, OnCorruptCheckpoint};
-use crate::producer::{Budget, Outcome, Producer, ProducerConfig, ProducerHandle, StatsSnapshot};
+use crate::producer::{Budget, Outcome, Producer, ProducerHandle, StatsSnapshot};
 use checkpoint::{CheckpointError, CheckpointStore, Checkpoints, FileCheckpoint};
 use flow::{Flow, FlowStart, Token};
 use ledger::Ledger;
@@ -275,26 +276,7 @@ impl RunningAgent {
                 flow: config.name.clone(),
                 source,
             })?;
-        let mut producer_config = ProducerConfig::new(config.stream.as_str());
-        producer_config.name = config.name.clone();
-        producer_config.retry_base = config.kinesis.retry_base;
-        producer_config.retry_max = config.kinesis.retry_max;
-        producer_config.credentials = crate::aws::credentials_source(&config.kinesis);
-        // The flow's records are data plus a key of up to 256 bytes; the stream's own
-        // limit, when lower, is applied by the producer and the flow sizes to it.
-        producer_config.max_record_bytes = (config.max_record_bytes
-            + crate::kinesis::limits::MAX_PARTITION_KEY_CHARS)
-            .min(crate::kinesis::limits::MAX_RECORD_BYTES_UPPER_BOUND);
-        producer_config.aggregation = config.aggregation;
-        producer_config.throttle = config.throttle;
-        producer_config.max_in_flight_bytes = self.config.agent.max_in_flight_bytes;
-        producer_config.dead_letter_path = Some(
-            self.config
-                .agent
-                .state_dir
-                .join("dead-letter")
-                .join(format!("{}.jsonl", config.name)),
-        );
+        let producer_config = producer_config::for_flow(&config, &self.config.agent);
         let stats = Arc::new(FlowStats::default());
         let (producer, acks) =
             Producer::start_with_budget::<Token>(producer_config, client, self.budget.clone());

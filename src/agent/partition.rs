@@ -1,9 +1,8 @@
 //! Choosing each record's partition key, which decides its shard.
 
-use md5::{Digest, Md5};
-
 use crate::config::PartitionKeyStrategy;
 use crate::kinesis::SpreadKeys;
+use crate::kinesis::digest::md5_hex;
 use crate::kinesis::limits;
 use crate::kinesis::spread_keys::random_key;
 
@@ -12,10 +11,6 @@ use crate::kinesis::spread_keys::random_key;
 pub struct ChosenKey {
     pub key: String,
     pub fell_back: bool,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A key that only has to spread records: one of the pool's pre-hashed keys for the
@@ -34,7 +29,7 @@ fn usable(text: &str) -> Option<String> {
     if text.is_empty() {
         None
     } else if text.chars().count() > limits::MAX_PARTITION_KEY_CHARS {
-        Some(hex(&Md5::digest(text.as_bytes())))
+        Some(md5_hex(text.as_bytes()))
     } else {
         Some(text.to_owned())
     }
@@ -56,7 +51,7 @@ pub fn choose(
                 fell_back: false,
             };
         }
-        PartitionKeyStrategy::LineHash => Some(hex(&Md5::digest(data))),
+        PartitionKeyStrategy::LineHash => Some(md5_hex(data)),
         PartitionKeyStrategy::Hostname => usable(host),
         PartitionKeyStrategy::File => usable(file),
         PartitionKeyStrategy::Fixed(key) => Some(key.clone()),

@@ -1,8 +1,7 @@
 //! `shardcar consume`: read a stream back, deaggregated, one JSON line per user record.
 
 use anyhow::{Context, Result, bail};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64_simd::STANDARD as BASE64;
 use clap::Args;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -77,7 +76,10 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
             );
             match std::str::from_utf8(&record.data) {
                 Ok(text) => line.insert("data".into(), json!(text)),
-                Err(_) => line.insert("data_base64".into(), json!(BASE64.encode(&record.data))),
+                Err(_) => line.insert(
+                    "data_base64".into(),
+                    json!(BASE64.encode_to_string(&record.data)),
+                ),
             };
             writeln!(stdout, "{}", Value::Object(line))?;
             printed += 1;

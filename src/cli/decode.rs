@@ -4,8 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64_simd::STANDARD as BASE64;
 use bytes::Bytes;
 use clap::Args;
 use serde_json::{Map, Value, json};
@@ -38,7 +37,7 @@ pub fn run(args: DecodeArgs) -> Result<()> {
             .enumerate()
             .map(|(i, line)| {
                 BASE64
-                    .decode(line)
+                    .decode_to_vec(line)
                     .map(Bytes::from)
                     .with_context(|| format!("line {} is not valid base64", i + 1))
             })
@@ -76,7 +75,10 @@ pub fn run(args: DecodeArgs) -> Result<()> {
             );
             match std::str::from_utf8(&record.data) {
                 Ok(text) if !args.data_base64 => line.insert("data".into(), json!(text)),
-                _ => line.insert("data_base64".into(), json!(BASE64.encode(&record.data))),
+                _ => line.insert(
+                    "data_base64".into(),
+                    json!(BASE64.encode_to_string(&record.data)),
+                ),
             };
             use std::io::Write;
             writeln!(stdout, "{}", Value::Object(line))?;

@@ -32,14 +32,17 @@ pub struct DemoArgs {
 
 pub fn run(args: DemoArgs) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let report = runtime.block_on(run_demo(DemoOptions {
-        lines: args.lines,
-        shards: args.shards,
-        limits: !args.no_limits,
-        keep: args.keep,
-        listen: args.listen,
-        drop_records: args.fault_drop_records,
-    }))?;
+    let report = runtime.block_on(run_demo(
+        DemoOptions {
+            lines: args.lines,
+            shards: args.shards,
+            limits: !args.no_limits,
+            keep: args.keep,
+            listen: args.listen,
+            drop_records: args.fault_drop_records,
+        },
+        super::signals::terminated(),
+    ))?;
     if report.lost > 0 {
         bail!(
             "{} of {} records were lost",

@@ -5,8 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64_simd::STANDARD as BASE64;
 use serde_json::json;
 
 use crate::kinesis::UserRecord;
@@ -56,7 +55,7 @@ impl DeadLetters {
             "stream": self.stream,
             "reason": reason,
             "partition_key": record.partition_key,
-            "data_base64": BASE64.encode(&record.data),
+            "data_base64": BASE64.encode_to_string(&record.data),
         });
         if let Some(file) = self.file.as_mut()
             && let Err(error) = writeln!(file, "{line}")

@@ -233,7 +233,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::producer::throttle::{ShardRates, TokioClock};
+    use crate::producer::throttle::ShardRates;
 
     fn lane(aggregate: bool) -> (Lane<u32>, AggregationConfig) {
         let aggregation = AggregationConfig {
@@ -250,7 +250,7 @@ mod tests {
         let lane = Lane::new(
             "shardId-000000000000",
             &aggregation,
-            ShardThrottle::new(rates, TokioClock::default()),
+            ShardThrottle::new(rates),
         );
         (lane, aggregation)
     }

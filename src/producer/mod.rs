@@ -11,6 +11,7 @@
 
 mod alerts;
 mod backoff;
+mod bucket;
 mod dead_letter;
 mod delivery;
 pub mod health;
@@ -68,6 +69,9 @@ pub struct ProducerConfig {
 }
 
 impl ProducerConfig {
+    /// Enough calls in flight to keep several shards busy while some wait on retries.
+    pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 8;
+
     pub fn new(stream: &str) -> Self {
         ProducerConfig {
             stream: stream.to_owned(),
@@ -78,7 +82,7 @@ impl ProducerConfig {
             aggregation: AggregationConfig::DEFAULT,
             throttle: ThrottleConfig::DEFAULT,
             max_in_flight_bytes: crate::config::AgentConfig::DEFAULT_MAX_IN_FLIGHT_BYTES,
-            max_concurrent_requests: 8,
+            max_concurrent_requests: Self::DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_record_bytes: limits::DEFAULT_MAX_RECORD_BYTES,
             dead_letter_path: None,
         }

@@ -105,8 +105,6 @@ fn push_json_string(out: &mut Vec<u8>, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
 
     fn entry(key: &str, hash: u128, data: &[u8]) -> WireEntry {
         WireEntry {
@@ -134,8 +132,8 @@ mod tests {
                 sent["ExplicitHashKey"],
                 wire.explicit_hash_key.0.to_string().as_str()
             );
-            let data = STANDARD
-                .decode(sent["Data"].as_str().expect("Data"))
+            let data = base64_simd::STANDARD
+                .decode_to_vec(sent["Data"].as_str().expect("Data"))
                 .expect("base64");
             assert_eq!(data, wire.data);
         }

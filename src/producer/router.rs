@@ -27,7 +27,7 @@ use super::put_body::WireEntry;
 use super::reshard::{self, Landed, Refresh};
 use super::service::{PutAnswer, RequestFailure, StreamService};
 use super::stats::ProducerStats;
-use super::throttle::{ShardRates, ShardThrottle, TokioClock};
+use super::throttle::{ShardRates, ShardThrottle};
 use super::topology::{Topology, TopologyError};
 use super::{Ack, Input, Inputs, ProducerConfig};
 use crate::aws::{Failure, Trouble};
@@ -48,7 +48,6 @@ pub struct Router<T, S> {
     topology: Option<Topology>,
     lanes: Vec<Lane<T>>,
     lane_by_shard: HashMap<String, usize>,
-    clock: TokioClock,
     in_flight: JoinSet<PutAnswer>,
     sent: HashMap<tokio::task::Id, (Vec<Entry<T>>, Instant)>,
     refresh: Refresh,
@@ -102,7 +101,6 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
             topology: None,
             lanes: Vec::new(),
             lane_by_shard: HashMap::new(),
-            clock: TokioClock::default(),
             in_flight: JoinSet::new(),
             sent: HashMap::new(),
             refresh: Refresh::new(now),
@@ -649,12 +647,11 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
             bytes_per_sec: f64::from(throttle.bytes_per_second_per_shard) * throttle.share,
             adaptive: throttle.adaptive,
         };
-        let clock = self.clock;
         let (lanes, reroute) = reshard::rebuild_lanes(
             std::mem::take(&mut self.lanes),
             &topology.open,
             &self.config.aggregation,
-            || ShardThrottle::new(rates, clock),
+            || ShardThrottle::new(rates),
             now,
         );
         self.lane_by_shard = lanes

@@ -1,4 +1,4 @@
-//! Per-shard throttling: a records/s and a bytes/s bucket (governor), scaled by the
+//! Per-shard throttling: a records/s and a bytes/s bucket ([`TokenBucket`]), scaled by the
 //! configured share and an adaptive factor that backs off when Kinesis throttles.
 //!
 //! Adaptive mode starts slow and then backs off to what Kinesis actually accepted,
@@ -18,39 +18,13 @@
 //!   and the step doubles each second (up to 16%), so a producer left alone reclaims
 //!   the shard within seconds.
 //!
-//! Governor runs on [`TokioClock`], so tests with paused tokio time are exact.
+//! Time is tokio's, so tests with paused time are exact.
 
-use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::clock::Clock;
-use governor::middleware::NoOpMiddleware;
-use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
-/// A governor clock reading tokio's time, which tests can pause and advance.
-#[derive(Debug, Clone, Copy)]
-pub struct TokioClock {
-    origin: Instant,
-}
-
-impl Default for TokioClock {
-    fn default() -> Self {
-        TokioClock {
-            origin: Instant::now(),
-        }
-    }
-}
-
-impl Clock for TokioClock {
-    type Instant = Duration;
-    fn now(&self) -> Duration {
-        Instant::now().saturating_duration_since(self.origin)
-    }
-}
-
-type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
+use super::bucket::TokenBucket;
 
 const WINDOW: Duration = Duration::from_millis(250);
 /// How far under the measured accepted rate to settle, and the least decrease.
@@ -93,13 +67,8 @@ pub struct ShardRates {
 pub struct ShardThrottle {
     rates: ShardRates,
     factor: f64,
-    clock: TokioClock,
-    records: Limiter,
-    bytes: Limiter,
-    bytes_burst: u32,
-    /// Bytes of an entry larger than the burst still to be charged; the shard sends
-    /// nothing more until they are paid, so every byte goes through the bucket.
-    owed_bytes: usize,
+    records: TokenBucket,
+    bytes: TokenBucket,
     last_decrease: Option<Instant>,
     last_increase: Instant,
     window: Window,
@@ -110,40 +79,22 @@ pub struct ShardThrottle {
     increase_step: f64,
 }
 
-fn nonzero(value: f64) -> NonZeroU32 {
-    NonZeroU32::new(value.clamp(1.0, f64::from(u32::MAX)) as u32).unwrap_or(NonZeroU32::MIN)
-}
-
-/// A limiter of `per_sec` allowing a burst of a fifth of a second, starting empty so a
-/// rate change never releases a burst. Kinesis's own bucket holds a second; keeping
+/// Each bucket holds a fifth of a second. Kinesis's own bucket holds a second; keeping
 /// ours smaller leaves room for the other producers' bursts on a shared shard.
-fn limiter(per_sec: f64, clock: TokioClock) -> (Limiter, u32) {
-    let rate = nonzero(per_sec);
-    let burst = nonzero(per_sec / BURST_FRACTION_OF_SECOND);
-    let quota = Quota::per_second(rate).allow_burst(burst);
-    let limiter = RateLimiter::direct_with_clock(quota, clock);
-    let _ = limiter.check_n(burst);
-    (limiter, burst.get())
-}
-
-const BURST_FRACTION_OF_SECOND: f64 = 5.0;
+const BURST_SECS: f64 = 0.2;
 
 impl ShardThrottle {
-    pub fn new(rates: ShardRates, clock: TokioClock) -> Self {
-        let (records, _) = limiter(rates.records_per_sec, clock);
-        let (bytes, bytes_burst) = limiter(rates.bytes_per_sec, clock);
+    pub fn new(rates: ShardRates) -> Self {
+        let now = Instant::now();
         let mut throttle = ShardThrottle {
             rates,
             factor: 1.0,
-            clock,
-            records,
-            bytes,
-            bytes_burst,
-            owed_bytes: 0,
+            records: TokenBucket::new(rates.records_per_sec, BURST_SECS, now),
+            bytes: TokenBucket::new(rates.bytes_per_sec, BURST_SECS, now),
             last_decrease: None,
-            last_increase: Instant::now(),
+            last_increase: now,
             window: Window {
-                start: Instant::now(),
+                start: now,
                 accepted: 0,
                 throttled: 0,
             },
@@ -154,7 +105,7 @@ impl ShardThrottle {
         if rates.adaptive {
             throttle.slow_start = true;
             throttle.factor = SLOW_START_FACTOR;
-            throttle.rebuild();
+            throttle.apply_factor(now);
         }
         throttle
     }
@@ -164,38 +115,28 @@ impl ShardThrottle {
         self.factor
     }
 
-    fn rebuild(&mut self) {
-        let (records, _) = limiter(self.rates.records_per_sec * self.factor, self.clock);
-        let (bytes, bytes_burst) = limiter(self.rates.bytes_per_sec * self.factor, self.clock);
-        self.records = records;
-        self.bytes = bytes;
-        self.bytes_burst = bytes_burst;
+    fn apply_factor(&mut self, now: Instant) {
+        self.records
+            .set_rate(self.rates.records_per_sec * self.factor, now);
+        self.bytes
+            .set_rate(self.rates.bytes_per_sec * self.factor, now);
     }
 
     /// Takes one record of `bytes` if both buckets allow it now; otherwise says how
-    /// long until the refusing bucket could.
+    /// long until both could. An entry larger than the byte bucket's burst is charged
+    /// in full: the shard sends nothing more until that debt is paid.
     pub fn admit(&mut self, bytes: usize) -> Result<(), Duration> {
-        let now = self.clock.now();
-        let burst = self.bytes_burst as usize;
-        while self.owed_bytes > 0 {
-            let chunk = self.owed_bytes.min(burst);
-            match self.bytes.check_n(nonzero(chunk as f64)) {
-                Ok(Ok(())) => self.owed_bytes -= chunk,
-                Ok(Err(not_until)) => return Err(not_until.wait_time_from(now)),
-                Err(_) => return Err(Duration::from_secs(1)),
-            }
-        }
-        if let Err(not_until) = self.records.check() {
-            return Err(not_until.wait_time_from(now));
-        }
-        match self.bytes.check_n(nonzero(bytes.min(burst) as f64)) {
-            Ok(Ok(())) => {
-                self.owed_bytes = bytes.saturating_sub(burst);
+        let now = Instant::now();
+        let records = self.records.check(1.0, now);
+        let payload = self.bytes.check(bytes as f64, now);
+        match (records, payload) {
+            (Ok(()), Ok(())) => {
+                self.records.take(1.0);
+                self.bytes.take(bytes as f64);
                 Ok(())
             }
-            Ok(Err(not_until)) => Err(not_until.wait_time_from(now)),
-            // Cannot happen: cells are capped at the burst size.
-            Err(_) => Err(Duration::from_secs(1)),
+            (Err(wait), Ok(())) | (Ok(()), Err(wait)) => Err(wait),
+            (Err(first), Err(second)) => Err(first.max(second)),
         }
     }
 
@@ -265,14 +206,14 @@ impl ShardThrottle {
                 factor = self.factor,
                 "shard rate lowered"
             );
-            self.rebuild();
+            self.apply_factor(now);
         } else if window.accepted == 0 {
             // Nothing sent: nothing learned.
         } else if self.slow_start {
             self.factor = (self.factor * SLOW_START_GROWTH).min(SLOW_START_CEILING);
             self.slow_start = self.factor < SLOW_START_CEILING;
             self.last_increase = now;
-            self.rebuild();
+            self.apply_factor(now);
         } else if self.factor < 1.0
             && self
                 .last_decrease
@@ -293,7 +234,7 @@ impl ShardThrottle {
             }
             self.last_increase = now;
             tracing::debug!(factor = self.factor, "shard rate raised");
-            self.rebuild();
+            self.apply_factor(now);
         }
     }
 }
@@ -338,14 +279,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn records_per_second_are_held_to_the_rate() {
-        let mut throttle = ShardThrottle::new(rates(1000.0, 1e9), TokioClock::default());
+        let mut throttle = ShardThrottle::new(rates(1000.0, 1e9));
         let admitted = admitted_over(&mut throttle, 10, 10, 5).await;
         assert!((9_900..=10_000).contains(&admitted), "{admitted}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn bytes_per_second_are_held_to_the_rate() {
-        let mut throttle = ShardThrottle::new(rates(1000.0, 1_048_576.0), TokioClock::default());
+        let mut throttle = ShardThrottle::new(rates(1000.0, 1_048_576.0));
         // 50 KiB aggregates: 20.48 per second fit in 1 MiB/s.
         let admitted = admitted_over(&mut throttle, 10, 51_200, 1).await;
         assert!((200..=205).contains(&admitted), "{admitted}");
@@ -354,14 +295,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn entries_larger_than_the_burst_are_charged_in_full() {
         // 100 KiB/s allows a 20 KiB burst; 50 KiB aggregates must still go at 2 per second.
-        let mut throttle = ShardThrottle::new(rates(1000.0, 102_400.0), TokioClock::default());
+        let mut throttle = ShardThrottle::new(rates(1000.0, 102_400.0));
         let admitted = admitted_over(&mut throttle, 10, 51_200, 1).await;
         assert!((19..=21).contains(&admitted), "{admitted}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn refusal_says_how_long_to_wait() {
-        let mut throttle = ShardThrottle::new(rates(10.0, 1e9), TokioClock::default());
+        let mut throttle = ShardThrottle::new(rates(10.0, 1e9));
         let wait = throttle.admit(1).unwrap_err();
         assert!(
             wait <= Duration::from_millis(100) && wait > Duration::ZERO,
@@ -385,7 +326,7 @@ mod tests {
 
     /// An adaptive throttle at full rate, slow start over, with no recent answers.
     async fn warmed_up(records: f64) -> ShardThrottle {
-        let mut throttle = ShardThrottle::new(adaptive(records, 1e9), TokioClock::default());
+        let mut throttle = ShardThrottle::new(adaptive(records, 1e9));
         // Slow start to half the rate, then uncontended doubling steps to the full rate.
         for _ in 0..80 {
             window(&mut throttle, 1, 0).await;
@@ -470,7 +411,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn fixed_mode_ignores_throttling() {
-        let mut throttle = ShardThrottle::new(rates(100.0, 1e9), TokioClock::default());
+        let mut throttle = ShardThrottle::new(rates(100.0, 1e9));
         window(&mut throttle, 0, 10).await;
         assert_eq!(throttle.factor(), 1.0);
     }
@@ -478,7 +419,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn slow_start_grows_each_quiet_window_until_the_first_refusal() {
         let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
-        let mut throttle = ShardThrottle::new(adaptive(1000.0, 1e9), TokioClock::default());
+        let mut throttle = ShardThrottle::new(adaptive(1000.0, 1e9));
         assert!(near(throttle.factor(), 0.25));
         window(&mut throttle, 2, 0).await;
         assert!(near(throttle.factor(), 0.375));

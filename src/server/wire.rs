@@ -2,8 +2,7 @@
 //! seconds) and CBOR 1.1 (blobs as byte strings, timestamps as tag 1), from the same
 //! serde types. [`Blob`] and [`Timestamp`] pick their encoding from the format.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64_simd::STANDARD as BASE64;
 use bytes::Bytes;
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -95,7 +94,7 @@ pub struct Blob(pub Bytes);
 impl Serialize for Blob {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if serializer.is_human_readable() {
-            serializer.serialize_str(&BASE64.encode(&self.0))
+            serializer.serialize_str(&BASE64.encode_to_string(&self.0))
         } else {
             serializer.serialize_bytes(&self.0)
         }
@@ -111,9 +110,17 @@ impl<'de> Deserialize<'de> for Blob {
                 f.write_str("a base64 string or a byte string")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Blob, E> {
-                BASE64.decode(v).map(|b| Blob(Bytes::from(b))).map_err(|e| {
+                BASE64.decode_to_vec(v).map(|b| Blob(Bytes::from(b))).map_err(|_| {
+                    let why = if v.len() % 4 == 0 {
+                        "Base64 encoded data holds a character outside the alphabet or bad padding".to_owned()
+                    } else {
+                        format!(
+                            "Base64 encoded length is expected a multiple of 4 bytes but found: {}",
+                            v.len()
+                        )
+                    };
                     E::custom(format!(
-                        "'{}' can not be converted to a Blob: {e}",
+                        "'{}' can not be converted to a Blob: {why}",
                         truncate(v)
                     ))
                 })

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{ServerProcess, kcl_user_records, kinesis_client, read_stream};
+use crate::support::{
+    ServerProcess, eventually_explained, kcl_user_records, kinesis_client, read_stream,
+};
 
 fn agent_config(dir: &Path, endpoint: &str, budget: u64) -> std::path::PathBuf {
     let path = dir.join("agent.toml");
@@ -62,14 +64,15 @@ async fn arrived_all(
     total: u64,
     within: Duration,
 ) -> std::collections::HashMap<u64, u32> {
-    let deadline = Instant::now() + within;
-    loop {
+    eventually_explained(within, async || {
         let counts = arrived(client).await;
-        if counts.len() as u64 == total || Instant::now() > deadline {
-            return counts;
+        if counts.len() as u64 == total {
+            Ok(counts)
+        } else {
+            Err(format!("{} of {total} lines arrived", counts.len()))
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    })
+    .await
 }
 
 /// Indices of lines arrived, with how often. A record that is not one whole line (a
@@ -126,11 +129,16 @@ async fn killed_three_times_every_line_arrives_and_only_in_flight_lines_repeat()
         file.flush().unwrap();
     });
     let mut agent = start_agent(&config);
-    // Kill at moments that vary from run to run.
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
+    // Kill at moments that vary from run to run; SHARDCAR_KILL_SEED=N replays a run.
+    let seed = std::env::var("SHARDCAR_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::from(d.subsec_nanos()))
+        });
+    eprintln!("kill seed {seed} (replay with SHARDCAR_KILL_SEED={seed})");
     for kill in 0..3u64 {
         let wait = 500 + (seed.wrapping_mul(kill + 7) % 1000);
         tokio::time::sleep(Duration::from_millis(wait)).await;

@@ -12,15 +12,6 @@ use crate::support::{ServerProcess, eventually, kcl_user_records, kinesis_client
 /// An address nothing listens on: connections are refused at once.
 const DEAD_ENDPOINT: &str = "http://127.0.0.1:1";
 
-/// A free loopback port (for a server started later, once the agent runs).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The agent as a process, its log read line by line on a thread.
 pub struct AgentProcess {
     pub child: Child,
@@ -83,6 +74,20 @@ impl AgentProcess {
                 ),
             }
         }
+    }
+
+    /// The port the agent's HTTP endpoint bound (configured as `127.0.0.1:0`), from
+    /// its start-up log line.
+    pub fn metrics_port(&mut self) -> u16 {
+        let line = self.wait_for_log("serving /metrics", Duration::from_secs(20));
+        let after = line
+            .split("127.0.0.1:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no bound address in {line:?}"));
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        digits
+            .parse()
+            .unwrap_or_else(|_| panic!("no port in {line:?}"))
     }
 
     pub fn signal(&self, name: &str) {
@@ -218,34 +223,33 @@ async fn start_at_end_killed_in_its_first_second_skips_only_lines_older_than_the
 async fn copytruncate_refilled_past_the_old_offset_is_read_again_and_ships_no_fragment() {
     // The server comes up only after the rotation: until then the agent's reader waits
     // on its full budget, part-way through the file, as in an outage.
-    let port = free_port();
-    let endpoint = format!("http://127.0.0.1:{port}");
+    // The server holds its port from the start but is stopped (SIGSTOP): calls connect
+    // and get no answer until it is continued, as in an outage of a hung endpoint.
+    let server = ServerProcess::start(&[
+        "--no-limits",
+        "--create-stream",
+        "logs:2",
+        "--create-delay-ms",
+        "0",
+    ]);
+    let endpoint = server.endpoint.clone();
+    server.signal("STOP");
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("logs")).unwrap();
     let log = dir.path().join("logs/app.log");
     let before = numbered("before", 0, 30_000); // about 2.4 MB
     append(&log, &before);
-    let metrics_port = free_port();
-    let agent_keys =
-        format!("metrics_listen = \"127.0.0.1:{metrics_port}\"\nmax_in_flight_bytes = 1048576");
-    let config = write_config(dir.path(), &endpoint, &agent_keys, "start_at = \"start\"");
+    let agent_keys = "metrics_listen = \"127.0.0.1:0\"\nmax_in_flight_bytes = 1048576";
+    let config = write_config(dir.path(), &endpoint, agent_keys, "start_at = \"start\"");
     let mut agent = AgentProcess::start(&config);
+    let metrics_port = agent.metrics_port();
     agent.wait_for_log("agent running", Duration::from_secs(20));
     wait_for_full_budget(metrics_port).await;
     // copytruncate, then the writer refills the file past where the reader stands.
     copy_truncate(&log, &dir.path().join("logs/app.log.1"));
     let after = numbered("after", 0, 60_000); // about 4.8 MB
     append(&log, &after);
-    let _server = ServerProcess::start_on(
-        &format!("127.0.0.1:{port}"),
-        &[
-            "--no-limits",
-            "--create-stream",
-            "logs:2",
-            "--create-delay-ms",
-            "0",
-        ],
-    );
+    server.signal("CONT");
     let client = kinesis_client(&endpoint);
     let counts = eventually(Duration::from_secs(60), async || {
         let counts = arrived(&client).await;
@@ -424,17 +428,15 @@ async fn sigterm_during_a_reload_with_a_full_budget_ends_the_process_within_the_
         &dir.path().join("logs/app.log"),
         &numbered("held", 0, 30_000),
     );
-    let metrics_port = free_port();
-    let agent_keys = format!(
-        "metrics_listen = \"127.0.0.1:{metrics_port}\"\nmax_in_flight_bytes = 1048576\nshutdown_grace_period_secs = 2"
-    );
+    let agent_keys = "metrics_listen = \"127.0.0.1:0\"\nmax_in_flight_bytes = 1048576\nshutdown_grace_period_secs = 2";
     let config = write_config(
         dir.path(),
         DEAD_ENDPOINT,
-        &agent_keys,
+        agent_keys,
         "start_at = \"start\"",
     );
     let mut agent = AgentProcess::start(&config);
+    let metrics_port = agent.metrics_port();
     agent.wait_for_log("agent running", Duration::from_secs(20));
     wait_for_full_budget(metrics_port).await;
     // The flow changes (still unreachable), so the reload stops it; SIGTERM follows.

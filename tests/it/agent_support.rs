@@ -10,7 +10,8 @@ use shardcar::config::Config;
 use shardcar::server::RunningServer;
 
 use crate::support::{
-    kcl_user_records, kinesis_client, read_stream, start_server, test_server_config,
+    eventually_explained, kcl_user_records, kinesis_client, read_stream, start_server,
+    test_server_config,
 };
 
 pub struct Setup {
@@ -111,20 +112,14 @@ linger_ms = 20
 
     /// Waits until every one of `lines` arrived at least once; returns the counts.
     pub async fn wait_for(&self, lines: &[Vec<u8>], within: Duration) -> HashMap<Vec<u8>, usize> {
-        let deadline = std::time::Instant::now() + within;
-        loop {
+        eventually_explained(within, async || {
             let arrived = self.arrived().await;
-            let missing = lines.iter().filter(|l| !arrived.contains_key(*l)).count();
-            if missing == 0 {
-                return arrived;
+            match lines.iter().filter(|l| !arrived.contains_key(*l)).count() {
+                0 => Ok(arrived),
+                missing => Err(format!("{missing} of {} lines missing", lines.len())),
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{missing} of {} lines missing after {within:?}",
-                lines.len()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 }
 

@@ -30,8 +30,7 @@ fn decode_prints_each_user_record_of_a_raw_aggregate() {
 
 #[test]
 fn decode_reads_base64_lines_and_can_force_base64_data() {
-    use base64::Engine;
-    let text = base64::engine::general_purpose::STANDARD.encode(aggregate_bytes());
+    let text = base64_simd::STANDARD.encode_to_string(aggregate_bytes());
     let input = format!("{text}\n\n{text}\n");
     let output = shardcar(
         &["decode", "--base64", "--data-base64", "-"],
@@ -54,10 +53,9 @@ fn decode_passes_garbage_through_as_one_plain_record() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["aggregated"], false);
     assert_eq!(lines[0]["partition_key"], "outer");
-    use base64::Engine;
     assert_eq!(
         lines[0]["data_base64"],
-        base64::engine::general_purpose::STANDARD.encode(garbage)
+        base64_simd::STANDARD.encode_to_string(garbage)
     );
 }
 

@@ -11,14 +11,6 @@ use crate::support::{ServerProcess, eventually, kinesis_client, shardcar};
 
 const DEAD_ENDPOINT: &str = "http://127.0.0.1:1";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn write_config(dir: &Path, agent: &str, kinesis: &str, flow: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("logs")).unwrap();
     let path = dir.join("agent.toml");
@@ -128,14 +120,14 @@ fn logs_to_a_file_have_no_escape_codes_and_json_logs_are_one_object_per_line() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_endpoint_is_one_short_line_naming_flow_stream_and_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let config = write_config(
         dir.path(),
-        &format!("metrics_listen = \"127.0.0.1:{port}\""),
+        "metrics_listen = \"127.0.0.1:0\"",
         &format!("endpoint_url = \"{DEAD_ENDPOINT}\"\nretry_base_ms = 10\nretry_max_ms = 50"),
         "",
     );
     let mut agent = AgentProcess::start(&config);
+    let port = agent.metrics_port();
     agent.wait_for_log("cannot deliver", Duration::from_secs(20));
     // Many failed calls later, still one line (the next is due a minute after).
     eventually(Duration::from_secs(20), async || {
@@ -248,14 +240,14 @@ async fn no_access_key_id_or_secret_in_any_log_even_at_trace() {
 async fn ready_is_503_while_the_stream_is_missing_and_200_once_it_exists() {
     let server = ServerProcess::start(&["--no-limits", "--create-delay-ms", "0"]);
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let config = write_config(
         dir.path(),
-        &format!("metrics_listen = \"127.0.0.1:{port}\"\nready_after_failing_secs = 1"),
+        "metrics_listen = \"127.0.0.1:0\"\nready_after_failing_secs = 1",
         &format!("endpoint_url = \"{}\"\nretry_max_ms = 200", server.endpoint),
         "",
     );
     let mut agent = AgentProcess::start(&config);
+    let port = agent.metrics_port();
     agent.wait_for_log("agent running", Duration::from_secs(20));
     assert_eq!(get(port, "/health").map(|r| r.0), Some(200));
     let body = eventually(Duration::from_secs(20), async || {
@@ -300,15 +292,15 @@ async fn every_metric_family_has_help_and_error_series_exist_from_the_start() {
         "0",
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let config = write_config(
         dir.path(),
-        &format!("metrics_listen = \"127.0.0.1:{port}\""),
+        "metrics_listen = \"127.0.0.1:0\"",
         &format!("endpoint_url = \"{}\"", server.endpoint),
         "",
     );
     std::fs::write(dir.path().join("logs/app.log"), "a\nb\nc\n").unwrap();
     let mut agent = AgentProcess::start(&config);
+    let port = agent.metrics_port();
     let body = eventually(Duration::from_secs(20), async || {
         get(port, "/metrics")
             .map(|r| r.1)
@@ -515,8 +507,7 @@ fn predict_and_decode_into_a_closed_pipe_end_quietly_with_exit_0() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    use base64::Engine;
-    let record = base64::engine::general_purpose::STANDARD.encode(b"plain record");
+    let record = base64_simd::STANDARD.encode_to_string(b"plain record");
     let input = format!("{record}\n").repeat(50_000);
     let mut decode = Command::new(env!("CARGO_BIN_EXE_shardcar"))
         .args(["decode", "--base64", "-"])

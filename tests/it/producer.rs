@@ -9,7 +9,8 @@ use shardcar::producer::{Acks, Outcome, Producer, ProducerConfig, ProducerHandle
 use shardcar::server::RunningServer;
 
 use crate::support::{
-    ServerProcess, kcl_user_records, kinesis_client, read_stream, start_server, test_server_config,
+    ServerProcess, eventually, kcl_user_records, kinesis_client, read_stream, start_server,
+    test_server_config,
 };
 
 fn producer_client(endpoint: &str) -> aws_sdk_kinesis::Client {
@@ -268,9 +269,10 @@ async fn resharding_during_a_run_loses_nothing() {
         let wait_for = |n: u64| {
             let handle = handle.clone();
             async move {
-                while handle.stats().acknowledged_records < n {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
+                eventually(Duration::from_secs(60), async || {
+                    (handle.stats().acknowledged_records >= n).then_some(())
+                })
+                .await
             }
         };
         wait_for(10_000).await;
@@ -409,9 +411,10 @@ async fn a_server_outage_loses_nothing_and_memory_stays_within_the_budget() {
     });
     let collector =
         tokio::spawn(async move { collect_acks(&mut acks, total, Duration::from_secs(120)).await });
-    while handle.stats().acknowledged_records < 10_000 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(Duration::from_secs(60), async || {
+        (handle.stats().acknowledged_records >= 10_000).then_some(())
+    })
+    .await;
     server.kill_9();
     let down_since = std::time::Instant::now();
     let mut peak = 0;

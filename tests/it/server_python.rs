@@ -110,9 +110,8 @@ fn aws_cli_writes_and_reads_back_a_record() {
         ],
     );
     let record = &records["Records"][0];
-    use base64::Engine;
-    let data = base64::engine::general_purpose::STANDARD
-        .decode(record["Data"].as_str().unwrap())
+    let data = base64_simd::STANDARD
+        .decode_to_vec(record["Data"].as_str().unwrap())
         .unwrap();
     assert_eq!(data, b"user signup");
     assert_eq!(record["PartitionKey"], "user1");

@@ -17,9 +17,8 @@ pub fn read_json(relative: &str) -> serde_json::Value {
 }
 
 pub fn b64(text: &str) -> Vec<u8> {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
+    base64_simd::STANDARD
+        .decode_to_vec(text)
         .unwrap_or_else(|e| panic!("bad base64 in test data {text:?}: {e}"))
 }
 
@@ -92,15 +91,24 @@ pub async fn eventually<T>(
     deadline: std::time::Duration,
     mut check: impl AsyncFnMut() -> Option<T>,
 ) -> T {
+    eventually_explained(deadline, async || check().await.ok_or("not yet")).await
+}
+
+/// Polls `check` until it returns `Ok`, or panics after `deadline` with what the last
+/// `Err` said (how far it got).
+pub async fn eventually_explained<T, E: std::fmt::Display>(
+    deadline: std::time::Duration,
+    mut check: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
     let start = std::time::Instant::now();
     loop {
-        if let Some(value) = check().await {
-            return value;
+        match check().await {
+            Ok(value) => return value,
+            Err(why) => assert!(
+                start.elapsed() < deadline,
+                "condition not met within {deadline:?}: {why}"
+            ),
         }
-        assert!(
-            start.elapsed() < deadline,
-            "condition not met within {deadline:?}"
-        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
@@ -141,6 +149,16 @@ impl ServerProcess {
             child,
             endpoint: format!("http://{addr}"),
         }
+    }
+
+    /// Sends a signal by name (`STOP` freezes the server with its port held: calls
+    /// connect and wait, as against a hung endpoint; `CONT` resumes it).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill -{name}: {e}"));
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// SIGKILL: no shutdown code runs.

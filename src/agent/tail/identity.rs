@@ -9,8 +9,6 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 
-use md5::{Digest, Md5};
-
 /// Bytes at the start of a file that make up its fingerprint.
 pub const FINGERPRINT_BYTES: u64 = 256;
 
@@ -38,10 +36,7 @@ pub fn read_prefix(file: &File, len: u64) -> io::Result<Vec<u8>> {
 }
 
 fn fingerprint_of(prefix: &[u8]) -> String {
-    Md5::digest(prefix)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::kinesis::digest::md5_hex(prefix)
 }
 
 impl FileIdentity {

@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64_simd::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
 use super::shapes::{
@@ -303,7 +302,7 @@ pub fn list_streams(store: &Store, input: ListStreamsInput) -> OpResult<ListStre
     let after = match &input.next_token {
         Some(token) => Some(
             BASE64
-                .decode(token)
+                .decode_to_vec(token)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(|| KinesisError::invalid_argument("Invalid NextToken."))?,
@@ -335,7 +334,7 @@ pub fn list_streams(store: &Store, input: ListStreamsInput) -> OpResult<ListStre
         })
         .collect();
     let next_token = (has_more_streams)
-        .then(|| names.last().map(|n| BASE64.encode(n)))
+        .then(|| names.last().map(|n| BASE64.encode_to_string(n)))
         .flatten();
     Ok(ListStreamsOutput {
         stream_names: names,
@@ -377,14 +376,14 @@ pub struct ListShardsOutput {
 
 /// A ListShards page token: which stream (and which incarnation of it), and the last shard listed.
 fn list_shards_token(stream: &Stream, last_index: u32) -> String {
-    BASE64.encode(format!(
+    BASE64.encode_to_string(format!(
         "{}|{}|{}",
         stream.created_ms, last_index, stream.name
     ))
 }
 
 fn parse_list_shards_token(token: &str) -> Option<(Millis, u32, String)> {
-    let text = String::from_utf8(BASE64.decode(token).ok()?).ok()?;
+    let text = String::from_utf8(BASE64.decode_to_vec(token).ok()?).ok()?;
     let mut parts = text.splitn(3, '|');
     Some((
         parts.next()?.parse().ok()?,

@@ -3,9 +3,8 @@
 //! The token is base64 of a small binary layout with a checksum, so a mangled or
 //! invented iterator is recognised and refused with `InvalidArgumentException`.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use md5::{Digest, Md5};
+use crate::kinesis::digest::md5;
+use base64_simd::STANDARD as BASE64;
 
 use super::log::Position;
 use crate::server::clock::Millis;
@@ -33,15 +32,15 @@ impl IteratorToken {
         bytes.extend_from_slice(&self.position.to_be_bytes());
         bytes.extend_from_slice(&self.issued_ms.to_be_bytes());
         bytes.extend_from_slice(self.stream.as_bytes());
-        let checksum = Md5::digest(&bytes);
+        let checksum = md5(&bytes);
         bytes.extend_from_slice(&checksum[..CHECKSUM_LEN]);
-        BASE64.encode(bytes)
+        BASE64.encode_to_string(bytes)
     }
 
     pub fn decode(text: &str) -> Option<IteratorToken> {
-        let bytes = BASE64.decode(text).ok()?;
+        let bytes = BASE64.decode_to_vec(text).ok()?;
         let (body, checksum) = bytes.split_at_checked(bytes.len().checked_sub(CHECKSUM_LEN)?)?;
-        if Md5::digest(body)[..CHECKSUM_LEN] != *checksum || body.first() != Some(&VERSION) {
+        if md5(body)[..CHECKSUM_LEN] != *checksum || body.first() != Some(&VERSION) {
             return None;
         }
         let field = |at: usize, len: usize| body.get(at..at + len);

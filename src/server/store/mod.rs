@@ -383,6 +383,18 @@ impl Store {
         Ok(())
     }
 
+    /// Payload bytes held by each open shard of `stream`, in hash-key order: what a
+    /// shard was written, for reports of how much of its write limit a run used.
+    pub fn open_shard_bytes(&self, stream: &str) -> OpResult<Vec<(String, usize)>> {
+        let stream = self.stream(stream)?;
+        Ok(stream
+            .open_shards()
+            .shards
+            .iter()
+            .map(|shard| (shard.id.to_string(), lock(&shard.state).log.stored_bytes()))
+            .collect())
+    }
+
     /// Payload bytes held in memory across all streams.
     pub fn stored_bytes(&self) -> usize {
         let streams: Vec<Arc<Stream>> = self.read_streams().values().cloned().collect();
