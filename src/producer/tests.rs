@@ -317,23 +317,24 @@ async fn entries_that_failed_inside_an_accepted_call_are_retried_after_the_backo
     let acked = collect(&mut acks, 500).await;
     assert_delivered_where_they_belong(&acked, &truth);
     assert_eq!(service.kinesis().landed.len(), 500);
-    let calls = service.calls();
-    let first = &calls[0];
-    let failed: Vec<&WireEntry> = first.entries.iter().step_by(2).collect();
-    assert!(!failed.is_empty());
-    for entry in failed {
-        let again = calls[1..]
-            .iter()
-            .find(|c| c.entries.iter().any(|e| e.data == entry.data))
-            .unwrap_or_else(|| panic!("a failed entry was never sent again"));
-        let waited = again.at - first.at;
-        assert!(
-            waited >= retry_base / 2,
-            "retried after {waited:?}, before half of retry_base ({retry_base:?})"
-        );
+    {
+        let calls = service.calls();
+        let first = &calls[0];
+        let failed: Vec<&WireEntry> = first.entries.iter().step_by(2).collect();
+        assert!(!failed.is_empty());
+        for entry in failed {
+            let again = calls[1..]
+                .iter()
+                .find(|c| c.entries.iter().any(|e| e.data == entry.data))
+                .unwrap_or_else(|| panic!("a failed entry was never sent again"));
+            let waited = again.at - first.at;
+            assert!(
+                waited >= retry_base / 2,
+                "retried after {waited:?}, before half of retry_base ({retry_base:?})"
+            );
+        }
+        assert!(handle.stats().failed_entries > 0);
     }
-    assert!(handle.stats().failed_entries > 0);
-    drop(calls);
     stop(&handle, &budget).await;
 }
 
@@ -493,7 +494,7 @@ async fn aggregates_that_landed_on_other_shards_are_kept_if_inside_and_sent_agai
     let parent = shard(0, HashKeyRange::FULL);
     let truth = topology(
         vec![shard(1, halves[0]), shard(2, halves[1])],
-        &[parent.clone()],
+        std::slice::from_ref(&parent),
     );
     let stale = topology(vec![parent], &[]);
     let service = Scripted::accepting(truth.clone());
@@ -509,14 +510,16 @@ async fn aggregates_that_landed_on_other_shards_are_kept_if_inside_and_sent_agai
         "1000 records in one-shard aggregates: some cross the boundary {stats:?}"
     );
     // What a consumer of each shard reads includes every record that belongs there.
-    let landed = &service.kinesis().landed;
-    for i in 0..1000 {
-        let r = record(i);
-        let owner = truth.open.predict(r.hash_key()).shard_id.as_str();
-        assert!(
-            landed.iter().any(|(s, l)| s == owner && *l == r),
-            "record {i} never landed on {owner}"
-        );
+    {
+        let landed = &service.kinesis().landed;
+        for i in 0..1000 {
+            let r = record(i);
+            let owner = truth.open.predict(r.hash_key()).shard_id.as_str();
+            assert!(
+                landed.iter().any(|(s, l)| s == owner && *l == r),
+                "record {i} never landed on {owner}"
+            );
+        }
     }
     stop(&handle, &budget).await;
 }

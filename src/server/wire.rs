@@ -111,7 +111,7 @@ impl<'de> Deserialize<'de> for Blob {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Blob, E> {
                 BASE64.decode_to_vec(v).map(|b| Blob(Bytes::from(b))).map_err(|_| {
-                    let why = if v.len() % 4 == 0 {
+                    let why = if v.len().is_multiple_of(4) {
                         "Base64 encoded data holds a character outside the alphabet or bad padding".to_owned()
                     } else {
                         format!(
