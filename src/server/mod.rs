@@ -88,9 +88,9 @@ pub fn call(
     ops::dispatch(store, action, format, body)
 }
 
-/// The actions the server answers.
-pub fn actions() -> &'static [&'static str] {
-    ops::ACTIONS
+/// The actions the server answers, sorted by name.
+pub fn actions() -> Vec<&'static str> {
+    ops::names().collect()
 }
 
 pub struct Server;

@@ -1,10 +1,27 @@
 //! One function per API action: parse the input, validate it as Kinesis does, run it
 //! against the store, encode the output.
 
+/// Implements [`validate::NamesStream`] for inputs with the `StreamName` and
+/// `StreamARN` pair. Defined before the modules below so that they can use it.
+macro_rules! names_stream {
+    ($($input:ty),+ $(,)?) => {
+        $(impl super::validate::NamesStream for $input {
+            fn target(&self) -> super::validate::StreamTarget<'_> {
+                super::validate::StreamTarget {
+                    name: self.stream_name.as_deref(),
+                    arn: self.stream_arn.as_deref(),
+                }
+            }
+        })+
+    };
+}
+
 mod records;
 mod reshard;
 mod shapes;
+mod shards;
 mod streams;
+mod tags;
 mod validate;
 
 use serde::Serialize;
@@ -14,28 +31,95 @@ use super::error::{KinesisError, OpResult};
 use super::store::Store;
 use super::wire::{self, Format};
 
-/// Every action this server answers, by its `X-Amz-Target` name.
-pub const ACTIONS: &[&str] = &[
-    "AddTagsToStream",
-    "CreateStream",
-    "DecreaseStreamRetentionPeriod",
-    "DeleteStream",
-    "DescribeStream",
-    "DescribeStreamSummary",
-    "GetRecords",
-    "GetShardIterator",
-    "IncreaseStreamRetentionPeriod",
-    "ListShards",
-    "ListStreams",
-    "ListTagsForStream",
-    "MergeShards",
-    "PutRecord",
-    "PutRecords",
-    "RemoveTagsFromStream",
-    "SplitShard",
-    "UpdateMaxRecordSize",
-    "UpdateShardCount",
-    "UpdateStreamMode",
+/// One API action: its `X-Amz-Target` name and how it is answered.
+pub struct Action {
+    pub name: &'static str,
+    answer: fn(&Store, Format, &[u8]) -> OpResult<Vec<u8>>,
+}
+
+/// Every action this server answers, sorted by name: the one list that both routing
+/// and the "unknown operation" message read.
+pub const ACTIONS: &[Action] = &[
+    Action {
+        name: "AddTagsToStream",
+        answer: |s, f, b| run(s, f, b, tags::add_tags),
+    },
+    Action {
+        name: "CreateStream",
+        answer: |s, f, b| run(s, f, b, streams::create_stream),
+    },
+    Action {
+        name: "DecreaseStreamRetentionPeriod",
+        answer: |s, f, b| run(s, f, b, |s, i| streams::change_retention(s, i, false)),
+    },
+    Action {
+        name: "DeleteStream",
+        answer: |s, f, b| run(s, f, b, streams::delete_stream),
+    },
+    Action {
+        name: "DescribeStream",
+        answer: |s, f, b| run(s, f, b, streams::describe_stream),
+    },
+    Action {
+        name: "DescribeStreamSummary",
+        answer: |s, f, b| run(s, f, b, streams::describe_stream_summary),
+    },
+    Action {
+        name: "GetRecords",
+        answer: |s, f, b| run(s, f, b, records::get_records),
+    },
+    Action {
+        name: "GetShardIterator",
+        answer: |s, f, b| run(s, f, b, records::get_shard_iterator),
+    },
+    Action {
+        name: "IncreaseStreamRetentionPeriod",
+        answer: |s, f, b| run(s, f, b, |s, i| streams::change_retention(s, i, true)),
+    },
+    Action {
+        name: "ListShards",
+        answer: |s, f, b| run(s, f, b, shards::list_shards),
+    },
+    Action {
+        name: "ListStreams",
+        answer: |s, f, b| run(s, f, b, streams::list_streams),
+    },
+    Action {
+        name: "ListTagsForStream",
+        answer: |s, f, b| run(s, f, b, tags::list_tags),
+    },
+    Action {
+        name: "MergeShards",
+        answer: |s, f, b| run(s, f, b, reshard::merge_shards),
+    },
+    Action {
+        name: "PutRecord",
+        answer: |s, f, b| run(s, f, b, records::put_record),
+    },
+    Action {
+        name: "PutRecords",
+        answer: |s, f, b| run(s, f, b, records::put_records),
+    },
+    Action {
+        name: "RemoveTagsFromStream",
+        answer: |s, f, b| run(s, f, b, tags::remove_tags),
+    },
+    Action {
+        name: "SplitShard",
+        answer: |s, f, b| run(s, f, b, reshard::split_shard),
+    },
+    Action {
+        name: "UpdateMaxRecordSize",
+        answer: |s, f, b| run(s, f, b, streams::update_max_record_size),
+    },
+    Action {
+        name: "UpdateShardCount",
+        answer: |s, f, b| run(s, f, b, reshard::update_shard_count),
+    },
+    Action {
+        name: "UpdateStreamMode",
+        answer: |s, f, b| run(s, f, b, streams::update_stream_mode),
+    },
 ];
 
 fn run<I: DeserializeOwned, O: Serialize>(
@@ -51,34 +135,39 @@ fn run<I: DeserializeOwned, O: Serialize>(
 
 /// Runs `action` on `body` and returns the encoded response body.
 pub fn dispatch(store: &Store, action: &str, format: Format, body: &[u8]) -> OpResult<Vec<u8>> {
-    match action {
-        "CreateStream" => run(store, format, body, streams::create_stream),
-        "DeleteStream" => run(store, format, body, streams::delete_stream),
-        "DescribeStream" => run(store, format, body, streams::describe_stream),
-        "DescribeStreamSummary" => run(store, format, body, streams::describe_stream_summary),
-        "ListStreams" => run(store, format, body, streams::list_streams),
-        "ListShards" => run(store, format, body, streams::list_shards),
-        "IncreaseStreamRetentionPeriod" => run(store, format, body, |s, i| {
-            streams::change_retention(s, i, true)
-        }),
-        "DecreaseStreamRetentionPeriod" => run(store, format, body, |s, i| {
-            streams::change_retention(s, i, false)
-        }),
-        "AddTagsToStream" => run(store, format, body, streams::add_tags),
-        "RemoveTagsFromStream" => run(store, format, body, streams::remove_tags),
-        "ListTagsForStream" => run(store, format, body, streams::list_tags),
-        "UpdateStreamMode" => run(store, format, body, streams::update_stream_mode),
-        "UpdateMaxRecordSize" => run(store, format, body, streams::update_max_record_size),
-        "PutRecord" => run(store, format, body, records::put_record),
-        "PutRecords" => run(store, format, body, records::put_records),
-        "GetShardIterator" => run(store, format, body, records::get_shard_iterator),
-        "GetRecords" => run(store, format, body, records::get_records),
-        "SplitShard" => run(store, format, body, reshard::split_shard),
-        "MergeShards" => run(store, format, body, reshard::merge_shards),
-        "UpdateShardCount" => run(store, format, body, reshard::update_shard_count),
-        _ => Err(KinesisError::unknown_operation(format!(
+    match ACTIONS.binary_search_by(|a| a.name.cmp(action)) {
+        Ok(index) => (ACTIONS[index].answer)(store, format, body),
+        Err(_) => Err(KinesisError::unknown_operation(format!(
             "Unknown operation {action}. This server answers: {}.",
-            ACTIONS.join(", ")
+            names().collect::<Vec<_>>().join(", ")
         ))),
+    }
+}
+
+/// The names of the actions, in order.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    ACTIONS.iter().map(|a| a.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_sorted_without_repeats_so_lookups_find_every_action() {
+        assert!(ACTIONS.windows(2).all(|w| w[0].name < w[1].name));
+        let store = Store::new(
+            crate::server::store::StoreConfig::default(),
+            crate::server::Clock::frozen(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for name in names() {
+            let answer = dispatch(&store, name, Format::Json, b"{}");
+            assert!(
+                !matches!(&answer, Err(e) if e.message.starts_with("Unknown operation")),
+                "{name} is not routed"
+            );
+        }
     }
 }

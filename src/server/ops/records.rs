@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::shapes::HashKeyRangeShape;
 use super::validate::{
-    HASH_KEY_PATTERN, SEQUENCE_PATTERN, SHARD_ID_PATTERN, Violations, is_decimal, is_name,
-    stream_name,
+    HASH_KEY_PATTERN, NamesStream, SEQUENCE_PATTERN, SHARD_ID_PATTERN, Violations, is_decimal,
+    is_name,
 };
 use crate::kinesis::{HashKey, limits};
 use crate::server::error::{ErrorKind, KinesisError, OpResult};
@@ -92,7 +92,7 @@ pub struct PutRecordOutput {
 
 pub fn put_record(store: &Store, input: PutRecordInput) -> OpResult<PutRecordOutput> {
     let mut v = Violations::default();
-    v.stream(input.stream_name.as_deref(), input.stream_arn.as_deref());
+    input.target().check(&mut v);
     check_record(
         &mut v,
         "",
@@ -107,11 +107,7 @@ pub fn put_record(store: &Store, input: PutRecordInput) -> OpResult<PutRecordOut
         |s| is_decimal(s, 129),
     );
     v.finish()?;
-    let name = stream_name(
-        store,
-        input.stream_name.as_deref(),
-        input.stream_arn.as_deref(),
-    )?;
+    let name = input.target().resolve(store)?;
     let partition_key = input.partition_key.unwrap_or_default();
     let data = input.data.unwrap_or_default();
     let stream = store.readable_stream(&name)?;
@@ -170,7 +166,7 @@ pub struct PutRecordsOutput {
 
 pub fn put_records(store: &Store, input: PutRecordsInput) -> OpResult<PutRecordsOutput> {
     let mut v = Violations::default();
-    v.stream(input.stream_name.as_deref(), input.stream_arn.as_deref());
+    input.target().check(&mut v);
     v.required("records", &input.records);
     let entries = input.records.as_deref().unwrap_or_default();
     if input.records.is_some() {
@@ -187,11 +183,7 @@ pub fn put_records(store: &Store, input: PutRecordsInput) -> OpResult<PutRecords
         );
     }
     v.finish()?;
-    let name = stream_name(
-        store,
-        input.stream_name.as_deref(),
-        input.stream_arn.as_deref(),
-    )?;
+    let name = input.target().resolve(store)?;
     let stream = store.readable_stream(&name)?;
     let max_record_bytes = stream.max_record_bytes();
     // A stream that takes records over the request limit takes one such record per call.
@@ -282,7 +274,7 @@ pub fn get_shard_iterator(
     input: GetShardIteratorInput,
 ) -> OpResult<GetShardIteratorOutput> {
     let mut v = Violations::default();
-    v.stream(input.stream_name.as_deref(), input.stream_arn.as_deref());
+    input.target().check(&mut v);
     v.required("shardId", &input.shard_id);
     v.length("shardId", input.shard_id.as_deref(), 1, 128);
     v.pattern(
@@ -310,11 +302,7 @@ pub fn get_shard_iterator(
         |s| is_decimal(s, 129),
     );
     v.finish()?;
-    let name = stream_name(
-        store,
-        input.stream_name.as_deref(),
-        input.stream_arn.as_deref(),
-    )?;
+    let name = input.target().resolve(store)?;
     let kind = input.shard_iterator_type.as_deref().unwrap_or_default();
     let sequence = input.starting_sequence_number;
     let start = match (kind, sequence) {
@@ -427,3 +415,5 @@ pub fn get_records(store: &Store, input: GetRecordsInput) -> OpResult<GetRecords
         }),
     })
 }
+
+names_stream!(PutRecordInput, PutRecordsInput, GetShardIteratorInput);

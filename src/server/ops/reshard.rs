@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::shapes::Empty;
 use super::validate::{
-    HASH_KEY_PATTERN, SHARD_ID_PATTERN, Violations, is_decimal, is_name, stream_name,
+    HASH_KEY_PATTERN, NamesStream, SHARD_ID_PATTERN, Violations, is_decimal, is_name,
 };
 use crate::kinesis::HashKey;
 use crate::server::error::{KinesisError, OpResult};
@@ -22,7 +22,7 @@ pub struct SplitShardInput {
 
 pub fn split_shard(store: &Store, input: SplitShardInput) -> OpResult<Empty> {
     let mut v = Violations::default();
-    v.stream(input.stream_name.as_deref(), input.stream_arn.as_deref());
+    input.target().check(&mut v);
     v.required("shardToSplit", &input.shard_to_split);
     v.length("shardToSplit", input.shard_to_split.as_deref(), 1, 128);
     v.pattern(
@@ -39,11 +39,7 @@ pub fn split_shard(store: &Store, input: SplitShardInput) -> OpResult<Empty> {
         |k| is_decimal(k, 39),
     );
     v.finish()?;
-    let name = stream_name(
-        store,
-        input.stream_name.as_deref(),
-        input.stream_arn.as_deref(),
-    )?;
+    let name = input.target().resolve(store)?;
     let key_text = input.new_starting_hash_key.unwrap_or_default();
     let key = HashKey::parse_explicit(&key_text).map_err(|_| {
         KinesisError::invalid_argument(format!(
@@ -66,7 +62,7 @@ pub struct MergeShardsInput {
 
 pub fn merge_shards(store: &Store, input: MergeShardsInput) -> OpResult<Empty> {
     let mut v = Violations::default();
-    v.stream(input.stream_name.as_deref(), input.stream_arn.as_deref());
+    input.target().check(&mut v);
     for (field, value) in [
         ("shardToMerge", &input.shard_to_merge),
         ("adjacentShardToMerge", &input.adjacent_shard_to_merge),
@@ -76,11 +72,7 @@ pub fn merge_shards(store: &Store, input: MergeShardsInput) -> OpResult<Empty> {
         v.pattern(field, value.as_deref(), SHARD_ID_PATTERN, is_name);
     }
     v.finish()?;
-    let name = stream_name(
-        store,
-        input.stream_name.as_deref(),
-        input.stream_arn.as_deref(),
-    )?;
+    let name = input.target().resolve(store)?;
     store.merge_shards(
         &name,
         &input.shard_to_merge.unwrap_or_default(),
@@ -114,7 +106,7 @@ pub fn update_shard_count(
     input: UpdateShardCountInput,
 ) -> OpResult<UpdateShardCountOutput> {
     let mut v = Violations::default();
-    v.stream(input.stream_name.as_deref(), input.stream_arn.as_deref());
+    input.target().check(&mut v);
     v.required("targetShardCount", &input.target_shard_count);
     v.range("targetShardCount", input.target_shard_count, 1, 100_000);
     v.required("scalingType", &input.scaling_type);
@@ -124,11 +116,7 @@ pub fn update_shard_count(
         &["UNIFORM_SCALING"],
     );
     v.finish()?;
-    let name = stream_name(
-        store,
-        input.stream_name.as_deref(),
-        input.stream_arn.as_deref(),
-    )?;
+    let name = input.target().resolve(store)?;
     let current = store.stream(&name)?.open_shards().shards.len();
     let target =
         store.update_shard_count(&name, input.target_shard_count.unwrap_or_default() as u32)?;
@@ -139,3 +127,5 @@ pub fn update_shard_count(
         target_shard_count: target,
     })
 }
+
+names_stream!(SplitShardInput, MergeShardsInput, UpdateShardCountInput);

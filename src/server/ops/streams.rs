@@ -1,5 +1,5 @@
-//! Control-plane actions: create, delete, describe and list streams and shards,
-//! retention, tags and stream mode.
+//! Stream lifecycle: create, delete, describe and list streams, retention, stream
+//! mode and record size. Shard listing is in `shards`, tags in `tags`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::shapes::{
     Empty, EnhancedMetricsShape, ShardShape, StreamModeDetailsShape, StreamSummaryShape,
 };
-use super::validate::{self, SHARD_ID_PATTERN, Violations, is_name, stream_name};
+use super::tags::check_tags;
+use super::validate::{self, NamesStream, SHARD_ID_PATTERN, Violations, is_name};
 use crate::kinesis::limits;
-use crate::server::clock::Millis;
 use crate::server::error::{KinesisError, OpResult};
 use crate::server::store::Store;
 use crate::server::store::stream::{Shard, Stream, StreamMode, lock};
@@ -88,13 +88,9 @@ pub struct DeleteStreamInput {
 
 pub fn delete_stream(store: &Store, input: DeleteStreamInput) -> OpResult<Empty> {
     let mut v = Violations::default();
-    v.stream(input.stream_name.as_deref(), input.stream_arn.as_deref());
+    input.target().check(&mut v);
     v.finish()?;
-    let name = stream_name(
-        store,
-        input.stream_name.as_deref(),
-        input.stream_arn.as_deref(),
-    )?;
+    let name = input.target().resolve(store)?;
     store.delete_stream(&name)?;
     Ok(Empty {})
 }
@@ -131,12 +127,12 @@ pub struct DescribeStreamOutput {
     stream_description: StreamDescription,
 }
 
-fn shard_index(id: &str) -> Option<u32> {
+pub(super) fn shard_index(id: &str) -> Option<u32> {
     id.strip_prefix("shardId-").unwrap_or(id).parse().ok()
 }
 
 /// Shards still within retention: a closed shard drops out once its last records expire.
-fn retained_shards(store: &Store, stream: &Stream) -> Vec<Arc<Shard>> {
+pub(super) fn retained_shards(store: &Store, stream: &Stream) -> Vec<Arc<Shard>> {
     let state = lock(&stream.state);
     let cutoff = store.now_ms() - i64::from(state.retention_hours) * 3_600_000;
     state
@@ -152,7 +148,7 @@ pub fn describe_stream(
     input: DescribeStreamInput,
 ) -> OpResult<DescribeStreamOutput> {
     let mut v = Violations::default();
-    v.stream(input.stream_name.as_deref(), input.stream_arn.as_deref());
+    input.target().check(&mut v);
     v.range("limit", input.limit, 1, 10_000);
     v.length(
         "exclusiveStartShardId",
@@ -167,11 +163,7 @@ pub fn describe_stream(
         is_name,
     );
     v.finish()?;
-    let name = stream_name(
-        store,
-        input.stream_name.as_deref(),
-        input.stream_arn.as_deref(),
-    )?;
+    let name = input.target().resolve(store)?;
     let stream = store.stream(&name)?;
     let after = input
         .exclusive_start_shard_id
@@ -245,13 +237,9 @@ pub fn describe_stream_summary(
     input: DescribeStreamSummaryInput,
 ) -> OpResult<DescribeStreamSummaryOutput> {
     let mut v = Violations::default();
-    v.stream(input.stream_name.as_deref(), input.stream_arn.as_deref());
+    input.target().check(&mut v);
     v.finish()?;
-    let name = stream_name(
-        store,
-        input.stream_name.as_deref(),
-        input.stream_arn.as_deref(),
-    )?;
+    let name = input.target().resolve(store)?;
     let stream = store.stream(&name)?;
     let state = lock(&stream.state);
     Ok(DescribeStreamSummaryOutput {
@@ -346,201 +334,6 @@ pub fn list_streams(store: &Store, input: ListStreamsInput) -> OpResult<ListStre
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ShardFilter {
-    r#type: Option<String>,
-    shard_id: Option<String>,
-    timestamp: Option<Timestamp>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ListShardsInput {
-    stream_name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    next_token: Option<String>,
-    exclusive_start_shard_id: Option<String>,
-    max_results: Option<i64>,
-    #[allow(dead_code)]
-    stream_creation_timestamp: Option<Timestamp>,
-    shard_filter: Option<ShardFilter>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ListShardsOutput {
-    shards: Vec<ShardShape>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_token: Option<String>,
-}
-
-/// A ListShards page token: which stream (and which incarnation of it), and the last shard listed.
-fn list_shards_token(stream: &Stream, last_index: u32) -> String {
-    BASE64.encode_to_string(format!(
-        "{}|{}|{}",
-        stream.created_ms, last_index, stream.name
-    ))
-}
-
-fn parse_list_shards_token(token: &str) -> Option<(Millis, u32, String)> {
-    let text = String::from_utf8(BASE64.decode_to_vec(token).ok()?).ok()?;
-    let mut parts = text.splitn(3, '|');
-    Some((
-        parts.next()?.parse().ok()?,
-        parts.next()?.parse().ok()?,
-        parts.next()?.to_owned(),
-    ))
-}
-
-pub fn list_shards(store: &Store, input: ListShardsInput) -> OpResult<ListShardsOutput> {
-    let mut v = Violations::default();
-    v.stream(input.stream_name.as_deref(), input.stream_arn.as_deref());
-    v.range("maxResults", input.max_results, 1, 10_000);
-    v.length("nextToken", input.next_token.as_deref(), 1, 1_048_576);
-    v.length(
-        "exclusiveStartShardId",
-        input.exclusive_start_shard_id.as_deref(),
-        1,
-        128,
-    );
-    v.pattern(
-        "exclusiveStartShardId",
-        input.exclusive_start_shard_id.as_deref(),
-        SHARD_ID_PATTERN,
-        is_name,
-    );
-    let filter_type = input
-        .shard_filter
-        .as_ref()
-        .and_then(|f| f.r#type.as_deref());
-    if input.shard_filter.is_some() {
-        v.required("shardFilter.type", &filter_type);
-    }
-    v.one_of(
-        "shardFilter.type",
-        filter_type,
-        &[
-            "AFTER_SHARD_ID",
-            "AT_TRIM_HORIZON",
-            "FROM_TRIM_HORIZON",
-            "AT_LATEST",
-            "AT_TIMESTAMP",
-            "FROM_TIMESTAMP",
-        ],
-    );
-    v.finish()?;
-
-    let (stream, after) = if let Some(token) = &input.next_token {
-        if input.stream_name.is_some() || input.stream_arn.is_some() {
-            return Err(KinesisError::invalid_argument(
-                "NextToken and StreamName cannot be provided together.",
-            ));
-        }
-        let (created_ms, last, name) = parse_list_shards_token(token)
-            .ok_or_else(|| KinesisError::invalid_argument("Invalid ShardId in NextToken."))?;
-        let stream = store.stream(&name)?;
-        if stream.created_ms != created_ms {
-            return Err(KinesisError::invalid_argument(
-                "The NextToken was issued for an older stream of this name.",
-            ));
-        }
-        (stream, Some(last))
-    } else {
-        let name = stream_name(
-            store,
-            input.stream_name.as_deref(),
-            input.stream_arn.as_deref(),
-        )?;
-        (
-            store.stream(&name)?,
-            input
-                .exclusive_start_shard_id
-                .as_deref()
-                .and_then(shard_index),
-        )
-    };
-
-    let mut shards = retained_shards(store, &stream);
-    if let Some(filter) = &input.shard_filter {
-        shards = apply_filter(store, filter, shards)?;
-    }
-    let limit = input.max_results.unwrap_or(1000) as usize;
-    let mut page: Vec<Arc<Shard>> = shards
-        .into_iter()
-        .filter(|s| after.is_none_or(|a| s.index > a))
-        .collect();
-    let more = page.len() > limit;
-    page.truncate(limit);
-    let next_token = more
-        .then(|| page.last().map(|s| list_shards_token(&stream, s.index)))
-        .flatten();
-    Ok(ListShardsOutput {
-        shards: page.iter().map(|s| ShardShape::from(s.as_ref())).collect(),
-        next_token,
-    })
-}
-
-fn apply_filter(
-    store: &Store,
-    filter: &ShardFilter,
-    shards: Vec<Arc<Shard>>,
-) -> OpResult<Vec<Arc<Shard>>> {
-    let closed_at = |s: &Shard| lock(&s.state).closed.map(|c| c.at_ms);
-    let open_at = |s: &Shard, t: Millis| s.created_ms <= t && closed_at(s).is_none_or(|c| c > t);
-    let ids: Vec<String> = shards.iter().map(|s| s.id.to_string()).collect();
-    let has_retained_parent = |s: &Shard| {
-        s.parent
-            .iter()
-            .chain(s.adjacent_parent.iter())
-            .any(|p| ids.contains(&p.to_string()))
-    };
-    let timestamp = || {
-        filter.timestamp.map(Timestamp::millis).ok_or_else(|| {
-            KinesisError::invalid_argument(
-                "Timestamp must be given for ShardFilter types AT_TIMESTAMP and FROM_TIMESTAMP.",
-            )
-        })
-    };
-    let kept = match filter.r#type.as_deref() {
-        Some("AFTER_SHARD_ID") => {
-            let after = filter
-                .shard_id
-                .as_deref()
-                .and_then(shard_index)
-                .ok_or_else(|| {
-                    KinesisError::invalid_argument(
-                        "ShardId must be given for ShardFilter type AFTER_SHARD_ID.",
-                    )
-                })?;
-            shards.into_iter().filter(|s| s.index > after).collect()
-        }
-        Some("AT_TRIM_HORIZON") => shards
-            .iter()
-            .filter(|s| !has_retained_parent(s))
-            .cloned()
-            .collect(),
-        Some("AT_LATEST") => shards.into_iter().filter(|s| s.is_open()).collect(),
-        Some("AT_TIMESTAMP") => {
-            let t = timestamp()?;
-            let oldest = shards.iter().map(|s| s.created_ms).min().unwrap_or(t);
-            let t = t.max(oldest);
-            shards.into_iter().filter(|s| open_at(s, t)).collect()
-        }
-        Some("FROM_TIMESTAMP") => {
-            let t = timestamp()?;
-            shards
-                .into_iter()
-                .filter(|s| open_at(s, t) || s.created_ms > t)
-                .collect()
-        }
-        _ => shards,
-    };
-    let _ = store;
-    Ok(kept)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
 pub struct RetentionInput {
     stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
@@ -550,7 +343,7 @@ pub struct RetentionInput {
 
 pub fn change_retention(store: &Store, input: RetentionInput, increase: bool) -> OpResult<Empty> {
     let mut v = Violations::default();
-    v.stream(input.stream_name.as_deref(), input.stream_arn.as_deref());
+    input.target().check(&mut v);
     v.required("retentionPeriodHours", &input.retention_period_hours);
     v.range(
         "retentionPeriodHours",
@@ -559,11 +352,7 @@ pub fn change_retention(store: &Store, input: RetentionInput, increase: bool) ->
         i64::from(i32::MAX),
     );
     v.finish()?;
-    let name = stream_name(
-        store,
-        input.stream_name.as_deref(),
-        input.stream_arn.as_deref(),
-    )?;
+    let name = input.target().resolve(store)?;
     let hours = input.retention_period_hours.unwrap_or_default();
     if hours < i64::from(limits::MIN_RETENTION_HOURS) {
         return Err(KinesisError::invalid_argument(format!(
@@ -595,164 +384,6 @@ pub fn change_retention(store: &Store, input: RetentionInput, increase: bool) ->
     }
     store.save_metadata()?;
     Ok(Empty {})
-}
-
-fn check_tags(tags: &BTreeMap<String, String>) -> OpResult<()> {
-    let valid = |s: &str| {
-        s.chars()
-            .all(|c| c.is_alphanumeric() || c.is_whitespace() || "_./=+-%@:".contains(c))
-    };
-    for (key, value) in tags {
-        if key.is_empty()
-            || key.chars().count() > 128
-            || value.chars().count() > 256
-            || !valid(key)
-            || !valid(value)
-        {
-            return Err(KinesisError::invalid_argument(
-                "Some tags contain invalid characters or lengths. Valid characters: Unicode letters, digits, white space, _ . / = + - % @. Keys are 1 to 128 characters, values 0 to 256.",
-            ));
-        }
-    }
-    if tags.len() > limits::MAX_TAGS_PER_STREAM {
-        return Err(KinesisError::invalid_argument(format!(
-            "A stream cannot have more than {} tags associated with it.",
-            limits::MAX_TAGS_PER_STREAM
-        )));
-    }
-    Ok(())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct AddTagsInput {
-    stream_name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    tags: Option<BTreeMap<String, String>>,
-}
-
-pub fn add_tags(store: &Store, input: AddTagsInput) -> OpResult<Empty> {
-    let mut v = Violations::default();
-    v.stream(input.stream_name.as_deref(), input.stream_arn.as_deref());
-    v.required("tags", &input.tags);
-    if let Some(tags) = &input.tags {
-        v.count("tags", tags.len(), 1, limits::MAX_TAGS_PER_CALL);
-    }
-    v.finish()?;
-    let name = stream_name(
-        store,
-        input.stream_name.as_deref(),
-        input.stream_arn.as_deref(),
-    )?;
-    let stream = store.readable_stream(&name)?;
-    {
-        let mut state = lock(&stream.state);
-        let mut merged = state.tags.clone();
-        merged.extend(input.tags.unwrap_or_default());
-        check_tags(&merged)?;
-        state.tags = merged;
-    }
-    store.save_metadata()?;
-    Ok(Empty {})
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct RemoveTagsInput {
-    stream_name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    tag_keys: Option<Vec<String>>,
-}
-
-pub fn remove_tags(store: &Store, input: RemoveTagsInput) -> OpResult<Empty> {
-    let mut v = Violations::default();
-    v.stream(input.stream_name.as_deref(), input.stream_arn.as_deref());
-    v.required("tagKeys", &input.tag_keys);
-    if let Some(keys) = &input.tag_keys {
-        v.count("tagKeys", keys.len(), 1, limits::MAX_TAGS_PER_CALL);
-    }
-    v.finish()?;
-    let name = stream_name(
-        store,
-        input.stream_name.as_deref(),
-        input.stream_arn.as_deref(),
-    )?;
-    let stream = store.readable_stream(&name)?;
-    {
-        let mut state = lock(&stream.state);
-        for key in input.tag_keys.unwrap_or_default() {
-            state.tags.remove(&key);
-        }
-    }
-    store.save_metadata()?;
-    Ok(Empty {})
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ListTagsInput {
-    stream_name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    exclusive_start_tag_key: Option<String>,
-    limit: Option<i64>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct TagShape {
-    key: String,
-    value: String,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ListTagsOutput {
-    tags: Vec<TagShape>,
-    has_more_tags: bool,
-}
-
-pub fn list_tags(store: &Store, input: ListTagsInput) -> OpResult<ListTagsOutput> {
-    let mut v = Violations::default();
-    v.stream(input.stream_name.as_deref(), input.stream_arn.as_deref());
-    v.range("limit", input.limit, 1, 50);
-    v.length(
-        "exclusiveStartTagKey",
-        input.exclusive_start_tag_key.as_deref(),
-        1,
-        128,
-    );
-    v.finish()?;
-    let name = stream_name(
-        store,
-        input.stream_name.as_deref(),
-        input.stream_arn.as_deref(),
-    )?;
-    let stream = store.stream(&name)?;
-    let limit = input.limit.unwrap_or(50) as usize;
-    let state = lock(&stream.state);
-    let mut tags: Vec<TagShape> = state
-        .tags
-        .iter()
-        .filter(|(k, _)| {
-            input
-                .exclusive_start_tag_key
-                .as_ref()
-                .is_none_or(|s| *k > s)
-        })
-        .map(|(key, value)| TagShape {
-            key: key.clone(),
-            value: value.clone(),
-        })
-        .collect();
-    let has_more_tags = tags.len() > limit;
-    tags.truncate(limit);
-    Ok(ListTagsOutput {
-        tags,
-        has_more_tags,
-    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -810,3 +441,10 @@ pub fn update_max_record_size(store: &Store, input: UpdateMaxRecordSizeInput) ->
     store.save_metadata()?;
     Ok(Empty {})
 }
+
+names_stream!(
+    DeleteStreamInput,
+    DescribeStreamInput,
+    DescribeStreamSummaryInput,
+    RetentionInput
+);

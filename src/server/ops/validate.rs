@@ -165,6 +165,31 @@ impl Violations {
     }
 }
 
+/// The stream a request names: by `StreamName`, by `StreamARN`, or by both (which
+/// must then agree). Every action on one stream takes this pair.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamTarget<'a> {
+    pub name: Option<&'a str>,
+    pub arn: Option<&'a str>,
+}
+
+impl StreamTarget<'_> {
+    /// Checks the fields' lengths and pattern, among the request's other violations.
+    pub fn check(&self, v: &mut Violations) {
+        v.stream(self.name, self.arn);
+    }
+
+    /// The stream's name, looked up by ARN when one is given.
+    pub fn resolve(&self, store: &Store) -> OpResult<String> {
+        stream_name(store, self.name, self.arn)
+    }
+}
+
+/// An input that names its stream with the `StreamName`/`StreamARN` pair.
+pub trait NamesStream {
+    fn target(&self) -> StreamTarget<'_>;
+}
+
 /// The stream a request names, by StreamName or StreamARN.
 pub fn stream_name(store: &Store, name: Option<&str>, arn: Option<&str>) -> OpResult<String> {
     match (name, arn) {

@@ -10,6 +10,7 @@ pub mod persist;
 mod records;
 mod reshard;
 pub mod sequence;
+pub mod shard_file;
 pub mod stream;
 
 use std::collections::BTreeMap;

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreConfig;
 use super::log::ShardLog;
+use super::shard_file::{HEADER_LEN, ShardFile};
 use super::stream::{
     Closed, OpenShards, Shard, Stream, StreamMode, StreamState, StreamStatus, lock,
 };
@@ -29,49 +30,6 @@ use crate::server::clock::{Clock, Millis};
 
 const METADATA_FILE: &str = "streams.json";
 const METADATA_VERSION: u32 = 1;
-const HEADER_LEN: usize = 4 + 8 + 2;
-
-/// An append handle to one shard's log file.
-#[derive(Debug)]
-pub struct ShardFile {
-    writer: BufWriter<File>,
-    /// A second descriptor of the same file, so fsync runs without the shard's lock.
-    sync: Arc<File>,
-}
-
-impl ShardFile {
-    fn open(path: &Path) -> io::Result<ShardFile> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let sync = Arc::new(file.try_clone()?);
-        Ok(ShardFile {
-            writer: BufWriter::with_capacity(256 * 1024, file),
-            sync,
-        })
-    }
-
-    pub fn append(
-        &mut self,
-        partition_key: &str,
-        data: &[u8],
-        arrival_ms: Millis,
-    ) -> io::Result<()> {
-        let rest = 8 + 2 + partition_key.len() + data.len();
-        self.writer.write_all(&(rest as u32).to_le_bytes())?;
-        self.writer.write_all(&arrival_ms.to_le_bytes())?;
-        self.writer
-            .write_all(&(partition_key.len() as u16).to_le_bytes())?;
-        self.writer.write_all(partition_key.as_bytes())?;
-        self.writer.write_all(data)
-    }
-
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
-    }
-
-    pub fn handle(&self) -> Arc<File> {
-        self.sync.clone()
-    }
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Metadata {

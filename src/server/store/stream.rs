@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::log::{Position, ShardLog};
-use super::persist::ShardFile;
 use super::sequence;
+use super::shard_file::ShardFile;
 use crate::kinesis::{HashKey, HashKeyRange, ShardId, ShardMap, ShardRange};
 use crate::server::clock::Millis;
 use crate::server::limits::ShardLimits;
