@@ -5,6 +5,8 @@
 //! what would be accepted, because an operator fixing a config on a host should not
 //! have to iterate one error at a time. `run` and `check-config` share this code.
 
+mod checker;
+mod flow;
 pub mod raw;
 mod validate;
 
