@@ -3,7 +3,6 @@
 //! are the buffer.
 
 use std::collections::{BTreeMap, HashSet};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,37 +13,16 @@ use tokio::time::Instant;
 use super::ack::ReadingId;
 use super::checkpoint::FileCheckpoint;
 use super::ledger::Ledger;
-use super::partition;
-use super::sizing::{self, Fitted};
+pub use super::records::Token;
+use super::records::{RecordMaker, Source};
 use super::stats::FlowStats;
 use super::tail::discovery::Discovery;
-use super::tail::framing::{Framed, FramingConfig, Piece};
+use super::tail::framing::{Framed, FramingConfig};
 use super::tail::identity::FileIdentity;
 use super::tail::reader::{Chunk, Lifecycle, TrackedFile};
-use super::transform::{self, Origin};
-use crate::config::{FlowConfig, Oversize, StartAt};
+use crate::config::{FlowConfig, StartAt};
 use crate::kinesis::UserRecord;
 use crate::producer::ProducerHandle;
-
-/// What a record's acknowledgement moves: a byte range of one reading.
-#[derive(Debug, Clone)]
-pub struct Token {
-    pub reading: ReadingId,
-    pub range: Range<u64>,
-    /// For a record cut into parts after framing (to fit the stream's limit): the
-    /// parts not yet acknowledged. The range moves only with the last of them.
-    pub group: Option<Arc<std::sync::atomic::AtomicUsize>>,
-}
-
-impl Token {
-    /// Whether this acknowledgement completes its range (always, unless it is one of
-    /// several parts and others are still out).
-    pub fn completes(&self) -> bool {
-        self.group
-            .as_ref()
-            .is_none_or(|left| left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1)
-    }
-}
 
 const READ_BUFFER: usize = 256 * 1024;
 /// Most bytes read from one file before the others get a turn.
@@ -62,7 +40,6 @@ pub struct Flow {
     producer: ProducerHandle<Token>,
     ledger: Ledger,
     stats: Arc<FlowStats>,
-    host: String,
     scan_interval: Duration,
     files: BTreeMap<PathBuf, TrackedFile>,
     draining: Vec<TrackedFile>,
@@ -72,8 +49,8 @@ pub struct Flow {
     scratch: Vec<u8>,
     /// Turns true when the flow must stop; a reader waiting on the budget leaves too.
     stop: watch::Receiver<bool>,
-    /// The partition key of a split line whose next piece has not been read yet.
-    split_keys: std::collections::HashMap<ReadingId, String>,
+    /// Frames into records: transforms, partition keys, sizing.
+    records: RecordMaker,
     last_report: Instant,
 }
 
@@ -104,20 +81,20 @@ impl Flow {
         scan_interval: Duration,
     ) -> Result<Flow, super::tail::discovery::PatternError> {
         let discovery = Discovery::new(&config.include, &config.exclude)?;
+        let records = RecordMaker::new(config.clone(), host, stats.clone());
         Ok(Flow {
+            records,
             config,
             discovery,
             producer,
             ledger,
             stats,
-            host,
             scan_interval,
             files: BTreeMap::new(),
             draining: Vec::new(),
             unreadable: HashSet::new(),
             scratch: vec![0; READ_BUFFER],
             stop: watch::channel(false).1,
-            split_keys: std::collections::HashMap::new(),
             last_report: Instant::now(),
         })
     }
@@ -287,7 +264,8 @@ impl Flow {
 
     /// Finds new files, and files rotated (renamed or deleted) away from their path.
     fn scan(&mut self) {
-        let (paths, errors) = self.discovery.scan();
+        let discovery = &self.discovery;
+        let (paths, errors) = off_the_runtime(|| discovery.scan());
         self.report_scan_errors(errors);
         let tracked: Vec<PathBuf> = self.files.keys().cloned().collect();
         for path in tracked {
@@ -375,7 +353,8 @@ impl Flow {
                 frames: Vec::with_capacity(frames_per_read),
                 ..Framed::default()
             };
-            let n = match tracked.read_chunk(&mut self.scratch, &mut out) {
+            let scratch = &mut self.scratch;
+            let n = match off_the_runtime(|| tracked.read_chunk(scratch, &mut out)) {
                 Ok(Chunk::Read(n)) => n,
                 Ok(Chunk::End) => break,
                 Ok(Chunk::Replaced) => {
@@ -421,117 +400,24 @@ impl Flow {
     /// Transforms, keys and sends the frames; acknowledges dropped ranges at once.
     /// Returns false if the flow was asked to stop before the producer took them all.
     async fn send(&mut self, tracked: &TrackedFile, out: Framed) -> bool {
-        FlowStats::add(&self.stats.oversize_records, out.oversize);
-        let reading = tracked.reading;
-        let mut handled: Vec<(ReadingId, Range<u64>)> =
-            out.dropped.into_iter().map(|r| (reading, r)).collect();
-        let file = tracked.path.to_string_lossy();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
         let spread = self.producer.spread_keys();
-        let limit = self.producer.max_record_bytes();
-        let mut batch = Vec::with_capacity(out.frames.len());
-        for frame in out.frames {
-            if frame.data.is_empty() {
-                FlowStats::add(&self.stats.empty_lines, 1);
-                handled.push((reading, frame.range));
-                continue;
-            }
-            let piece = frame.piece;
-            // The pieces of a split line are sent as read: a transform cannot parse half
-            // a line, and the marker must stay at the end of what the consumer joins.
-            let data = if piece == Piece::Whole {
-                let origin = Origin {
-                    host: &self.host,
-                    file: &file,
-                    offset: frame.range.start,
-                    time_ms: now_ms,
-                };
-                let transformed = transform::apply(&self.config.transforms, frame.data, &origin);
-                if transformed.failures > 0 {
-                    FlowStats::add(&self.stats.transform_failures, 1);
-                }
-                transformed.data
-            } else {
-                frame.data
-            };
-            // Every piece of a line goes under the key its first piece got: one shard,
-            // in order.
-            let kept = if piece.continues() {
-                if piece.continued() {
-                    self.split_keys.get(&reading).cloned()
-                } else {
-                    self.split_keys.remove(&reading)
-                }
-            } else {
-                None
-            };
-            let key = match kept {
-                Some(key) => key,
-                None => {
-                    let chosen = partition::choose(
-                        &self.config.partition_key,
-                        &data,
-                        &file,
-                        &self.host,
-                        spread.as_deref(),
-                    );
-                    if chosen.fell_back {
-                        FlowStats::add(&self.stats.key_fallbacks, 1);
-                    }
-                    chosen.key
-                }
-            };
-            if piece == Piece::First {
-                self.split_keys.insert(reading, key.clone());
-            }
-            let policy = if piece == Piece::Whole {
-                self.config.oversize
-            } else {
-                Oversize::Split
-            };
-            let (fitted, over) = sizing::fit(
-                data,
-                key.len(),
-                limit,
-                policy,
-                self.config.split_marker.as_bytes(),
-                piece.continued(),
-            );
-            if over {
-                FlowStats::add(&self.stats.oversize_records, 1);
-            }
-            let records = match fitted {
-                Fitted::Skipped => {
-                    handled.push((reading, frame.range));
-                    continue;
-                }
-                Fitted::Records(records) => records,
-            };
-            // Cut again, the parts cover one range: it is acknowledged with the last.
-            let group = (records.len() > 1)
-                .then(|| Arc::new(std::sync::atomic::AtomicUsize::new(records.len())));
-            let token = || Token {
-                reading,
-                range: frame.range.clone(),
-                group: group.clone(),
-            };
-            let mut records = records;
-            let final_part = records.pop();
-            for data in records {
-                batch.push((UserRecord::new(key.clone(), data), token()));
-            }
-            if let Some(data) = final_part {
-                batch.push((UserRecord::new(key, data), token()));
-            }
-        }
-        FlowStats::add(&self.stats.records, batch.len() as u64);
-        if !self.hand_over(batch, tracked).await {
+        let made = self.records.make(
+            &Source {
+                reading: tracked.reading,
+                file: &tracked.path.to_string_lossy(),
+                time_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
+            },
+            out,
+            spread.as_deref(),
+            self.producer.max_record_bytes(),
+        );
+        if !self.hand_over(made.records, tracked).await {
             return false;
         }
-        if !handled.is_empty() {
-            self.ledger.acknowledge_all(handled);
+        if !made.handled.is_empty() {
+            self.ledger.acknowledge_all(made.handled);
         }
         true
     }
@@ -664,4 +550,16 @@ fn find_renamed(checkpoint: &FileCheckpoint) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// Runs blocking file-system work (reads, directory walks) without stalling the
+/// runtime: on a multi-threaded runtime the worker first hands its other tasks to
+/// another thread, so a slow disk or a hung network mount holds up this flow only
+/// (Vector keeps its file reads off the async workers for the same reason). A
+/// current-thread runtime (tests, tools) has nowhere to hand them, so it runs in place.
+fn off_the_runtime<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }

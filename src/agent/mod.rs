@@ -9,14 +9,18 @@
 
 pub mod ack;
 pub mod checkpoint;
+mod checkpointer;
 pub mod flow;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod partition;
 pub mod producer_config;
+pub mod records;
+mod reload;
 pub mod sizing;
 pub mod stats;
+mod status;
 pub mod tail;
 pub mod transform;
 
@@ -35,8 +39,6 @@ use flow::{Flow, FlowStart, Token};
 use ledger::Ledger;
 use stats::{FlowSnapshot, FlowStats};
 
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-const STATUS_INTERVAL: Duration = Duration::from_secs(30);
 /// Time a reader is always given to notice it must stop.
 const READER_STOP: Duration = Duration::from_millis(500);
 
@@ -335,34 +337,12 @@ impl RunningAgent {
             config,
             flow,
             producer,
-            mut acks,
+            acks,
             stats,
         } = prepared;
         let (stop, stopped) = watch::channel(false);
         let reader = tokio::spawn(flow.run(stopped));
-        let ledger = self.ledger.clone();
-        let ack_stats = stats.clone();
-        let acks = tokio::spawn(async move {
-            while let Some(batch) = acks.recv().await {
-                let mut delivered = 0;
-                let mut dead = 0;
-                let ranges: Vec<_> = batch
-                    .into_iter()
-                    .filter_map(|ack| {
-                        match ack.outcome {
-                            Outcome::Delivered { .. } => delivered += 1,
-                            Outcome::DeadLettered { .. } => dead += 1,
-                        }
-                        ack.token
-                            .completes()
-                            .then_some((ack.token.reading, ack.token.range))
-                    })
-                    .collect();
-                ledger.acknowledge_all(ranges);
-                FlowStats::add(&ack_stats.delivered, delivered);
-                FlowStats::add(&ack_stats.dead_lettered, dead);
-            }
-        });
+        let acks = tokio::spawn(apply_acks(acks, self.ledger.clone(), stats.clone()));
         self.readiness
             .add(&config.name, config.stream.as_str(), producer.clone());
         tracing::info!(flow = %config.name, stream.name = %config.stream, include = ?config.include, "flow started");
@@ -380,78 +360,29 @@ impl RunningAgent {
     }
 
     fn start_background(&mut self) {
-        let ledger = self.ledger.clone();
-        let store = self.store.clone();
-        let known = self.known_flows.clone();
-        let mut stop = self.background_stop.subscribe();
-        self.background.push(tokio::spawn(async move {
-            let mut last = Checkpoints::default();
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
-                    _ = stop.changed() => return,
-                }
-                last = write_checkpoints(&ledger, &store, &known, last).await;
-            }
-        }));
-        let flows: Vec<(String, Arc<FlowStats>, ProducerHandle<Token>)> = self
+        let stop = self.background_stop.subscribe();
+        self.background.push(tokio::spawn(checkpointer::run(
+            self.ledger.clone(),
+            self.store.clone(),
+            self.known_flows.clone(),
+            stop,
+        )));
+        let flows = self
             .flows
             .iter()
-            .map(|(n, f)| (n.clone(), f.stats.clone(), f.producer.clone()))
+            .map(|(name, flow)| status::Watched {
+                name: name.clone(),
+                stats: flow.stats.clone(),
+                producer: flow.producer.clone(),
+            })
             .collect();
-        let budget = self.budget.clone();
-        let readiness = self.readiness.clone();
-        let recorder = self.metrics.clone();
-        let mut stop = self.background_stop.subscribe();
-        self.background.push(tokio::spawn(async move {
-            let mut previous: BTreeMap<String, FlowSnapshot> = BTreeMap::new();
-            let mut since_status = Duration::ZERO;
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => return,
-                }
-                since_status += Duration::from_secs(1);
-                let ready: BTreeMap<String, bool> = readiness
-                    .flows()
-                    .into_iter()
-                    .map(|f| (f.flow, f.ready))
-                    .collect();
-                for (name, stats, producer) in &flows {
-                    let now = stats.snapshot();
-                    let produced = producer.stats();
-                    let flow_ready = ready.get(name).copied().unwrap_or(true);
-                    metrics::export_flow(name, &now, &produced, flow_ready, budget.in_use());
-                    if since_status >= STATUS_INTERVAL {
-                        let before = previous.get(name).copied().unwrap_or_default();
-                        let health = producer.health();
-                        tracing::info!(
-                            flow = %name,
-                            files = now.files_tracked,
-                            read_records = now.records,
-                            read_bytes = now.bytes_read,
-                            delivered_records = now.delivered,
-                            unacknowledged_records = produced.unacknowledged_records(),
-                            unacknowledged_bytes = produced.unacknowledged_bytes(),
-                            bytes_behind = now.bytes_behind,
-                            records_per_sec = (now.records - before.records) / STATUS_INTERVAL.as_secs(),
-                            throttled = produced.throttled_entries,
-                            dead_lettered = now.dead_lettered,
-                            ready = flow_ready,
-                            last_error = health.last_error.as_deref().unwrap_or("none"),
-                            "status"
-                        );
-                        previous.insert(name.clone(), now);
-                    }
-                }
-                if let Some(recorder) = &recorder {
-                    recorder.run_upkeep();
-                }
-                if since_status >= STATUS_INTERVAL {
-                    since_status = Duration::ZERO;
-                }
-            }
-        }));
+        self.background.push(tokio::spawn(status::run(
+            flows,
+            self.budget.clone(),
+            self.readiness.clone(),
+            self.metrics.clone(),
+            self.background_stop.subscribe(),
+        )));
     }
 
     async fn stop_background(&mut self) {
@@ -480,90 +411,6 @@ impl RunningAgent {
         &self.ledger
     }
 
-    /// Applies a new config: flows added start, removed ones stop, changed ones restart
-    /// from their checkpoints. A stopping flow stops reading at once and has the grace
-    /// period to deliver what it holds; what it could not deliver is read again by its
-    /// successor. So a reload takes at most `shutdown_grace_period_secs`, even when an
-    /// outage filled the in-flight budget.
-    pub async fn reload(&mut self, config: Config) -> Result<(), AgentError> {
-        let deadline = Instant::now() + config.agent.shutdown_grace_period;
-        let changed: Vec<String> = self
-            .flows
-            .iter()
-            .filter(|(name, running)| {
-                !config
-                    .flows
-                    .iter()
-                    .any(|f| f.name == **name && running.config == *f)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        let stopping: Vec<(String, RunningFlow)> = changed
-            .into_iter()
-            .filter_map(|name| self.flows.remove(&name).map(|flow| (name, flow)))
-            .collect();
-        for (name, _) in &stopping {
-            tracing::info!(flow = %name, "stopping flow for the new config");
-            self.readiness.remove(name);
-        }
-        let reports = stop_flows(stopping, deadline).await;
-        for (name, report) in &reports {
-            log_flow_stop(name, report);
-        }
-        let checkpoints = self.ledger.checkpoints();
-        self.config = config.clone();
-        let mut prepared = Vec::new();
-        let mut failure = None;
-        for flow in &config.flows {
-            if self.flows.contains_key(&flow.name) {
-                continue;
-            }
-            let known = self
-                .known_flows
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&flow.name);
-            let start = FlowStart {
-                checkpoints: checkpoints
-                    .iter()
-                    .filter(|c| c.flow == flow.name)
-                    .cloned()
-                    .collect(),
-                first_run: !known,
-            };
-            // The readings of a stopped flow are replaced by the restarted flow's.
-            self.ledger.forget_flow(&flow.name);
-            match self.prepare_flow(flow.clone(), start).await {
-                Ok(ready) => prepared.push(ready),
-                Err(error) => {
-                    failure.get_or_insert(error);
-                }
-            }
-        }
-        let live: Vec<String> = self
-            .flows
-            .keys()
-            .cloned()
-            .chain(prepared.iter().map(|p| p.config.name.clone()))
-            .collect();
-        self.ledger.retain_flows(&live);
-        if let Err(error) = self.persist_start() {
-            tracing::error!(%error, "cannot record the reloaded flows' starting points; will retry with the next checkpoint");
-        }
-        for flow in prepared {
-            self.launch(flow);
-        }
-        self.stop_background().await;
-        let (background_stop, _) = watch::channel(false);
-        self.background_stop = background_stop;
-        self.start_background();
-        tracing::info!(flows = self.flows.len(), "config reloaded");
-        match failure {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
-    }
-
     /// Stops reading, drains every producer within the grace period, writes the final
     /// checkpoint and reports what was left unacknowledged (it will be read again).
     pub async fn stop(self) -> StopReport {
@@ -586,7 +433,7 @@ impl RunningAgent {
         if let Some(endpoint) = self.endpoint.take() {
             let _ = endpoint.await;
         }
-        write_checkpoints(
+        checkpointer::write(
             &self.ledger,
             &self.store,
             &self.known_flows,
@@ -665,30 +512,26 @@ async fn stop_flow(flow: RunningFlow, deadline: Instant) -> FlowStopReport {
     }
 }
 
-async fn write_checkpoints(
-    ledger: &Ledger,
-    store: &CheckpointStore,
-    known: &std::sync::Mutex<Vec<String>>,
-    last: Checkpoints,
-) -> Checkpoints {
-    let current = Checkpoints {
-        flows: known.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-        files: ledger.checkpoints(),
-    };
-    if current == last {
-        return last;
-    }
-    let store = store.clone();
-    let to_write = current.clone();
-    match tokio::task::spawn_blocking(move || store.persist(&to_write)).await {
-        Ok(Ok(())) => current,
-        Ok(Err(error)) => {
-            tracing::error!(%error, "cannot write checkpoints; will retry");
-            last
-        }
-        Err(error) => {
-            tracing::error!(%error, "checkpoint writer failed; will retry");
-            last
-        }
+/// Moves a flow's acknowledged byte ranges into the ledger (a record split in pieces
+/// counts once its last piece is acknowledged) and counts the outcomes.
+async fn apply_acks(mut acks: crate::producer::Acks<Token>, ledger: Ledger, stats: Arc<FlowStats>) {
+    while let Some(batch) = acks.recv().await {
+        let mut delivered = 0;
+        let mut dead = 0;
+        let ranges: Vec<_> = batch
+            .into_iter()
+            .filter_map(|ack| {
+                match ack.outcome {
+                    Outcome::Delivered { .. } => delivered += 1,
+                    Outcome::DeadLettered { .. } => dead += 1,
+                }
+                ack.token
+                    .completes()
+                    .then_some((ack.token.reading, ack.token.range))
+            })
+            .collect();
+        ledger.acknowledge_all(ranges);
+        FlowStats::add(&stats.delivered, delivered);
+        FlowStats::add(&stats.dead_lettered, dead);
     }
 }

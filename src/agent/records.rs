@@ -1,0 +1,189 @@
+//! Frames into records: each whole line through the flow's transforms, a partition
+//! key chosen (the pieces of a split line share their first piece's), and sized to
+//! the stream's record limit by the `oversize` policy. No I/O: the flow reads, this
+//! decides what is sent, and what is dropped is acknowledged at once.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::ack::ReadingId;
+use super::partition;
+use super::sizing::{self, Fitted};
+use super::stats::FlowStats;
+use super::tail::framing::{Framed, Piece};
+use super::transform::{self, Origin};
+use crate::config::{FlowConfig, Oversize};
+use crate::kinesis::{SpreadKeys, UserRecord};
+
+/// What a record's acknowledgement moves: a byte range of one reading.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub reading: ReadingId,
+    pub range: Range<u64>,
+    /// For a record cut into parts after framing (to fit the stream's limit): the
+    /// parts not yet acknowledged. The range moves only with the last of them.
+    pub group: Option<Arc<std::sync::atomic::AtomicUsize>>,
+}
+
+impl Token {
+    /// Whether this acknowledgement completes its range (always, unless it is one of
+    /// several parts and others are still out).
+    pub fn completes(&self) -> bool {
+        self.group
+            .as_ref()
+            .is_none_or(|left| left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1)
+    }
+}
+
+/// Where frames come from.
+pub struct Source<'a> {
+    pub reading: ReadingId,
+    pub file: &'a str,
+    /// When they were read (epoch ms), for transforms that stamp it.
+    pub time_ms: i64,
+}
+
+/// What one batch of frames became.
+#[derive(Debug, Default)]
+pub struct Made {
+    pub records: Vec<(UserRecord, Token)>,
+    /// Ranges that produced no record (empty lines, skipped or dropped ones): done.
+    pub handled: Vec<(ReadingId, Range<u64>)>,
+}
+
+pub struct RecordMaker {
+    config: FlowConfig,
+    host: String,
+    stats: Arc<FlowStats>,
+    /// The partition key of a split line whose next piece has not been read yet.
+    split_keys: HashMap<ReadingId, String>,
+}
+
+impl RecordMaker {
+    pub fn new(config: FlowConfig, host: String, stats: Arc<FlowStats>) -> Self {
+        RecordMaker {
+            config,
+            host,
+            stats,
+            split_keys: HashMap::new(),
+        }
+    }
+
+    /// Turns `out`'s frames into records no larger than `limit` (partition key plus
+    /// data), with `spread` keys for the strategies that only spread records.
+    pub fn make(
+        &mut self,
+        source: &Source<'_>,
+        out: Framed,
+        spread: Option<&SpreadKeys>,
+        limit: usize,
+    ) -> Made {
+        FlowStats::add(&self.stats.oversize_records, out.oversize);
+        let mut handled: Vec<(ReadingId, Range<u64>)> = out
+            .dropped
+            .into_iter()
+            .map(|r| (source.reading, r))
+            .collect();
+        let mut batch = Vec::with_capacity(out.frames.len());
+        for frame in out.frames {
+            if frame.data.is_empty() {
+                FlowStats::add(&self.stats.empty_lines, 1);
+                handled.push((source.reading, frame.range));
+                continue;
+            }
+            let piece = frame.piece;
+            // The pieces of a split line are sent as read: a transform cannot parse half
+            // a line, and the marker must stay at the end of what the consumer joins.
+            let data = if piece == Piece::Whole {
+                let origin = Origin {
+                    host: &self.host,
+                    file: source.file,
+                    offset: frame.range.start,
+                    time_ms: source.time_ms,
+                };
+                let transformed = transform::apply(&self.config.transforms, frame.data, &origin);
+                if transformed.failures > 0 {
+                    FlowStats::add(&self.stats.transform_failures, 1);
+                }
+                transformed.data
+            } else {
+                frame.data
+            };
+            // Every piece of a line goes under the key its first piece got: one shard,
+            // in order.
+            let kept = if piece.continues() {
+                if piece.continued() {
+                    self.split_keys.get(&source.reading).cloned()
+                } else {
+                    self.split_keys.remove(&source.reading)
+                }
+            } else {
+                None
+            };
+            let key = match kept {
+                Some(key) => key,
+                None => {
+                    let chosen = partition::choose(
+                        &self.config.partition_key,
+                        &data,
+                        source.file,
+                        &self.host,
+                        spread,
+                    );
+                    if chosen.fell_back {
+                        FlowStats::add(&self.stats.key_fallbacks, 1);
+                    }
+                    chosen.key
+                }
+            };
+            if piece == Piece::First {
+                self.split_keys.insert(source.reading, key.clone());
+            }
+            let policy = if piece == Piece::Whole {
+                self.config.oversize
+            } else {
+                Oversize::Split
+            };
+            let (fitted, over) = sizing::fit(
+                data,
+                key.len(),
+                limit,
+                policy,
+                self.config.split_marker.as_bytes(),
+                piece.continued(),
+            );
+            if over {
+                FlowStats::add(&self.stats.oversize_records, 1);
+            }
+            let records = match fitted {
+                Fitted::Skipped => {
+                    handled.push((source.reading, frame.range));
+                    continue;
+                }
+                Fitted::Records(records) => records,
+            };
+            // Cut again, the parts cover one range: it is acknowledged with the last.
+            let group = (records.len() > 1)
+                .then(|| Arc::new(std::sync::atomic::AtomicUsize::new(records.len())));
+            let token = || Token {
+                reading: source.reading,
+                range: frame.range.clone(),
+                group: group.clone(),
+            };
+            let mut records = records;
+            let final_part = records.pop();
+            for data in records {
+                batch.push((UserRecord::new(key.clone(), data), token()));
+            }
+            if let Some(data) = final_part {
+                batch.push((UserRecord::new(key, data), token()));
+            }
+        }
+        FlowStats::add(&self.stats.records, batch.len() as u64);
+        Made {
+            records: batch,
+            handled,
+        }
+    }
+}
