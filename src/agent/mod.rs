@@ -6,6 +6,11 @@
 //! ledger to `state_dir` every second and at shutdown. All flows draw on one
 //! in-flight byte budget. Stopping is phased: stop reading, let the producers drain
 //! within the grace period, write the final checkpoint.
+//!
+//! Here: start-up, flow wiring, the phased stop. In their own modules: the reader
+//! (`flow`), records from frames (`records`), the checkpointer, the status loop,
+//! reload, the HTTP endpoint. Not here: anything of Kinesis's wire or limits (the
+//! producer), or of the server.
 
 pub mod ack;
 pub mod checkpoint;

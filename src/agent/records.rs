@@ -187,3 +187,109 @@ impl RecordMaker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::agent::tail::framing::Frame;
+    use crate::config::Config;
+
+    fn maker(flow: &str) -> RecordMaker {
+        let text = format!(
+            "[[flows]]\nname = \"f\"\nstream = \"s\"\ninclude = [\"/tmp/*.log\"]\n{flow}\n"
+        );
+        let config = Config::parse(&text, "test").unwrap_or_else(|e| panic!("{e}"));
+        RecordMaker::new(config.flows[0].clone(), "host-1".into(), Arc::default())
+    }
+
+    fn frame(data: &str, range: Range<u64>, piece: Piece) -> Frame {
+        Frame {
+            data: Bytes::from(data.to_owned()),
+            range,
+            piece,
+        }
+    }
+
+    fn source(reading: ReadingId) -> Source<'static> {
+        Source {
+            reading,
+            file: "/tmp/a.log",
+            time_ms: 0,
+        }
+    }
+
+    /// A line split in pieces across reads goes under one key (one shard, in order),
+    /// and only its last piece's acknowledgement moves the checkpoint past it.
+    #[test]
+    fn pieces_of_a_split_line_share_their_first_pieces_key() {
+        let mut maker = maker("partition_key = \"random\"");
+        let first = Framed {
+            frames: vec![frame("abc", 0..3, Piece::First)],
+            ..Framed::default()
+        };
+        let middle = Framed {
+            frames: vec![frame("de", 0..5, Piece::Middle)],
+            ..Framed::default()
+        };
+        let last = Framed {
+            frames: vec![
+                frame("f", 0..7, Piece::Last),
+                frame("next", 7..12, Piece::Whole),
+            ],
+            ..Framed::default()
+        };
+        let a = maker.make(&source(1), first, None, 1 << 20);
+        let b = maker.make(&source(1), middle, None, 1 << 20);
+        let c = maker.make(&source(1), last, None, 1 << 20);
+        let keys: Vec<&str> = [&a, &b, &c]
+            .into_iter()
+            .flat_map(|made| &made.records)
+            .map(|(r, _)| r.partition_key.as_str())
+            .collect();
+        assert_eq!(keys.len(), 4);
+        assert_eq!(keys[0], keys[1], "the pieces share a key");
+        assert_eq!(keys[0], keys[2], "the pieces share a key");
+        assert_ne!(keys[2], keys[3], "the next line gets a key of its own");
+        assert!(
+            maker.split_keys.is_empty(),
+            "the key is forgotten with the last piece"
+        );
+    }
+
+    #[test]
+    fn empty_and_dropped_ranges_are_handled_at_once_and_send_nothing() {
+        let mut maker = maker("");
+        let out = Framed {
+            frames: vec![
+                frame("", 0..1, Piece::Whole),
+                frame("x", 1..3, Piece::Whole),
+            ],
+            dropped: std::iter::once(3..10).collect(),
+            oversize: 1,
+        };
+        let made = maker.make(&source(7), out, None, 1 << 20);
+        assert_eq!(made.records.len(), 1);
+        assert_eq!(made.records[0].1.range, 1..3);
+        assert_eq!(made.handled, vec![(7, 3..10), (7, 0..1)]);
+    }
+
+    /// A record over the limit is cut by the `split` policy into parts that complete
+    /// their range together.
+    #[test]
+    fn a_record_over_the_limit_is_cut_into_parts_that_complete_together() {
+        let mut maker = maker("oversize = \"split\"");
+        let line = "y".repeat(100);
+        let out = Framed {
+            frames: vec![frame(&line, 0..101, Piece::Whole)],
+            ..Framed::default()
+        };
+        let key_room = 40;
+        let made = maker.make(&source(1), out, None, key_room + 30);
+        assert!(made.records.len() > 1, "{}", made.records.len());
+        let done: Vec<bool> = made.records.iter().map(|(_, t)| t.completes()).collect();
+        assert_eq!(done.iter().filter(|d| **d).count(), 1, "{done:?}");
+        assert_eq!(done.last(), Some(&true));
+    }
+}

@@ -3,6 +3,8 @@
 //! Library modules return typed errors; this is the one place they become `anyhow`
 //! chains and process exit codes (0 ok, 1 runtime failure, 78 bad configuration, so
 //! systemd's `RestartPreventExitStatus=78` stops a restart loop on a broken config).
+//! Commands hold no logic of their own beyond flags and output: the work is in the
+//! library modules.
 
 mod check_config;
 mod consume;

@@ -4,6 +4,11 @@
 //! Validation reports every problem at once, each naming the key, the bad value and
 //! what would be accepted, because an operator fixing a config on a host should not
 //! have to iterate one error at a time. `run` and `check-config` share this code.
+//!
+//! Here: the validated types and their defaults (as constants). `raw`: the serde
+//! mirror; `checker`: problem collection and key paths; `validate`: the agent and
+//! service sections; `flow`: the flows. Not here: turning a flow into a producer's
+//! settings (`agent::producer_config`), or building AWS clients (`aws`).
 
 mod checker;
 mod flow;

@@ -3,6 +3,7 @@
 //!
 //! Both the agent and the shard server build on this module and never on each other,
 //! so the agent's shard prediction and the server's routing share one hash function.
+//! Not here: sending, throttling or retrying (the producer), storing (the server).
 
 pub mod aggregation;
 pub mod digest;

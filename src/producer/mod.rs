@@ -8,6 +8,12 @@
 //! or, for a record it will never accept, dead-lettered and acknowledged as such.
 //!
 //! It knows nothing of files: the agent builds on it, and so can any other source.
+//!
+//! Modules: `router` (the task's select loop: taking records in, packing calls),
+//! `lane` (per-shard aggregation and queue), `throttle`/`bucket` (pacing), `judge`
+//! (what an answer means), `delivery` (acks and the budget), `reshard` (following
+//! the shard map), `alerts`/`health` (what operators see), `service` (the stream
+//! behind a trait; `SdkService` is Kinesis), `put_body` (the request body).
 
 mod alerts;
 mod backoff;

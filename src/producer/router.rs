@@ -6,6 +6,10 @@
 //! What happens to a record at the end (acknowledgement, dead letter, budget) is
 //! [`Delivery`]'s; following reshards is [`reshard`]'s; what is logged about failures
 //! is [`Alerts`]'; the service itself is behind [`StreamService`].
+//!
+//! About 700 lines, kept whole on purpose: the loop, the batching and the verdicts
+//! read and write the same lanes and in-flight set, and split apart they would pass
+//! that state back and forth. Its behaviour is tested through `producer::tests`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! Layers, each using only the next: [`http`] (framing, the error mapping) ->
 //! `ops` (one function per action, validation as Kinesis does it) -> [`store`]
 //! (streams, shards, record logs, iterators, persistence) -> [`limits`].
-//! The server builds on [`crate::kinesis`] and never on the agent.
+//! The server builds on [`crate::kinesis`] and never on the agent or the producer.
 
 pub mod clock;
 pub mod error;

@@ -1,5 +1,7 @@
 //! One function per API action: parse the input, validate it as Kinesis does, run it
-//! against the store, encode the output.
+//! against the store, encode the output. [`ACTIONS`] is the one list of what is
+//! answered. Not here: what an action is allowed to do to a stream (the store
+//! decides), or HTTP (`http`).
 
 /// Implements [`validate::NamesStream`] for inputs with the `StreamName` and
 /// `StreamARN` pair. Defined before the modules below so that they can use it.
