@@ -2,11 +2,8 @@
 //! them to its producer. The producer's backpressure stops the reading: the log files
 //! are the buffer.
 //!
-//! Reads are `pread` calls of up to 256 KiB on the async worker: from the page cache
-//! they take microseconds. Handing each to another thread (`block_in_place`) was
-//! measured at 25% more CPU per GB and 40% more memory (worker threads come and go,
-//! each with its own allocator arena), so it is not done; a reader thread per flow,
-//! as Vector runs its file server, is the way if slow disks must not stall others.
+//! Reads are blocking `pread` calls of up to 256 KiB: the flow runs on a reader
+//! thread of its own ([`super::reader`]), so they cannot stall the async workers.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The agent: flows of files into Kinesis, with checkpoints that move only on
 //! acknowledgement.
 //!
-//! Each flow has a reader task (`flow`) feeding a producer, and an ack task moving
+//! Each flow has a reader (`flow`, on a thread of its own) feeding a producer, and an ack task moving
 //! acknowledged byte ranges into the shared `ledger`; the checkpointer writes the
 //! ledger to `state_dir` every second and at shutdown. All flows draw on one
 //! in-flight byte budget. Stopping is phased: stop reading, let the producers drain
@@ -21,6 +21,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod partition;
 pub mod producer_config;
+mod reader;
 pub mod records;
 mod reload;
 pub mod sizing;
@@ -120,7 +121,7 @@ pub struct FlowStopReport {
 struct RunningFlow {
     config: FlowConfig,
     stop: watch::Sender<bool>,
-    reader: JoinHandle<()>,
+    reader: reader::Reader,
     acks: JoinHandle<()>,
     producer: ProducerHandle<Token>,
     stats: Arc<FlowStats>,
@@ -346,7 +347,7 @@ impl RunningAgent {
             stats,
         } = prepared;
         let (stop, stopped) = watch::channel(false);
-        let reader = tokio::spawn(flow.run(stopped));
+        let reader = reader::Reader::start(&config.name, flow.run(stopped));
         let acks = tokio::spawn(apply_acks(acks, self.ledger.clone(), stats.clone()));
         self.readiness
             .add(&config.name, config.stream.as_str(), producer.clone());
@@ -497,16 +498,11 @@ async fn stop_flows(
 /// producer by `deadline`. A producer stopped at the deadline returns its budget.
 async fn stop_flow(flow: RunningFlow, deadline: Instant) -> FlowStopReport {
     let _ = flow.stop.send(true);
-    let mut reader = flow.reader;
     // A reader leaves at once when told; the moment given here only matters when the
     // deadline has already passed (a flow started by a reload that a SIGTERM cut short).
     let reader_deadline = deadline.max(Instant::now() + READER_STOP);
-    if tokio::time::timeout_at(reader_deadline, &mut reader)
-        .await
-        .is_err()
-    {
+    if !flow.reader.stop_by(reader_deadline).await {
         // A read blocked in the kernel (a hung network filesystem): leave it behind.
-        reader.abort();
         tracing::warn!(flow = %flow.config.name, "the flow's reader did not stop in time");
     }
     let report = flow.producer.shutdown_by(deadline).await;
