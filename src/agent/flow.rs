@@ -401,7 +401,6 @@ impl Flow {
     /// Transforms, keys and sends the frames; acknowledges dropped ranges at once.
     /// Returns false if the flow was asked to stop before the producer took them all.
     async fn send(&mut self, tracked: &TrackedFile, out: Framed) -> bool {
-        let spread = self.producer.spread_keys();
         let made = self.records.make(
             &Source {
                 reading: tracked.reading,
@@ -411,7 +410,6 @@ impl Flow {
                     .map_or(0, |d| d.as_millis() as i64),
             },
             out,
-            spread.as_deref(),
             self.producer.max_record_bytes(),
         );
         if !self.hand_over(made.records, tracked).await {

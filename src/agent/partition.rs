@@ -1,26 +1,16 @@
 //! Choosing each record's partition key, which decides its shard.
 
 use crate::config::PartitionKeyStrategy;
-use crate::kinesis::SpreadKeys;
 use crate::kinesis::digest::md5_hex;
 use crate::kinesis::limits;
-use crate::kinesis::spread_keys::random_key;
 
-/// A key, and whether the strategy had to fall back to a random one.
+/// A key, and whether the strategy had to fall back to spreading.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChosenKey {
-    pub key: String,
+    /// `None`: any key that spreads records will do, and the producer picks one of its
+    /// pre-hashed keys ([`UserRecord::spread`](crate::kinesis::UserRecord::spread)).
+    pub key: Option<String>,
     pub fell_back: bool,
-}
-
-/// A key that only has to spread records: one of the pool's pre-hashed keys for the
-/// current shards, or a fresh random key while the shard map is not known yet.
-fn spread_key(spread: Option<&SpreadKeys>) -> String {
-    let mut rng = rand::rng();
-    match spread.and_then(|pool| pool.pick(&mut rng)) {
-        Some(key) => key.to_owned(),
-        None => random_key(&mut rng),
-    }
 }
 
 /// A usable key from extracted text: empty is unusable; one over 256 characters is
@@ -35,19 +25,13 @@ fn usable(text: &str) -> Option<String> {
     }
 }
 
-/// The key for one record of `file` read on `host`; `spread` serves `random` keys and
-/// fallbacks.
-pub fn choose(
-    strategy: &PartitionKeyStrategy,
-    data: &[u8],
-    file: &str,
-    host: &str,
-    spread: Option<&SpreadKeys>,
-) -> ChosenKey {
+/// The key for one record of `file` read on `host`; `random`, and a strategy that
+/// finds nothing to use, leave the key to the producer.
+pub fn choose(strategy: &PartitionKeyStrategy, data: &[u8], file: &str, host: &str) -> ChosenKey {
     let extracted = match strategy {
         PartitionKeyStrategy::Random => {
             return ChosenKey {
-                key: spread_key(spread),
+                key: None,
                 fell_back: false,
             };
         }
@@ -73,15 +57,9 @@ pub fn choose(
                 })
         }
     };
-    match extracted {
-        Some(key) => ChosenKey {
-            key,
-            fell_back: false,
-        },
-        None => ChosenKey {
-            key: spread_key(spread),
-            fell_back: true,
-        },
+    ChosenKey {
+        fell_back: extracted.is_none(),
+        key: extracted,
     }
 }
 
@@ -90,67 +68,63 @@ mod tests {
     use super::*;
 
     fn key(strategy: PartitionKeyStrategy, data: &[u8]) -> ChosenKey {
-        choose(&strategy, data, "/var/log/app.log", "web-1", None)
+        choose(&strategy, data, "/var/log/app.log", "web-1")
     }
 
-    #[test]
-    fn random_keys_and_fallbacks_come_from_the_spread_pool_once_there_is_one() {
-        let map = crate::kinesis::ShardMap::even(4);
-        let pool = SpreadKeys::new(&map, 4, &mut rand::rng());
-        let mut shards = std::collections::BTreeSet::new();
-        for _ in 0..200 {
-            let chosen = choose(&PartitionKeyStrategy::Random, b"x", "f", "h", Some(&pool));
-            let hash = pool.hash_of(&chosen.key).expect("a key from the pool");
-            shards.insert(map.predict_index(hash));
-        }
-        assert_eq!(shards.len(), 4, "random keys still reach every shard");
-        let no_match = PartitionKeyStrategy::Regex(regex::Regex::new(r"user=(\w+)").unwrap());
-        let fallback = choose(&no_match, b"no user here", "f", "h", Some(&pool));
-        assert!(fallback.fell_back);
-        assert!(pool.hash_of(&fallback.key).is_some());
+    fn text(chosen: ChosenKey) -> String {
+        chosen.key.unwrap_or_else(|| panic!("no key chosen"))
     }
 
     #[test]
     fn each_strategy_and_its_fallback() {
-        let random = key(PartitionKeyStrategy::Random, b"x");
-        assert_eq!(random.key.len(), 16);
-        assert!(
-            random
-                .key
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        );
-        assert_ne!(random.key, key(PartitionKeyStrategy::Random, b"x").key);
         assert_eq!(
-            key(PartitionKeyStrategy::LineHash, b"same").key,
-            key(PartitionKeyStrategy::LineHash, b"same").key
+            key(PartitionKeyStrategy::Random, b"x"),
+            ChosenKey {
+                key: None,
+                fell_back: false
+            },
+            "random keys are the producer's to pick"
         );
-        assert_eq!(key(PartitionKeyStrategy::Hostname, b"x").key, "web-1");
         assert_eq!(
-            key(PartitionKeyStrategy::File, b"x").key,
+            text(key(PartitionKeyStrategy::LineHash, b"same")),
+            text(key(PartitionKeyStrategy::LineHash, b"same"))
+        );
+        assert_eq!(text(key(PartitionKeyStrategy::Hostname, b"x")), "web-1");
+        assert_eq!(
+            text(key(PartitionKeyStrategy::File, b"x")),
             "/var/log/app.log"
         );
-        assert_eq!(key(PartitionKeyStrategy::Fixed("k".into()), b"x").key, "k");
+        assert_eq!(
+            text(key(PartitionKeyStrategy::Fixed("k".into()), b"x")),
+            "k"
+        );
 
         let regex = || PartitionKeyStrategy::Regex(regex::Regex::new(r"user=(\w+)").unwrap());
         assert_eq!(
             key(regex(), b"login user=alice ok"),
             ChosenKey {
-                key: "alice".into(),
+                key: Some("alice".into()),
                 fell_back: false
             }
         );
-        assert!(key(regex(), b"no user here").fell_back);
+        assert_eq!(
+            key(regex(), b"no user here"),
+            ChosenKey {
+                key: None,
+                fell_back: true
+            },
+            "a fallback spreads"
+        );
         assert!(key(regex(), b"\xff user=\xfe").fell_back, "not text");
 
         let pointer = || PartitionKeyStrategy::JsonPointer("/user/id".into());
-        assert_eq!(key(pointer(), br#"{"user":{"id":"u7"}}"#).key, "u7");
-        assert_eq!(key(pointer(), br#"{"user":{"id":42}}"#).key, "42");
+        assert_eq!(text(key(pointer(), br#"{"user":{"id":"u7"}}"#)), "u7");
+        assert_eq!(text(key(pointer(), br#"{"user":{"id":42}}"#)), "42");
         assert!(key(pointer(), br#"{"user":{}}"#).fell_back);
         assert!(key(pointer(), b"not json").fell_back);
         let long = format!(r#"{{"user":{{"id":"{}"}}}}"#, "x".repeat(300));
         assert_eq!(
-            key(pointer(), long.as_bytes()).key.len(),
+            text(key(pointer(), long.as_bytes())).len(),
             32,
             "a long key is hashed"
         );

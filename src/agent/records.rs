@@ -14,7 +14,8 @@ use super::stats::FlowStats;
 use super::tail::framing::{Framed, Piece};
 use super::transform::{self, Origin};
 use crate::config::{FlowConfig, Oversize};
-use crate::kinesis::{SpreadKeys, UserRecord};
+use crate::kinesis::UserRecord;
+use crate::kinesis::spread_keys::{SPREAD_KEY_LEN, random_key};
 
 /// What a record's acknowledgement moves: a byte range of one reading.
 #[derive(Debug, Clone)]
@@ -71,14 +72,8 @@ impl RecordMaker {
     }
 
     /// Turns `out`'s frames into records no larger than `limit` (partition key plus
-    /// data), with `spread` keys for the strategies that only spread records.
-    pub fn make(
-        &mut self,
-        source: &Source<'_>,
-        out: Framed,
-        spread: Option<&SpreadKeys>,
-        limit: usize,
-    ) -> Made {
+    /// data). Records whose key only has to spread them leave it to the producer.
+    pub fn make(&mut self, source: &Source<'_>, out: Framed, limit: usize) -> Made {
         FlowStats::add(&self.stats.oversize_records, out.oversize);
         let mut handled: Vec<(ReadingId, Range<u64>)> = out
             .dropped
@@ -121,15 +116,14 @@ impl RecordMaker {
             } else {
                 None
             };
-            let key = match kept {
-                Some(key) => key,
+            let mut key = match kept {
+                Some(key) => Some(key),
                 None => {
                     let chosen = partition::choose(
                         &self.config.partition_key,
                         &data,
                         source.file,
                         &self.host,
-                        spread,
                     );
                     if chosen.fell_back {
                         FlowStats::add(&self.stats.key_fallbacks, 1);
@@ -138,7 +132,9 @@ impl RecordMaker {
                 }
             };
             if piece == Piece::First {
-                self.split_keys.insert(source.reading, key.clone());
+                // Pieces must share a key, so a spread line gets a concrete one now.
+                let first = key.get_or_insert_with(|| random_key(&mut rand::rng()));
+                self.split_keys.insert(source.reading, first.clone());
             }
             let policy = if piece == Piece::Whole {
                 self.config.oversize
@@ -147,7 +143,7 @@ impl RecordMaker {
             };
             let (fitted, over) = sizing::fit(
                 data,
-                key.len(),
+                key.as_ref().map_or(SPREAD_KEY_LEN, String::len),
                 limit,
                 policy,
                 self.config.split_marker.as_bytes(),
@@ -171,13 +167,16 @@ impl RecordMaker {
                 range: frame.range.clone(),
                 group: group.clone(),
             };
-            let mut records = records;
-            let final_part = records.pop();
-            for data in records {
-                batch.push((UserRecord::new(key.clone(), data), token()));
+            if records.len() > 1 && key.is_none() {
+                // The parts of one line go to one shard, in order: one key for all.
+                key = Some(random_key(&mut rand::rng()));
             }
-            if let Some(data) = final_part {
-                batch.push((UserRecord::new(key, data), token()));
+            for data in records {
+                let record = match &key {
+                    Some(key) => UserRecord::new(key.clone(), data),
+                    None => UserRecord::spread(data),
+                };
+                batch.push((record, token()));
             }
         }
         FlowStats::add(&self.stats.records, batch.len() as u64);
@@ -240,9 +239,9 @@ mod tests {
             ],
             ..Framed::default()
         };
-        let a = maker.make(&source(1), first, None, 1 << 20);
-        let b = maker.make(&source(1), middle, None, 1 << 20);
-        let c = maker.make(&source(1), last, None, 1 << 20);
+        let a = maker.make(&source(1), first, 1 << 20);
+        let b = maker.make(&source(1), middle, 1 << 20);
+        let c = maker.make(&source(1), last, 1 << 20);
         let keys: Vec<&str> = [&a, &b, &c]
             .into_iter()
             .flat_map(|made| &made.records)
@@ -259,6 +258,28 @@ mod tests {
     }
 
     #[test]
+    fn a_random_key_is_left_to_the_producer() {
+        let mut maker = maker("partition_key = \"random\"");
+        let out = Framed {
+            frames: vec![frame("x", 0..2, Piece::Whole)],
+            ..Framed::default()
+        };
+        let made = maker.make(&source(1), out, 1 << 20);
+        assert!(made.records[0].0.is_spread());
+        let mut fixed = self::maker("partition_key = { fixed = \"k\" }");
+        let out = Framed {
+            frames: vec![frame("x", 0..2, Piece::Whole)],
+            ..Framed::default()
+        };
+        assert_eq!(
+            fixed.make(&source(1), out, 1 << 20).records[0]
+                .0
+                .partition_key,
+            "k"
+        );
+    }
+
+    #[test]
     fn empty_and_dropped_ranges_are_handled_at_once_and_send_nothing() {
         let mut maker = maker("");
         let out = Framed {
@@ -269,7 +290,7 @@ mod tests {
             dropped: std::iter::once(3..10).collect(),
             oversize: 1,
         };
-        let made = maker.make(&source(7), out, None, 1 << 20);
+        let made = maker.make(&source(7), out, 1 << 20);
         assert_eq!(made.records.len(), 1);
         assert_eq!(made.records[0].1.range, 1..3);
         assert_eq!(made.handled, vec![(7, 3..10), (7, 0..1)]);
@@ -286,8 +307,11 @@ mod tests {
             ..Framed::default()
         };
         let key_room = 40;
-        let made = maker.make(&source(1), out, None, key_room + 30);
+        let made = maker.make(&source(1), out, key_room + 30);
         assert!(made.records.len() > 1, "{}", made.records.len());
+        let key = &made.records[0].0.partition_key;
+        assert!(!key.is_empty(), "the parts of a line get a concrete key");
+        assert!(made.records.iter().all(|(r, _)| &r.partition_key == key));
         let done: Vec<bool> = made.records.iter().map(|(_, t)| t.completes()).collect();
         assert_eq!(done.iter().filter(|d| **d).count(), 1, "{done:?}");
         assert_eq!(done.last(), Some(&true));

@@ -21,6 +21,9 @@ use super::{HashKey, ShardMap};
 /// aggregate's key table stays a few hundred bytes.
 pub const KEYS_PER_SHARD: usize = 16;
 
+/// The length of every spread key (and of [`random_key`]'s).
+pub const SPREAD_KEY_LEN: usize = 16;
+
 /// A random key that spreads evenly: 64 random bits as 16 hex digits. MD5 spreads any
 /// distinct keys evenly, so more bits would only add bytes.
 pub fn random_key(rng: &mut impl Rng) -> String {
@@ -83,6 +86,12 @@ impl SpreadKeys {
         }
         pool.get(rng.random_range(0..pool.len()))
             .map(String::as_str)
+    }
+
+    /// A key picked as [`pick`](SpreadKeys::pick) does, with its hash.
+    pub fn pick_hashed(&self, rng: &mut impl Rng) -> Option<(&str, HashKey)> {
+        let key = self.pick(rng)?;
+        Some((key, self.hash_of(key)?))
     }
 
     /// The hash key of a key from this pool, without computing it again.

@@ -45,7 +45,7 @@ use tokio::time::Instant;
 pub use stats::{ProducerStats, StatsSnapshot};
 
 use crate::config::{AggregationConfig, ThrottleConfig};
-use crate::kinesis::{SpreadKeys, UserRecord, limits};
+use crate::kinesis::{UserRecord, limits};
 
 /// How a producer behaves. `ProducerConfig::new` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -183,7 +183,6 @@ pub struct ProducerHandle<T> {
     stats: Arc<ProducerStats>,
     drain: Arc<watch::Sender<bool>>,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
-    spread: watch::Receiver<Option<Arc<SpreadKeys>>>,
     record_limit: Arc<std::sync::atomic::AtomicUsize>,
     health: health::Health,
 }
@@ -197,7 +196,6 @@ impl<T> Clone for ProducerHandle<T> {
             stats: self.stats.clone(),
             drain: self.drain.clone(),
             task: self.task.clone(),
-            spread: self.spread.clone(),
             record_limit: self.record_limit.clone(),
             health: self.health.clone(),
         }
@@ -275,13 +273,11 @@ impl Producer {
             stats.clone(),
             drain_rx,
         );
-        let spread = router.spread_keys();
         let record_limit = router.record_limit();
         let health = router.health();
         let task = tokio::spawn(router.run());
         let handle = ProducerHandle {
             input: input_tx,
-            spread,
             record_limit,
             health,
             budget,
@@ -295,13 +291,6 @@ impl Producer {
 }
 
 impl<T: Send + 'static> ProducerHandle<T> {
-    /// Pre-hashed partition keys for the stream's current shards, for records whose
-    /// key only has to spread them (see [`SpreadKeys`]); `None` until the shard map is
-    /// known. The producer recognises these keys and skips hashing them.
-    pub fn spread_keys(&self) -> Option<Arc<SpreadKeys>> {
-        self.spread.borrow().clone()
-    }
-
     /// The largest record (partition key + data) the producer sends now: the smaller of
     /// the configured limit and the stream's. It can grow once the stream is known.
     pub fn max_record_bytes(&self) -> usize {

@@ -35,7 +35,7 @@ use super::throttle::{ShardRates, ShardThrottle};
 use super::topology::{Topology, TopologyError};
 use super::{Ack, Input, Inputs, ProducerConfig};
 use crate::aws::{Failure, Trouble};
-use crate::kinesis::spread_keys::{KEYS_PER_SHARD, SpreadKeys};
+use crate::kinesis::spread_keys::{KEYS_PER_SHARD, SpreadKeys, random_key};
 use crate::kinesis::{HashKey, UserRecord, limits};
 
 pub struct Router<T, S> {
@@ -59,9 +59,8 @@ pub struct Router<T, S> {
     alerts: Alerts,
     wake_at: Option<Instant>,
     cursor: usize,
-    /// Pre-hashed keys for the current map, shared with senders that want spread.
-    spread: Option<Arc<SpreadKeys>>,
-    spread_tx: watch::Sender<Option<Arc<SpreadKeys>>>,
+    /// Pre-hashed keys for the current map, given to records that ask to be spread.
+    spread: Option<SpreadKeys>,
     /// The record limit applied now (configured and stream limits, the smaller),
     /// shared with the handles so sources can size records to it.
     record_limit: Arc<AtomicUsize>,
@@ -113,7 +112,6 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
             wake_at: None,
             cursor: 0,
             spread: None,
-            spread_tx: watch::Sender::new(None),
             record_limit,
         }
     }
@@ -126,11 +124,6 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
     /// Whether calls are failing, shared.
     pub fn health(&self) -> Health {
         self.alerts.health()
-    }
-
-    /// Where the pool of spread keys for the current shard map is published.
-    pub fn spread_keys(&self) -> watch::Receiver<Option<Arc<SpreadKeys>>> {
-        self.spread_tx.subscribe()
     }
 
     fn failure_backoff(&self) -> Backoff {
@@ -229,14 +222,14 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
     fn accept_all(&mut self, inputs: Inputs<T>, now: Instant) {
         self.delivery.hold(inputs.permits());
         match inputs {
-            Inputs::One(input) => {
+            Inputs::One(mut input) => {
                 let hash_key = self
-                    .known_hash_key(&input.record)
+                    .known_hash_key(&mut input.record)
                     .unwrap_or_else(|| input.record.hash_key());
                 self.accept(input, hash_key, now);
             }
-            Inputs::Many(batch) => {
-                let hash_keys = self.hash_keys(&batch);
+            Inputs::Many(mut batch) => {
+                let hash_keys = self.hash_keys(&mut batch);
                 for (input, hash_key) in batch.into_iter().zip(hash_keys) {
                     self.accept(input, hash_key, now);
                 }
@@ -244,21 +237,34 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
         }
     }
 
-    /// A record's hash key when it costs no MD5: explicit, or a key from the spread
-    /// pool (hashed when the pool was built).
-    fn known_hash_key(&self, record: &UserRecord) -> Option<HashKey> {
-        record
-            .explicit_hash_key
-            .or_else(|| self.spread.as_ref()?.hash_of(&record.partition_key))
+    /// A record's hash key when it costs no MD5: explicit, or, for a record that asked
+    /// to be spread, the hash of the key it is given from the pool (hashed when the
+    /// pool was built). A spread record the pool cannot serve (a shard too narrow to
+    /// have keys) gets a fresh random key, hashed with the others.
+    fn known_hash_key(&self, record: &mut UserRecord) -> Option<HashKey> {
+        if !record.is_spread() {
+            return record.explicit_hash_key;
+        }
+        let mut rng = rand::rng();
+        if let Some((key, hash)) = self
+            .spread
+            .as_ref()
+            .and_then(|pool| pool.pick_hashed(&mut rng))
+        {
+            record.partition_key = key.to_owned();
+            return Some(hash);
+        }
+        record.partition_key = random_key(&mut rng);
+        None
     }
 
     /// The hash key of every record of a batch, in order; the partition keys that
     /// must be hashed are hashed side by side.
-    fn hash_keys(&self, batch: &[Input<T>]) -> Vec<HashKey> {
+    fn hash_keys(&self, batch: &mut [Input<T>]) -> Vec<HashKey> {
         let mut hash_keys = Vec::with_capacity(batch.len());
         let mut unknown = Vec::new();
-        for (index, input) in batch.iter().enumerate() {
-            let known = self.known_hash_key(&input.record);
+        for (index, input) in batch.iter_mut().enumerate() {
+            let known = self.known_hash_key(&mut input.record);
             if known.is_none() {
                 unknown.push(index);
             }
@@ -635,13 +641,11 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
     /// Lanes for a new shard map; what the old lanes held goes where it now belongs.
     fn follow_map(&mut self, topology: Topology, now: Instant) {
         tracing::info!(stream.name = %self.config.stream, shards = topology.open.len(), "shard map loaded");
-        let spread = Arc::new(SpreadKeys::new(
+        self.spread = Some(SpreadKeys::new(
             &topology.open,
             KEYS_PER_SHARD,
             &mut rand::rng(),
         ));
-        self.spread = Some(spread.clone());
-        self.spread_tx.send_replace(Some(spread));
         for shard in topology.open.shards() {
             metrics::counter!("shardcar_throttled_entries_total", "stream" => self.config.stream.clone(), "shard" => shard.shard_id.as_str().to_owned()).increment(0);
         }

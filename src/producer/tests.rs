@@ -284,6 +284,33 @@ async fn accepted_records_are_acknowledged_once_on_their_shard_and_return_their_
     stop(&handle, &budget).await;
 }
 
+/// Records that ask to be spread get a key from the producer's pool: every one lands
+/// on the shard its key hashes to, and together they reach every shard.
+#[tokio::test(start_paused = true)]
+async fn spread_records_get_pool_keys_that_reach_every_shard() {
+    let truth = even(4);
+    let service = Scripted::accepting(truth.clone());
+    let (handle, mut acks, budget) = start(config(), &service);
+    handle
+        .send_batch((0..400u64).map(|i| (UserRecord::spread(format!("spread {i}")), i)))
+        .await
+        .unwrap_or_else(|e| panic!("send: {e}"));
+    collect(&mut acks, 400).await;
+    {
+        let kinesis = service.kinesis();
+        assert_eq!(kinesis.landed.len(), 400);
+        let mut shards = std::collections::BTreeSet::new();
+        for (shard, record) in &kinesis.landed {
+            assert_eq!(record.partition_key.len(), 16, "{:?}", record.partition_key);
+            let owner = truth.open.predict(record.hash_key()).shard_id.as_str();
+            assert_eq!(shard, owner, "landed where its key hashes to");
+            shards.insert(shard.clone());
+        }
+        assert_eq!(shards.len(), 4, "spread over every shard");
+    }
+    stop(&handle, &budget).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn entries_that_failed_inside_an_accepted_call_are_retried_after_the_backoff() {
     let truth = even(2);

@@ -461,7 +461,11 @@ async fn records_kinesis_cannot_take_are_dead_lettered_and_acknowledged() {
     let (handle, mut acks) =
         Producer::start::<u64>(config, producer_client(&server.endpoint_url()));
     handle.send(UserRecord::new("ok", "fine"), 0).await.unwrap();
-    handle.send(UserRecord::new("", "no key"), 1).await.unwrap();
+    // (An empty key asks the producer to pick one: `UserRecord::spread`.)
+    handle
+        .send(UserRecord::new("k".repeat(257), "no key"), 1)
+        .await
+        .unwrap();
     handle
         .send(UserRecord::new("big", vec![b'x'; 1024 * 1024]), 2)
         .await

@@ -49,6 +49,19 @@ impl UserRecord {
         }
     }
 
+    /// A record whose partition key only has to spread records over the shards (the
+    /// agent's `random` strategy): it goes with an empty key, which Kinesis never
+    /// accepts, and the producer gives it one of its pre-hashed keys for the current
+    /// shards ([`SpreadKeys`](crate::kinesis::SpreadKeys)).
+    pub fn spread(data: impl Into<Bytes>) -> Self {
+        UserRecord::new(String::new(), data)
+    }
+
+    /// Whether the producer is to choose the key (see [`UserRecord::spread`]).
+    pub fn is_spread(&self) -> bool {
+        self.partition_key.is_empty() && self.explicit_hash_key.is_none()
+    }
+
     /// Where Kinesis (and a KCL shard check) places this record: the explicit hash key
     /// when there is one, else the MD5 of the partition key.
     pub fn hash_key(&self) -> HashKey {
@@ -58,7 +71,12 @@ impl UserRecord {
 
     /// The size Kinesis counts against its record limit if this record is sent alone.
     pub fn kinesis_size(&self) -> usize {
-        self.partition_key.len() + self.data.len()
+        let key = if self.is_spread() {
+            crate::kinesis::spread_keys::SPREAD_KEY_LEN
+        } else {
+            self.partition_key.len()
+        };
+        key + self.data.len()
     }
 }
 
