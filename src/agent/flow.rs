@@ -4,6 +4,10 @@
 //!
 //! Reads are blocking `pread` calls of up to 256 KiB: the flow runs on a reader
 //! thread of its own ([`super::reader`]), so they cannot stall the async workers.
+//!
+//! A little over 500 lines, kept together: finding files, following rotations and
+//! truncations, draining rotated files and reading in turns are one state machine
+//! over one map of tracked files. What a read becomes is [`super::records`]'s.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};

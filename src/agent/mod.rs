@@ -10,7 +10,8 @@
 //! Here: start-up, flow wiring, the phased stop. In their own modules: the reader
 //! (`flow`), records from frames (`records`), the checkpointer, the status loop,
 //! reload, the HTTP endpoint. Not here: anything of Kinesis's wire or limits (the
-//! producer), or of the server.
+//! producer), or of the server. A little over 500 lines: start-up, wiring and the
+//! phased stop all act on the running agent's state.
 
 pub mod ack;
 pub mod checkpoint;
