@@ -34,6 +34,7 @@ use crate::producer::ProducerHandle;
 const READ_BUFFER: usize = 256 * 1024;
 /// Most bytes read from one file before the others get a turn.
 const READ_PER_TURN: usize = 4 * 1024 * 1024;
+/// How often every file is read while file events are not available.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// A renamed or deleted file idle this long is taken as complete.
 const DRAIN_IDLE: Duration = Duration::from_secs(5);
@@ -48,6 +49,10 @@ pub struct Flow {
     ledger: Ledger,
     stats: Arc<FlowStats>,
     scan_interval: Duration,
+    /// Whether file events are to be used (off: scans and polls only).
+    file_events: bool,
+    /// Paths file events said were written to: read without waiting for a sweep.
+    written: Arc<std::sync::Mutex<HashSet<PathBuf>>>,
     files: BTreeMap<PathBuf, TrackedFile>,
     draining: Vec<TrackedFile>,
     /// Paths that could not be opened, reported once until they can.
@@ -97,6 +102,8 @@ impl Flow {
             ledger,
             stats,
             scan_interval,
+            file_events: true,
+            written: Arc::default(),
             files: BTreeMap::new(),
             draining: Vec::new(),
             unreadable: HashSet::new(),
@@ -106,15 +113,32 @@ impl Flow {
         })
     }
 
+    /// Finds and reads files by periodic scans and polls only.
+    pub fn without_file_events(&mut self) {
+        self.file_events = false;
+    }
+
     /// Runs until `stop` turns true; returns once reading has stopped (the caller then
     /// drains the producer). Records held in framers are not sent: their bytes are
     /// above the checkpoint and will be read again.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         self.stop = stop.clone();
         let (wake_tx, mut wake_rx) = mpsc::channel::<bool>(1);
-        let _watcher = self.watch(wake_tx);
-        tracing::trace!(flow = %self.config.name, "watching");
+        let watcher = if self.file_events {
+            self.watch(wake_tx)
+        } else {
+            None
+        };
+        // With file events, a written file is read when its event comes; every file is
+        // still read once a scan interval, in case an event was lost. Without them,
+        // every file is polled.
+        let sweep_every = match watcher {
+            Some(_) => self.scan_interval.max(POLL_INTERVAL),
+            None => POLL_INTERVAL,
+        };
+        tracing::trace!(flow = %self.config.name, events = watcher.is_some(), "watching");
         let mut next_scan = Instant::now() + self.scan_interval;
+        let mut next_sweep = Instant::now();
         loop {
             if *stop.borrow() {
                 break;
@@ -124,7 +148,12 @@ impl Flow {
                 self.scan();
                 next_scan = now + self.scan_interval;
             }
-            let read_any = self.read_all(&mut stop).await;
+            let read_any = if now >= next_sweep {
+                next_sweep = now + sweep_every;
+                self.read_all(&mut stop).await
+            } else {
+                self.read_written(&mut stop).await
+            };
             self.flush_idle().await;
             self.release_drained();
             if self.last_report.elapsed() >= REPORT_INTERVAL {
@@ -140,7 +169,7 @@ impl Flow {
                         next_scan = Instant::now();
                     }
                 }
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = tokio::time::sleep_until(next_sweep.min(next_scan)) => {}
                 _ = stop.changed() => {}
             }
         }
@@ -151,8 +180,15 @@ impl Flow {
     /// scan). Without events (network filesystems) the periodic scan still finds files.
     fn watch(&self, wake: mpsc::Sender<bool>) -> Option<notify::RecommendedWatcher> {
         use notify::{EventKind, RecursiveMode, Watcher};
+        let written = self.written.clone();
         let handler = move |event: notify::Result<notify::Event>| {
             if let Ok(event) = event {
+                if matches!(event.kind, EventKind::Modify(_) | EventKind::Create(_)) {
+                    written
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(event.paths.iter().cloned());
+                }
                 let structural = matches!(
                     event.kind,
                     EventKind::Create(_)
@@ -324,20 +360,45 @@ impl Flow {
 
     /// Reads every file once around; returns whether any bytes were read.
     async fn read_all(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
-        let mut read_any = false;
+        // What events marked is read now anyway.
+        self.take_written();
         let paths: Vec<PathBuf> = self.files.keys().cloned().collect();
+        self.read_paths(paths, stop).await
+    }
+
+    /// Reads the files events said were written to (and the rotated files still
+    /// draining); returns whether any bytes were read.
+    async fn read_written(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        let paths = self.take_written();
+        self.read_paths(paths, stop).await
+    }
+
+    fn take_written(&self) -> Vec<PathBuf> {
+        std::mem::take(&mut *self.written.lock().unwrap_or_else(|p| p.into_inner()))
+            .into_iter()
+            .collect()
+    }
+
+    async fn read_paths(&mut self, paths: Vec<PathBuf>, stop: &mut watch::Receiver<bool>) -> bool {
+        let mut read_any = false;
         for path in paths {
             if *stop.borrow() {
                 return read_any;
             }
+            // A path not tracked (not matched, or a rotated name) is the scan's.
             let Some(mut tracked) = self.files.remove(&path) else {
                 continue;
             };
-            let (read, keep) = self.read_file(&mut tracked).await;
+            let (read, more) = self.read_file(&mut tracked).await;
             read_any |= read > 0;
-            if keep {
-                self.files.insert(path, tracked);
+            if more {
+                // Its turn ended before its end: read on at the next pass.
+                self.written
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(path.clone());
             }
+            self.files.insert(path, tracked);
         }
         let mut draining = std::mem::take(&mut self.draining);
         for tracked in &mut draining {
@@ -349,8 +410,9 @@ impl Flow {
     }
 
     /// Reads one file up to its end or its turn's limit, and sends what it frames.
-    /// Returns the bytes read and whether to keep tracking it.
+    /// Returns the bytes read and whether its turn ended before its end.
     async fn read_file(&mut self, tracked: &mut TrackedFile) -> (usize, bool) {
+        let mut more = true;
         let mut total = 0;
         let mut frames_per_read = 0;
         while total < READ_PER_TURN {
@@ -361,13 +423,17 @@ impl Flow {
             };
             let n = match tracked.read_chunk(&mut self.scratch, &mut out) {
                 Ok(Chunk::Read(n)) => n,
-                Ok(Chunk::End) => break,
+                Ok(Chunk::End) => {
+                    more = false;
+                    break;
+                }
                 Ok(Chunk::Replaced) => {
                     self.restart_replaced(tracked);
                     continue;
                 }
                 Err(error) => {
                     tracing::warn!(flow = %self.config.name, file.path = %tracked.path.display(), %error, "read failed; will retry");
+                    more = false;
                     break;
                 }
             };
@@ -384,7 +450,7 @@ impl Flow {
             self.ledger
                 .update_identity(tracked.reading, &tracked.identity);
         }
-        (total, true)
+        (total, more)
     }
 
     /// copytruncate: the file was emptied in place (and perhaps refilled). What was not

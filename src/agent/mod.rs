@@ -99,6 +99,9 @@ impl AgentError {
 pub struct RunOptions {
     /// Move a corrupt checkpoint file aside and start over.
     pub reset_checkpoints: bool,
+    /// Find and read files by periodic scans only, as on a filesystem without change
+    /// events (tests use it to check that the scans alone lose nothing).
+    pub without_file_events: bool,
 }
 
 /// What was left when the agent stopped.
@@ -145,6 +148,7 @@ pub struct RunningAgent {
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     endpoint: Option<JoinHandle<()>>,
     endpoint_stop: watch::Sender<bool>,
+    without_file_events: bool,
 }
 
 fn hostname() -> String {
@@ -226,6 +230,7 @@ impl Agent {
             metrics,
             endpoint,
             endpoint_stop,
+            without_file_events: options.without_file_events,
         };
         let mut prepared = Vec::new();
         for flow in &config.flows {
@@ -306,6 +311,9 @@ impl RunningAgent {
                 });
             }
         };
+        if self.without_file_events {
+            flow.without_file_events();
+        }
         flow.begin(start);
         {
             let mut known = self.known_flows.lock().unwrap_or_else(|p| p.into_inner());

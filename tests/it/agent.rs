@@ -387,3 +387,32 @@ async fn reload_adds_changes_and_removes_flows_without_losing_lines() {
     setup.wait_for(&last, Duration::from_secs(20)).await;
     agent.stop().await;
 }
+
+/// File events only speed reading up: with none at all (a filesystem without them, or
+/// events lost), scans and polls alone read appends and find new files.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_file_events_scans_alone_read_appends_and_new_files() {
+    let setup = Setup::new(1).await;
+    let log = setup.logs().join("app.log");
+    let first = lines("first", 100);
+    append(&log, &first);
+    let agent = setup
+        .start_with(
+            setup.config(&["*.log"], &[], ""),
+            shardcar::agent::RunOptions {
+                without_file_events: true,
+                ..Default::default()
+            },
+        )
+        .await;
+    setup.wait_for(&first, Duration::from_secs(30)).await;
+    // Appends once the first lines are in, and a file that appears while running.
+    let later = lines("later", 100);
+    append(&log, &later);
+    let other = lines("other", 50);
+    append(&setup.logs().join("other.log"), &other);
+    let all: Vec<Vec<u8>> = first.iter().chain(&later).chain(&other).cloned().collect();
+    let arrived = setup.wait_for(&all, Duration::from_secs(30)).await;
+    assert!(arrived.values().all(|n| *n == 1), "each line once");
+    agent.stop().await;
+}

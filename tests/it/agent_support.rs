@@ -95,9 +95,11 @@ linger_ms = 20
     }
 
     pub async fn start(&self, config: Config) -> RunningAgent {
-        Agent::start(config, RunOptions::default())
-            .await
-            .expect("agent starts")
+        self.start_with(config, RunOptions::default()).await
+    }
+
+    pub async fn start_with(&self, config: Config, options: RunOptions) -> RunningAgent {
+        Agent::start(config, options).await.expect("agent starts")
     }
 
     /// Every user record in the stream, as text, with how often each arrived.
