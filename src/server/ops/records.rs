@@ -5,10 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::shapes::HashKeyRangeShape;
-use super::validate::{
-    HASH_KEY_PATTERN, NamesStream, SEQUENCE_PATTERN, SHARD_ID_PATTERN, Violations, is_decimal,
-    is_name,
-};
+use super::validate::{HASH_KEY_PATTERN, NamesStream, SEQUENCE_PATTERN, Violations, is_decimal};
 use crate::kinesis::{HashKey, limits};
 use crate::server::error::{ErrorKind, KinesisError, OpResult};
 use crate::server::store::stream::Shard;
@@ -276,13 +273,7 @@ pub fn get_shard_iterator(
     let mut v = Violations::default();
     input.target().check(&mut v);
     v.required("shardId", &input.shard_id);
-    v.length("shardId", input.shard_id.as_deref(), 1, 128);
-    v.pattern(
-        "shardId",
-        input.shard_id.as_deref(),
-        SHARD_ID_PATTERN,
-        is_name,
-    );
+    v.shard_id("shardId", input.shard_id.as_deref());
     v.required("shardIteratorType", &input.shard_iterator_type);
     v.one_of(
         "shardIteratorType",

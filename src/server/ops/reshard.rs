@@ -3,9 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::shapes::Empty;
-use super::validate::{
-    HASH_KEY_PATTERN, NamesStream, SHARD_ID_PATTERN, Violations, is_decimal, is_name,
-};
+use super::validate::{HASH_KEY_PATTERN, NamesStream, Violations, is_decimal};
 use crate::kinesis::HashKey;
 use crate::server::error::{KinesisError, OpResult};
 use crate::server::store::Store;
@@ -24,13 +22,7 @@ pub fn split_shard(store: &Store, input: SplitShardInput) -> OpResult<Empty> {
     let mut v = Violations::default();
     input.target().check(&mut v);
     v.required("shardToSplit", &input.shard_to_split);
-    v.length("shardToSplit", input.shard_to_split.as_deref(), 1, 128);
-    v.pattern(
-        "shardToSplit",
-        input.shard_to_split.as_deref(),
-        SHARD_ID_PATTERN,
-        is_name,
-    );
+    v.shard_id("shardToSplit", input.shard_to_split.as_deref());
     v.required("newStartingHashKey", &input.new_starting_hash_key);
     v.pattern(
         "newStartingHashKey",
@@ -68,8 +60,7 @@ pub fn merge_shards(store: &Store, input: MergeShardsInput) -> OpResult<Empty> {
         ("adjacentShardToMerge", &input.adjacent_shard_to_merge),
     ] {
         v.required(field, value);
-        v.length(field, value.as_deref(), 1, 128);
-        v.pattern(field, value.as_deref(), SHARD_ID_PATTERN, is_name);
+        v.shard_id(field, value.as_deref());
     }
     v.finish()?;
     let name = input.target().resolve(store)?;

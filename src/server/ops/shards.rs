@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::shapes::ShardShape;
 use super::streams::{retained_shards, shard_index};
-use super::validate::{NamesStream, SHARD_ID_PATTERN, Violations, is_name};
+use super::validate::{NamesStream, Violations};
 use crate::server::clock::Millis;
 use crate::server::error::{KinesisError, OpResult};
 use crate::server::store::Store;
@@ -68,17 +68,9 @@ pub fn list_shards(store: &Store, input: ListShardsInput) -> OpResult<ListShards
     input.target().check(&mut v);
     v.range("maxResults", input.max_results, 1, 10_000);
     v.length("nextToken", input.next_token.as_deref(), 1, 1_048_576);
-    v.length(
+    v.shard_id(
         "exclusiveStartShardId",
         input.exclusive_start_shard_id.as_deref(),
-        1,
-        128,
-    );
-    v.pattern(
-        "exclusiveStartShardId",
-        input.exclusive_start_shard_id.as_deref(),
-        SHARD_ID_PATTERN,
-        is_name,
     );
     let filter_type = input
         .shard_filter

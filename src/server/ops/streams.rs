@@ -11,7 +11,7 @@ use super::shapes::{
     Empty, EnhancedMetricsShape, ShardShape, StreamModeDetailsShape, StreamSummaryShape,
 };
 use super::tags::check_tags;
-use super::validate::{self, NamesStream, SHARD_ID_PATTERN, Violations, is_name};
+use super::validate::{self, NamesStream, Violations};
 use crate::kinesis::limits;
 use crate::server::error::{KinesisError, OpResult};
 use crate::server::store::Store;
@@ -150,17 +150,9 @@ pub fn describe_stream(
     let mut v = Violations::default();
     input.target().check(&mut v);
     v.range("limit", input.limit, 1, 10_000);
-    v.length(
+    v.shard_id(
         "exclusiveStartShardId",
         input.exclusive_start_shard_id.as_deref(),
-        1,
-        128,
-    );
-    v.pattern(
-        "exclusiveStartShardId",
-        input.exclusive_start_shard_id.as_deref(),
-        SHARD_ID_PATTERN,
-        is_name,
     );
     v.finish()?;
     let name = input.target().resolve(store)?;

@@ -153,6 +153,12 @@ impl Violations {
         self.length("streamARN", arn, 1, 2048);
     }
 
+    /// A shard id field: its length, then its pattern, as Kinesis checks them.
+    pub fn shard_id(&mut self, field: &str, value: Option<&str>) {
+        self.length(field, value, 1, 128);
+        self.pattern(field, value, SHARD_ID_PATTERN, is_name);
+    }
+
     pub fn finish(self) -> OpResult<()> {
         match self.errors.len() {
             0 => Ok(()),
