@@ -79,18 +79,24 @@ impl SpreadKeys {
     /// A key for one record: a shard chosen as a random key would choose it, then one
     /// of its keys. `None` when that shard got no keys (the caller makes a fresh one).
     pub fn pick(&self, rng: &mut impl Rng) -> Option<&str> {
-        let shard = self.map.predict_index(HashKey(rng.random::<u128>()));
-        let pool = self.per_shard.get(shard)?;
+        let shard = self.pick_shard(rng);
+        self.key_in(shard, rng).map(|(key, _)| key)
+    }
+
+    /// A shard index of the map, chosen with the probability a random key would land
+    /// there (its share of the hash space).
+    pub fn pick_shard(&self, rng: &mut impl Rng) -> usize {
+        self.map.predict_index(HashKey(rng.random::<u128>()))
+    }
+
+    /// One of the keys of the shard at `index`, with its hash; `None` when that shard
+    /// got no keys.
+    pub fn key_in(&self, index: usize, rng: &mut impl Rng) -> Option<(&str, HashKey)> {
+        let pool = self.per_shard.get(index)?;
         if pool.is_empty() {
             return None;
         }
-        pool.get(rng.random_range(0..pool.len()))
-            .map(String::as_str)
-    }
-
-    /// A key picked as [`pick`](SpreadKeys::pick) does, with its hash.
-    pub fn pick_hashed(&self, rng: &mut impl Rng) -> Option<(&str, HashKey)> {
-        let key = self.pick(rng)?;
+        let key = pool.get(rng.random_range(0..pool.len()))?;
         Some((key, self.hash_of(key)?))
     }
 

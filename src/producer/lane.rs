@@ -205,6 +205,22 @@ impl<T> Lane<T> {
         }
     }
 
+    /// Bytes the open aggregate can still take (see [`Aggregator::room`]).
+    pub fn room(&self) -> usize {
+        self.aggregator.room()
+    }
+
+    /// Bytes (partition key + data, framed) held in the open aggregate.
+    pub fn open_bytes(&self) -> usize {
+        self.aggregator.kinesis_size()
+    }
+
+    /// Entries waiting to be sent: a lane that cannot send as fast as it is given
+    /// records (its shard throttled, its calls failing) has more.
+    pub fn backlog(&self) -> usize {
+        self.queue.len() + self.sealed.len()
+    }
+
     /// When the open aggregate must go out even if not full.
     pub fn linger_deadline(&self, aggregation: &AggregationConfig) -> Option<Instant> {
         self.opened_at.map(|t| t + aggregation.linger)

@@ -35,8 +35,12 @@ use super::throttle::{ShardRates, ShardThrottle};
 use super::topology::{Topology, TopologyError};
 use super::{Ack, Input, Inputs, ProducerConfig};
 use crate::aws::{Failure, Trouble};
-use crate::kinesis::spread_keys::{KEYS_PER_SHARD, SpreadKeys, random_key};
-use crate::kinesis::{HashKey, UserRecord, limits};
+use crate::kinesis::spread_keys::{KEYS_PER_SHARD, SPREAD_KEY_LEN, SpreadKeys, random_key};
+use crate::kinesis::{HashKey, limits};
+
+/// Bytes of aggregate framing a record may add beyond its partition key and data (its
+/// record message's tags and lengths, and its key's entry in the key table).
+const FRAMING_SLACK: usize = 16;
 
 pub struct Router<T, S> {
     config: ProducerConfig,
@@ -61,6 +65,8 @@ pub struct Router<T, S> {
     cursor: usize,
     /// Pre-hashed keys for the current map, given to records that ask to be spread.
     spread: Option<SpreadKeys>,
+    /// The lane whose open aggregate spread records fill now (see `accept_spread`).
+    filling: Option<usize>,
     /// The record limit applied now (configured and stream limits, the smaller),
     /// shared with the handles so sources can size records to it.
     record_limit: Arc<AtomicUsize>,
@@ -112,6 +118,7 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
             wake_at: None,
             cursor: 0,
             spread: None,
+            filling: None,
             record_limit,
         }
     }
@@ -222,62 +229,130 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
     fn accept_all(&mut self, inputs: Inputs<T>, now: Instant) {
         self.delivery.hold(inputs.permits());
         match inputs {
-            Inputs::One(mut input) => {
-                let hash_key = self
-                    .known_hash_key(&mut input.record)
-                    .unwrap_or_else(|| input.record.hash_key());
-                self.accept(input, hash_key, now);
-            }
-            Inputs::Many(mut batch) => {
-                let hash_keys = self.hash_keys(&mut batch);
-                for (input, hash_key) in batch.into_iter().zip(hash_keys) {
+            Inputs::One(input) => {
+                if input.record.is_spread() {
+                    self.accept_spread(input, now);
+                } else {
+                    let hash_key = input
+                        .record
+                        .explicit_hash_key
+                        .unwrap_or_else(|| input.record.hash_key());
                     self.accept(input, hash_key, now);
                 }
             }
+            Inputs::Many(batch) => {
+                let hash_keys = self.hash_keys(&batch);
+                for (input, hash_key) in batch.into_iter().zip(hash_keys) {
+                    match hash_key {
+                        Some(hash_key) => self.accept(input, hash_key, now),
+                        None => self.accept_spread(input, now),
+                    }
+                }
+            }
         }
+        self.seal_under_pressure();
     }
 
-    /// A record's hash key when it costs no MD5: explicit, or, for a record that asked
-    /// to be spread, the hash of the key it is given from the pool (hashed when the
-    /// pool was built). A spread record the pool cannot serve (a shard too narrow to
-    /// have keys) gets a fresh random key, hashed with the others.
-    fn known_hash_key(&self, record: &mut UserRecord) -> Option<HashKey> {
-        if !record.is_spread() {
-            return record.explicit_hash_key;
-        }
-        let mut rng = rand::rng();
-        if let Some((key, hash)) = self
-            .spread
-            .as_ref()
-            .and_then(|pool| pool.pick_hashed(&mut rng))
-        {
-            record.partition_key = key.to_owned();
-            return Some(hash);
-        }
-        record.partition_key = random_key(&mut rng);
-        None
-    }
-
-    /// The hash key of every record of a batch, in order; the partition keys that
-    /// must be hashed are hashed side by side.
-    fn hash_keys(&self, batch: &mut [Input<T>]) -> Vec<HashKey> {
+    /// The hash key of every record of a batch that has a key of its own (explicit, or
+    /// the MD5 of its partition key, hashed side by side); `None` for records that ask
+    /// to be spread, which get theirs as they are routed.
+    fn hash_keys(&self, batch: &[Input<T>]) -> Vec<Option<HashKey>> {
         let mut hash_keys = Vec::with_capacity(batch.len());
         let mut unknown = Vec::new();
-        for (index, input) in batch.iter_mut().enumerate() {
-            let known = self.known_hash_key(&mut input.record);
-            if known.is_none() {
+        for (index, input) in batch.iter().enumerate() {
+            let record = &input.record;
+            if record.explicit_hash_key.is_none() && !record.is_spread() {
                 unknown.push(index);
             }
-            hash_keys.push(known.unwrap_or(HashKey::MIN));
+            hash_keys.push(record.explicit_hash_key);
         }
         let keys: Vec<&str> = unknown
             .iter()
             .map(|&index| batch[index].record.partition_key.as_str())
             .collect();
         for (index, hash_key) in unknown.iter().zip(HashKey::of_partition_keys(&keys)) {
-            hash_keys[*index] = hash_key;
+            hash_keys[*index] = Some(hash_key);
         }
         hash_keys
+    }
+
+    /// A record that only asks to be spread goes to the lane being filled, with one of
+    /// that shard's pool keys (hashed when the pool was built), until the lane's
+    /// aggregate is full; then that aggregate is sealed and another lane is filled.
+    /// Aggregates are full however many shards there are, and the budget is held by
+    /// one open aggregate rather than one per shard. A record the pool cannot serve (a
+    /// shard too narrow to have keys) gets a fresh random key.
+    fn accept_spread(&mut self, mut input: Input<T>, now: Instant) {
+        let mut rng = rand::rng();
+        let cost = input.record.data.len() + SPREAD_KEY_LEN + FRAMING_SLACK;
+        let picked = self.fill_lane(cost, &mut rng).and_then(|index| {
+            self.spread
+                .as_ref()
+                .and_then(|pool| pool.key_in(index, &mut rng))
+                .map(|(key, hash)| (key.to_owned(), hash))
+        });
+        let hash_key = match picked {
+            Some((key, hash)) => {
+                input.record.partition_key = key;
+                hash
+            }
+            None => {
+                input.record.partition_key = random_key(&mut rng);
+                input.record.hash_key()
+            }
+        };
+        self.accept(input, hash_key, now);
+    }
+
+    /// The lane that a spread record of `cost` bytes goes to. The lane being filled
+    /// while its aggregate has room; otherwise that aggregate is sealed and the next
+    /// lane is the less backed-up of two shards picked as random keys would pick them
+    /// (so idle shards share by hash space and throttled ones are passed over).
+    /// `None` without a pool, and when records are not aggregated (each one then picks
+    /// a shard on its own).
+    fn fill_lane(&mut self, cost: usize, rng: &mut impl rand::Rng) -> Option<usize> {
+        let aggregation = self.config.aggregation;
+        let pool = self.spread.as_ref()?;
+        if !aggregation.enabled || cost > aggregation.max_bytes {
+            return Some(pool.pick_shard(rng));
+        }
+        if let Some(index) = self.filling {
+            let lane = self.lanes.get_mut(index)?;
+            if lane.room() >= cost {
+                return Some(index);
+            }
+            lane.seal();
+        }
+        let (first, second) = (pool.pick_shard(rng), pool.pick_shard(rng));
+        let backlog = |index: usize| self.lanes.get(index).map_or(usize::MAX, Lane::backlog);
+        let index = if backlog(second) < backlog(first) {
+            second
+        } else {
+            first
+        };
+        self.filling = Some(index);
+        Some(index)
+    }
+
+    /// Seals every open aggregate when they hold most of the budget and the budget is
+    /// nearly spent: records whose keys spread them over many shards fill many
+    /// aggregates at once, and waiting for each to fill or linger out would leave the
+    /// sources blocked on a budget that only sending can free.
+    fn seal_under_pressure(&mut self) {
+        let budget = self.config.max_in_flight_bytes;
+        if self.budget.available_permits() >= budget / 4 {
+            return;
+        }
+        let open: usize = self.lanes.iter().map(Lane::open_bytes).sum();
+        if open < budget / 2 {
+            return;
+        }
+        ProducerStats::add(&self.stats.pressure_seals, 1);
+        for lane in &mut self.lanes {
+            if lane.open_bytes() > 0 {
+                lane.seal();
+            }
+        }
     }
 
     fn accept(&mut self, input: Input<T>, hash_key: HashKey, now: Instant) {
@@ -641,6 +716,7 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
     /// Lanes for a new shard map; what the old lanes held goes where it now belongs.
     fn follow_map(&mut self, topology: Topology, now: Instant) {
         tracing::info!(stream.name = %self.config.stream, shards = topology.open.len(), "shard map loaded");
+        self.filling = None;
         self.spread = Some(SpreadKeys::new(
             &topology.open,
             KEYS_PER_SHARD,

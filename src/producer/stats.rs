@@ -23,6 +23,8 @@ pub struct ProducerStats {
     pub dead_lettered: AtomicU64,
     pub map_refreshes: AtomicU64,
     pub misrouted_aggregates: AtomicU64,
+    /// Times every open aggregate was sealed because together they held the budget.
+    pub pressure_seals: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -44,6 +46,7 @@ pub struct StatsSnapshot {
     pub dead_lettered: u64,
     pub map_refreshes: u64,
     pub misrouted_aggregates: u64,
+    pub pressure_seals: u64,
 }
 
 impl ProducerStats {
@@ -70,6 +73,7 @@ impl ProducerStats {
             dead_lettered: get(&self.dead_lettered),
             map_refreshes: get(&self.map_refreshes),
             misrouted_aggregates: get(&self.misrouted_aggregates),
+            pressure_seals: get(&self.pressure_seals),
         }
     }
 }

@@ -285,20 +285,25 @@ async fn accepted_records_are_acknowledged_once_on_their_shard_and_return_their_
 }
 
 /// Records that ask to be spread get a key from the producer's pool: every one lands
-/// on the shard its key hashes to, and together they reach every shard.
+/// on the shard its key hashes to, and together (4 MB, some 80 aggregates) they reach
+/// every shard.
 #[tokio::test(start_paused = true)]
 async fn spread_records_get_pool_keys_that_reach_every_shard() {
     let truth = even(4);
     let service = Scripted::accepting(truth.clone());
     let (handle, mut acks, budget) = start(config(), &service);
-    handle
-        .send_batch((0..400u64).map(|i| (UserRecord::spread(format!("spread {i}")), i)))
-        .await
-        .unwrap_or_else(|e| panic!("send: {e}"));
-    collect(&mut acks, 400).await;
+    let count = 4000;
+    let sender = send_in_background(
+        &handle,
+        count,
+        |i, len| UserRecord::spread(padded(i, len)),
+        1000,
+    );
+    collect(&mut acks, count as usize).await;
+    sender.await.unwrap_or_else(|e| panic!("sender: {e}"));
     {
         let kinesis = service.kinesis();
-        assert_eq!(kinesis.landed.len(), 400);
+        assert_eq!(kinesis.landed.len(), count as usize);
         let mut shards = std::collections::BTreeSet::new();
         for (shard, record) in &kinesis.landed {
             assert_eq!(record.partition_key.len(), 16, "{:?}", record.partition_key);
@@ -308,6 +313,103 @@ async fn spread_records_get_pool_keys_that_reach_every_shard() {
         }
         assert_eq!(shards.len(), 4, "spread over every shard");
     }
+    stop(&handle, &budget).await;
+}
+
+/// Sends `count` records of `data_len` bytes from a task of their own (the budget
+/// holds them back while the test collects acknowledgements).
+fn send_in_background(
+    handle: &ProducerHandle<u64>,
+    count: u64,
+    make: fn(u64, usize) -> UserRecord,
+    data_len: usize,
+) -> tokio::task::JoinHandle<()> {
+    let handle = handle.clone();
+    tokio::spawn(async move {
+        for start in (0..count).step_by(1000) {
+            let end = (start + 1000).min(count);
+            handle
+                .send_batch((start..end).map(|i| (make(i, data_len), i)))
+                .await
+                .unwrap_or_else(|e| panic!("send: {e}"));
+        }
+    })
+}
+
+fn padded(i: u64, len: usize) -> String {
+    let mut data = format!("record {i} ");
+    data.extend(std::iter::repeat_n('x', len.saturating_sub(data.len())));
+    data
+}
+
+/// User records per Kinesis record over every call made.
+fn records_per_entry(service: &Scripted) -> f64 {
+    let entries: usize = service.calls().iter().map(|c| c.entries.len()).sum();
+    service.kinesis().landed.len() as f64 / entries.max(1) as f64
+}
+
+/// Spread records fill one lane's aggregate at a time, so with 500 shards and the
+/// default 8 MiB budget (16 KiB per shard if it were divided) aggregates are still
+/// near the 50 KiB limit, and each lands on the shard its key hashes to.
+#[tokio::test(start_paused = true)]
+async fn spread_records_over_500_shards_fill_aggregates_near_the_size_limit() {
+    let truth = even(500);
+    let service = Scripted::accepting(truth.clone());
+    let (handle, mut acks, budget) = start(config(), &service);
+    let count = 100_000;
+    let sender = send_in_background(
+        &handle,
+        count,
+        |i, len| UserRecord::spread(padded(i, len)),
+        200,
+    );
+    collect(&mut acks, count as usize).await;
+    sender.await.unwrap_or_else(|e| panic!("sender: {e}"));
+    {
+        let kinesis = service.kinesis();
+        assert_eq!(kinesis.landed.len(), count as usize, "each record once");
+        let mut shards = std::collections::BTreeSet::new();
+        for (shard, record) in &kinesis.landed {
+            let owner = truth.open.predict(record.hash_key()).shard_id.as_str();
+            assert_eq!(shard, owner, "landed where its key hashes to");
+            shards.insert(shard.clone());
+        }
+        // About 400 aggregates, each on a shard picked at random: most shards get one.
+        assert!(shards.len() >= 200, "{} shards got records", shards.len());
+    }
+    // A 200-byte record takes about 208 bytes of a 51,200-byte aggregate: 246 at most.
+    let per_entry = records_per_entry(&service);
+    assert!(per_entry >= 220.0, "{per_entry:.1} records per aggregate");
+    stop(&handle, &budget).await;
+}
+
+/// Records with keys of their own spread over 500 shards fill 500 aggregates at once;
+/// once those hold the budget they are sealed and sent, rather than lingering while
+/// the sources wait on the budget.
+#[tokio::test(start_paused = true)]
+async fn keyed_records_over_500_shards_are_not_held_back_by_lingering_aggregates() {
+    let truth = even(500);
+    let service = Scripted::accepting(truth.clone());
+    let mut config = config();
+    let linger = Duration::from_secs(30);
+    config.aggregation.linger = linger;
+    let (handle, mut acks, budget) = start(config, &service);
+    let count = 100_000;
+    let started = Instant::now();
+    let sender = send_in_background(
+        &handle,
+        count,
+        |i, len| UserRecord::new(format!("key-{i}"), padded(i, len)),
+        200,
+    );
+    collect(&mut acks, count as usize).await;
+    sender.await.unwrap_or_else(|e| panic!("sender: {e}"));
+    let took = started.elapsed();
+    // 20 MB through an 8 MiB budget: waiting for lingering aggregates even once per
+    // budget's worth would take three lingers.
+    assert!(took < linger, "took {took:?} with a linger of {linger:?}");
+    assert!(handle.stats().pressure_seals > 0);
+    assert_eq!(service.kinesis().landed.len(), count as usize);
     stop(&handle, &budget).await;
 }
 

@@ -92,6 +92,17 @@ impl Aggregator {
         }
     }
 
+    /// Bytes the aggregate can still grow by before it reaches `max_bytes`: a record of
+    /// `n` bytes (partition key + data) fits if `n` plus a few bytes of framing per
+    /// record and key is at most this.
+    pub fn room(&self) -> usize {
+        let used = match self.records.len() {
+            0 => Self::aggregate_size(0),
+            _ => Self::aggregate_size(self.protobuf_len),
+        };
+        self.max_bytes.saturating_sub(used)
+    }
+
     fn first_data_len(&self) -> usize {
         self.records[0].data.as_ref().map_or(0, Bytes::len)
     }
