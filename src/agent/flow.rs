@@ -9,7 +9,7 @@
 //! truncations, draining rotated files and reading in turns are one state machine
 //! over one map of tracked files. What a read becomes is [`super::records`]'s.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,10 +23,11 @@ use super::ledger::Ledger;
 pub use super::records::Token;
 use super::records::{RecordMaker, Source};
 use super::stats::FlowStats;
-use super::tail::discovery::Discovery;
+use super::tail::discovery::{Discovery, Found};
 use super::tail::framing::{Framed, FramingConfig};
 use super::tail::identity::FileIdentity;
 use super::tail::reader::{Chunk, Lifecycle, TrackedFile};
+use super::tail::table::{FileTable, Slot};
 use crate::config::{FlowConfig, StartAt};
 use crate::kinesis::UserRecord;
 use crate::producer::ProducerHandle;
@@ -49,11 +50,13 @@ pub struct Flow {
     ledger: Ledger,
     stats: Arc<FlowStats>,
     scan_interval: Duration,
-    /// Whether file events are to be used (off: scans and polls only).
-    file_events: bool,
+    /// Whether file events are to be used.
+    file_events: FileEvents,
     /// Paths file events said were written to: read without waiting for a sweep.
     written: Arc<std::sync::Mutex<HashSet<PathBuf>>>,
-    files: BTreeMap<PathBuf, TrackedFile>,
+    /// Whether file events are arriving (set once the watcher is up).
+    events_on: bool,
+    files: FileTable,
     draining: Vec<TrackedFile>,
     /// Paths that could not be opened, reported once until they can.
     unreadable: HashSet<PathBuf>,
@@ -64,6 +67,19 @@ pub struct Flow {
     /// Frames into records: transforms, partition keys, sizing.
     records: RecordMaker,
     last_report: Instant,
+}
+
+/// Whether a flow reads on file change events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FileEvents {
+    /// Events drive reads; every file is still read once a scan interval (the safety
+    /// net for events lost or never sent, as on network filesystems).
+    #[default]
+    Used,
+    /// No watcher: every file is polled four times a second.
+    Off,
+    /// A watcher whose every event is dropped: the safety net alone reads (tests).
+    Dropped,
 }
 
 /// How a flow begins: its checkpoints, and whether `start_at` applies to the files it
@@ -102,9 +118,10 @@ impl Flow {
             ledger,
             stats,
             scan_interval,
-            file_events: true,
+            file_events: FileEvents::Used,
             written: Arc::default(),
-            files: BTreeMap::new(),
+            events_on: false,
+            files: FileTable::default(),
             draining: Vec::new(),
             unreadable: HashSet::new(),
             scratch: vec![0; READ_BUFFER],
@@ -113,9 +130,8 @@ impl Flow {
         })
     }
 
-    /// Finds and reads files by periodic scans and polls only.
-    pub fn without_file_events(&mut self) {
-        self.file_events = false;
+    pub fn set_file_events(&mut self, mode: FileEvents) {
+        self.file_events = mode;
     }
 
     /// Runs until `stop` turns true; returns once reading has stopped (the caller then
@@ -124,10 +140,10 @@ impl Flow {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         self.stop = stop.clone();
         let (wake_tx, mut wake_rx) = mpsc::channel::<bool>(1);
-        let watcher = if self.file_events {
-            self.watch(wake_tx)
-        } else {
-            None
+        let rescan = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = match self.file_events {
+            FileEvents::Off => None,
+            mode => self.watch(wake_tx, rescan.clone(), mode == FileEvents::Dropped),
         };
         // With file events, a written file is read when its event comes; every file is
         // still read once a scan interval, in case an event was lost. Without them,
@@ -136,14 +152,21 @@ impl Flow {
             Some(_) => self.scan_interval.max(POLL_INTERVAL),
             None => POLL_INTERVAL,
         };
+        self.events_on = watcher.is_some();
         tracing::trace!(flow = %self.config.name, events = watcher.is_some(), "watching");
         let mut next_scan = Instant::now() + self.scan_interval;
         let mut next_sweep = Instant::now();
+        let mut next_idle_check = Instant::now();
         loop {
             if *stop.borrow() {
                 break;
             }
             let now = Instant::now();
+            if rescan.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                // Events were lost (the kernel's queue overflowed): look at everything.
+                next_scan = now;
+                next_sweep = now;
+            }
             if now >= next_scan {
                 self.scan();
                 next_scan = now + self.scan_interval;
@@ -154,8 +177,17 @@ impl Flow {
             } else {
                 self.read_written(&mut stop).await
             };
-            self.flush_idle().await;
-            self.release_drained();
+            if now >= next_idle_check {
+                // Idle deadlines are a second or more; a few looks per deadline do.
+                let soonest = self
+                    .config
+                    .multiline_timeout
+                    .min(self.config.flush_partial_line_after);
+                next_idle_check =
+                    now + (soonest / 4).clamp(Duration::from_millis(5), REPORT_INTERVAL);
+                self.flush_idle().await;
+                self.release_drained();
+            }
             if self.last_report.elapsed() >= REPORT_INTERVAL {
                 self.report(None);
                 self.last_report = Instant::now();
@@ -169,7 +201,7 @@ impl Flow {
                         next_scan = Instant::now();
                     }
                 }
-                _ = tokio::time::sleep_until(next_sweep.min(next_scan)) => {}
+                _ = tokio::time::sleep_until(next_sweep.min(next_scan).min(next_idle_check)) => {}
                 _ = stop.changed() => {}
             }
         }
@@ -178,25 +210,41 @@ impl Flow {
 
     /// File-system events wake the loop (`true`: something was created or renamed, so
     /// scan). Without events (network filesystems) the periodic scan still finds files.
-    fn watch(&self, wake: mpsc::Sender<bool>) -> Option<notify::RecommendedWatcher> {
+    /// `rescan` turns true when the watcher lost events. `drop_all` ignores every event
+    /// (tests: what a lost event looks like to the loop).
+    fn watch(
+        &self,
+        wake: mpsc::Sender<bool>,
+        rescan: Arc<std::sync::atomic::AtomicBool>,
+        drop_all: bool,
+    ) -> Option<notify::RecommendedWatcher> {
         use notify::{EventKind, RecursiveMode, Watcher};
         let written = self.written.clone();
         let handler = move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
-                if matches!(event.kind, EventKind::Modify(_) | EventKind::Create(_)) {
-                    written
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .extend(event.paths.iter().cloned());
-                }
-                let structural = matches!(
-                    event.kind,
-                    EventKind::Create(_)
-                        | EventKind::Remove(_)
-                        | EventKind::Modify(notify::event::ModifyKind::Name(_))
-                );
-                let _ = wake.try_send(structural);
+            if drop_all {
+                return;
             }
+            let Ok(event) = event else {
+                rescan.store(true, std::sync::atomic::Ordering::Relaxed);
+                let _ = wake.try_send(true);
+                return;
+            };
+            if event.need_rescan() {
+                rescan.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            if matches!(event.kind, EventKind::Modify(_) | EventKind::Create(_)) {
+                written
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(event.paths);
+            }
+            let structural = matches!(
+                event.kind,
+                EventKind::Create(_)
+                    | EventKind::Remove(_)
+                    | EventKind::Modify(notify::event::ModifyKind::Name(_))
+            );
+            let _ = wake.try_send(structural);
         };
         let mut watcher = match notify::recommended_watcher(handler) {
             Ok(w) => w,
@@ -236,10 +284,10 @@ impl Flow {
     /// registering each in the ledger with the offset it starts from. Nothing is read.
     pub fn begin(&mut self, start: FlowStart) {
         let mut remaining = start.checkpoints;
-        let (paths, errors) = self.discovery.scan();
+        let (found, errors) = self.discovery.scan();
         self.report_scan_errors(errors);
         let mut seen: HashSet<(u64, u64)> = HashSet::new();
-        for path in paths {
+        for Found { path, .. } in found {
             // One file reached by several paths (a symlink, a hard link) is read once.
             if let Ok(meta) = std::fs::metadata(&path) {
                 use std::os::unix::fs::MetadataExt;
@@ -251,7 +299,7 @@ impl Flow {
             let Ok(file) = std::fs::File::open(&path) else {
                 // Reported (once) and retried by the periodic scan.
                 if let Some(tracked) = self.open(&path, 0, Lifecycle::Active) {
-                    self.files.insert(path, tracked);
+                    self.files.insert(tracked);
                 }
                 continue;
             };
@@ -276,7 +324,7 @@ impl Flow {
                 }
             };
             if let Some(tracked) = self.open(&path, offset, Lifecycle::Active) {
-                self.files.insert(path, tracked);
+                self.files.insert(tracked);
             }
         }
         // Checkpointed files no longer at a matching path: look for them renamed.
@@ -306,27 +354,35 @@ impl Flow {
     }
 
     /// Finds new files, and files rotated (renamed or deleted) away from their path.
+    /// A tracked regular file is still at its path when the directory lists the path
+    /// with the file's inode: one directory read tells, not a `stat` per file.
     fn scan(&mut self) {
-        let (paths, errors) = self.discovery.scan();
+        let (found, errors) = self.discovery.scan();
         self.report_scan_errors(errors);
-        let tracked: Vec<PathBuf> = self.files.keys().cloned().collect();
-        for path in tracked {
-            let still_there = match self.files.get(&path).map(|t| t.is_at(&path)) {
-                Some(Ok(true)) => true,
-                Some(Ok(false)) | Some(Err(_)) => false,
-                None => continue,
-            };
-            if !still_there && let Some(mut old) = self.files.remove(&path) {
+        let listed: std::collections::HashMap<&Path, Option<u64>, foldhash::fast::RandomState> =
+            found.iter().map(|f| (f.path.as_path(), f.ino)).collect();
+        let gone: Vec<PathBuf> = self
+            .files
+            .iter()
+            .filter(|t| match listed.get(t.path.as_path()) {
+                None => true,
+                Some(Some(ino)) => *ino != t.identity.ino,
+                // A symlink: where it points now takes a look.
+                Some(None) => !t.is_at(&t.path).unwrap_or(false),
+            })
+            .map(|t| t.path.clone())
+            .collect();
+        for path in gone {
+            if let Some(mut old) = self.files.remove(&path) {
                 FlowStats::add(&self.stats.rotations, 1);
                 tracing::info!(flow = %self.config.name, file.path = %path.display(), file.offset = old.offset(), "file rotated or deleted; finishing what it holds");
                 old.lifecycle = Lifecycle::Draining;
                 self.draining.push(old);
             }
         }
-        let mut tracked_inodes: HashSet<(u64, u64)> =
-            self.files.values().map(|t| t.identity.inode()).collect();
-        for path in paths {
-            if self.files.contains_key(&path) {
+        let mut tracked_inodes: Option<HashSet<(u64, u64)>> = None;
+        for Found { path, .. } in found {
+            if self.files.contains(&path) {
                 continue;
             }
             // A file renamed onto another matching path is the same file: keep reading it.
@@ -339,54 +395,58 @@ impl Flow {
                 tracked.lifecycle = Lifecycle::Active;
                 tracked.path = path.clone();
                 self.ledger.update_path(tracked.reading, &path);
-                self.files.insert(path, tracked);
+                self.files.insert(tracked);
                 continue;
             }
             // Another path to a file already read (a symlink beside its target).
+            let inodes = tracked_inodes
+                .get_or_insert_with(|| self.files.iter().map(|t| t.identity.inode()).collect());
             if let Ok(meta) = std::fs::metadata(&path) {
                 use std::os::unix::fs::MetadataExt;
-                if tracked_inodes.contains(&(meta.dev(), meta.ino())) {
+                if inodes.contains(&(meta.dev(), meta.ino())) {
                     continue;
                 }
             }
             // A file that appears after the start is new: read it whole.
             if let Some(tracked) = self.open(&path, 0, Lifecycle::Active) {
                 tracing::debug!(flow = %self.config.name, file.path = %path.display(), "new file");
-                tracked_inodes.insert(tracked.identity.inode());
-                self.files.insert(path, tracked);
+                inodes.insert(tracked.identity.inode());
+                self.files.insert(tracked);
             }
         }
     }
 
-    /// Reads every file once around; returns whether any bytes were read.
+    /// Reads every file once around, slot by slot; returns whether any bytes were read.
     async fn read_all(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
         // What events marked is read now anyway.
         self.take_written();
-        let paths: Vec<PathBuf> = self.files.keys().cloned().collect();
-        self.read_paths(paths, stop).await
+        let slots = self.files.slots();
+        self.read_slots(slots, stop).await
     }
 
     /// Reads the files events said were written to (and the rotated files still
     /// draining); returns whether any bytes were read.
     async fn read_written(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
-        let paths = self.take_written();
-        self.read_paths(paths, stop).await
+        // A path not tracked (not matched, or a rotated name) is the scan's.
+        let slots = self
+            .take_written()
+            .iter()
+            .filter_map(|path| self.files.slot_of(path))
+            .collect();
+        self.read_slots(slots, stop).await
     }
 
-    fn take_written(&self) -> Vec<PathBuf> {
+    fn take_written(&self) -> HashSet<PathBuf> {
         std::mem::take(&mut *self.written.lock().unwrap_or_else(|p| p.into_inner()))
-            .into_iter()
-            .collect()
     }
 
-    async fn read_paths(&mut self, paths: Vec<PathBuf>, stop: &mut watch::Receiver<bool>) -> bool {
+    async fn read_slots(&mut self, slots: Vec<Slot>, stop: &mut watch::Receiver<bool>) -> bool {
         let mut read_any = false;
-        for path in paths {
+        for slot in slots {
             if *stop.borrow() {
                 return read_any;
             }
-            // A path not tracked (not matched, or a rotated name) is the scan's.
-            let Some(mut tracked) = self.files.remove(&path) else {
+            let Some(mut tracked) = self.files.take(slot) else {
                 continue;
             };
             let (read, more) = self.read_file(&mut tracked).await;
@@ -396,9 +456,9 @@ impl Flow {
                 self.written
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(path.clone());
+                    .insert(tracked.path.clone());
             }
-            self.files.insert(path, tracked);
+            self.files.put_back(slot, tracked);
         }
         let mut draining = std::mem::take(&mut self.draining);
         for tracked in &mut draining {
@@ -515,7 +575,7 @@ impl Flow {
         let now = Instant::now();
         let multiline = self.config.multiline_timeout;
         let partial = self.config.flush_partial_line_after;
-        let mut work: Vec<(ReadingId, Framed)> = Vec::new();
+        let mut work: Vec<(Option<Slot>, ReadingId, Framed)> = Vec::new();
         let due = |tracked: &mut TrackedFile| -> Option<Framed> {
             let idle = now.duration_since(tracked.last_data);
             if tracked.pending_bytes() == 0 || idle < multiline.min(partial) {
@@ -534,27 +594,31 @@ impl Flow {
             tracked.flush_idle(whole, &mut out);
             (!out.frames.is_empty()).then_some(out)
         };
-        for tracked in self.files.values_mut().chain(self.draining.iter_mut()) {
+        for (slot, tracked) in self.files.iter_mut() {
             if let Some(out) = due(tracked) {
-                work.push((tracked.reading, out));
+                work.push((Some(slot), tracked.reading, out));
             }
         }
-        // A rotated file and its successor can share a path: find each by its reading.
-        for (reading, out) in work {
-            if let Some(path) = self
-                .files
-                .iter()
-                .find(|(_, t)| t.reading == reading)
-                .map(|(p, _)| p.clone())
-            {
-                if let Some(tracked) = self.files.remove(&path) {
-                    self.send(&tracked, out).await;
-                    self.files.insert(path, tracked);
+        for tracked in &mut self.draining {
+            if let Some(out) = due(tracked) {
+                work.push((None, tracked.reading, out));
+            }
+        }
+        for (slot, reading, out) in work {
+            match slot {
+                Some(slot) => {
+                    if let Some(tracked) = self.files.take(slot) {
+                        self.send(&tracked, out).await;
+                        self.files.put_back(slot, tracked);
+                    }
                 }
-            } else if let Some(i) = self.draining.iter().position(|t| t.reading == reading) {
-                let tracked = self.draining.swap_remove(i);
-                self.send(&tracked, out).await;
-                self.draining.push(tracked);
+                None => {
+                    if let Some(i) = self.draining.iter().position(|t| t.reading == reading) {
+                        let tracked = self.draining.swap_remove(i);
+                        self.send(&tracked, out).await;
+                        self.draining.push(tracked);
+                    }
+                }
             }
             if *self.stop.borrow() {
                 return;
@@ -583,17 +647,24 @@ impl Flow {
     /// not acknowledged yet (read or not). `current` is the file being read, which is
     /// out of the map meanwhile.
     fn report(&self, current: Option<&TrackedFile>) {
-        let files: Vec<&TrackedFile> = self
-            .files
-            .values()
-            .chain(self.draining.iter())
-            .chain(current)
-            .collect();
-        FlowStats::set(&self.stats.files_tracked, files.len() as u64);
-        let sizes: Vec<(ReadingId, u64)> = files
-            .iter()
-            .map(|t| (t.reading, t.size().unwrap_or(0)))
-            .collect();
+        // A file's size is looked up when events are off, or said it was written to;
+        // otherwise its last read saw its size (a sweep reads every file).
+        let written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let look = |t: &TrackedFile| !self.events_on || written.contains(&t.path);
+        let mut sizes: Vec<(ReadingId, u64)> = Vec::with_capacity(self.files.len() + 1);
+        for tracked in self.files.iter() {
+            let size = if look(tracked) {
+                tracked.size().unwrap_or(tracked.seen_size())
+            } else {
+                tracked.seen_size()
+            };
+            sizes.push((tracked.reading, size));
+        }
+        drop(written);
+        for tracked in self.draining.iter().chain(current) {
+            sizes.push((tracked.reading, tracked.size().unwrap_or(0)));
+        }
+        FlowStats::set(&self.stats.files_tracked, sizes.len() as u64);
         FlowStats::set(
             &self.stats.bytes_behind,
             self.ledger.unacknowledged_bytes(&sizes),

@@ -94,14 +94,16 @@ impl AgentError {
     }
 }
 
+pub use flow::FileEvents;
+
 /// Options given on the command line rather than in the config.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
     /// Move a corrupt checkpoint file aside and start over.
     pub reset_checkpoints: bool,
-    /// Find and read files by periodic scans only, as on a filesystem without change
-    /// events (tests use it to check that the scans alone lose nothing).
-    pub without_file_events: bool,
+    /// Whether file change events drive reading (tests turn them off, or drop them, to
+    /// check that scans and sweeps alone lose nothing).
+    pub file_events: FileEvents,
 }
 
 /// What was left when the agent stopped.
@@ -148,7 +150,7 @@ pub struct RunningAgent {
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     endpoint: Option<JoinHandle<()>>,
     endpoint_stop: watch::Sender<bool>,
-    without_file_events: bool,
+    file_events: FileEvents,
 }
 
 fn hostname() -> String {
@@ -230,7 +232,7 @@ impl Agent {
             metrics,
             endpoint,
             endpoint_stop,
-            without_file_events: options.without_file_events,
+            file_events: options.file_events,
         };
         let mut prepared = Vec::new();
         for flow in &config.flows {
@@ -311,9 +313,7 @@ impl RunningAgent {
                 });
             }
         };
-        if self.without_file_events {
-            flow.without_file_events();
-        }
+        flow.set_file_events(self.file_events);
         flow.begin(start);
         {
             let mut known = self.known_flows.lock().unwrap_or_else(|p| p.into_inner());

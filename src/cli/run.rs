@@ -52,7 +52,7 @@ async fn serve(args: RunArgs, config: Config) -> Result<()> {
         config,
         RunOptions {
             reset_checkpoints: args.reset_checkpoints,
-            without_file_events: false,
+            file_events: crate::agent::FileEvents::Used,
         },
     )
     .await?;

@@ -400,7 +400,7 @@ async fn without_file_events_scans_alone_read_appends_and_new_files() {
         .start_with(
             setup.config(&["*.log"], &[], ""),
             shardcar::agent::RunOptions {
-                without_file_events: true,
+                file_events: shardcar::agent::FileEvents::Off,
                 ..Default::default()
             },
         )

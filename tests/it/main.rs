@@ -4,6 +4,7 @@ mod agent;
 mod agent_model;
 mod agent_process;
 mod agent_safety;
+mod agent_scale;
 mod agent_support;
 mod agent_torture;
 mod aggregation_properties;

@@ -93,15 +93,16 @@ impl Discovery {
         self.roots.iter().map(|(p, _)| p.as_path())
     }
 
-    /// Every regular file matching now, and the directories that could not be read.
-    pub fn scan(&self) -> (Vec<PathBuf>, Vec<(PathBuf, io::Error)>) {
+    /// Every regular file matching now (sorted by path), and the directories that
+    /// could not be read.
+    pub fn scan(&self) -> (Vec<Found>, Vec<(PathBuf, io::Error)>) {
         let mut found = Vec::new();
         let mut errors = Vec::new();
         for (root, depth) in &self.roots {
             self.walk(root, *depth, &mut found, &mut errors);
         }
-        found.sort();
-        found.dedup();
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        found.dedup_by(|a, b| a.path == b.path);
         (found, errors)
     }
 
@@ -109,9 +110,10 @@ impl Discovery {
         &self,
         dir: &Path,
         depth: Option<usize>,
-        found: &mut Vec<PathBuf>,
+        found: &mut Vec<Found>,
         errors: &mut Vec<(PathBuf, io::Error)>,
     ) {
+        use std::os::unix::fs::DirEntryExt;
         if depth == Some(0) {
             return;
         }
@@ -129,15 +131,26 @@ impl Discovery {
                 continue;
             };
             if kind.is_dir() {
-                // Directory symlinks are not followed, so a link loop cannot trap the walk.
                 self.walk(&path, depth.map(|d| d - 1), found, errors);
-            } else if (kind.is_file() || (kind.is_symlink() && path.is_file()))
-                && self.matches(&path)
-            {
-                found.push(path);
+            } else if kind.is_file() && self.matches(&path) {
+                found.push(Found {
+                    path,
+                    ino: Some(entry.ino()),
+                });
+            } else if kind.is_symlink() && path.is_file() && self.matches(&path) {
+                found.push(Found { path, ino: None });
             }
         }
     }
+}
+
+/// A matching file a scan found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub path: PathBuf,
+    /// The inode the directory lists for a regular file (no `stat` needed to tell a
+    /// file replaced at its path); `None` for a symlink, whose target must be looked up.
+    pub ino: Option<u64>,
 }
 
 #[cfg(test)]
@@ -180,11 +193,13 @@ mod tests {
             std::fs::write(path, b"x").unwrap();
         }
         let pattern = |p: &str| format!("{}/{p}", base.display());
+        let paths =
+            |d: &Discovery| -> Vec<PathBuf> { d.scan().0.into_iter().map(|f| f.path).collect() };
         let shallow = Discovery::new(&[pattern("*.log")], &[]).unwrap();
-        assert_eq!(shallow.scan().0, vec![base.join("a.log")]);
+        assert_eq!(paths(&shallow), vec![base.join("a.log")]);
         let deep = Discovery::new(&[pattern("**/*.log")], &[pattern("**/skip.log")]).unwrap();
         assert_eq!(
-            deep.scan().0,
+            paths(&deep),
             vec![
                 base.join("a.log"),
                 base.join("sub/c.log"),
@@ -193,5 +208,10 @@ mod tests {
         );
         let dirs = Discovery::new(&[pattern("*/deep/*.log")], &[]).unwrap();
         assert_eq!(dirs.scan().0.len(), 2);
+        // A regular file comes with the inode its directory lists.
+        let found = shallow.scan().0;
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(base.join("a.log")).unwrap().ino();
+        assert_eq!(found[0].ino, Some(ino));
     }
 }

@@ -6,3 +6,4 @@ pub mod discovery;
 pub mod framing;
 pub mod identity;
 pub mod reader;
+pub mod table;

@@ -55,6 +55,8 @@ pub struct TrackedFile {
     offset: u64,
     /// When a read last returned data.
     pub last_data: Instant,
+    /// The size of the open file when it was last looked at (opened or read).
+    seen_size: u64,
 }
 
 impl TrackedFile {
@@ -87,6 +89,7 @@ impl TrackedFile {
             prefix,
             offset,
             last_data: Instant::now(),
+            seen_size: meta.len(),
         })
     }
 
@@ -99,12 +102,19 @@ impl TrackedFile {
         self.framer = Framer::new(self.framing.clone(), 0);
         self.offset = 0;
         self.last_data = Instant::now();
+        self.seen_size = meta.len();
         Ok(())
     }
 
     /// Next byte to read.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// The size of the open file when it was last opened or read: what a gauge can
+    /// use without a system call per file.
+    pub fn seen_size(&self) -> u64 {
+        self.seen_size
     }
 
     /// The size of the open file (not of whatever is at its path now).
@@ -149,12 +159,19 @@ impl TrackedFile {
     /// faults on every read, and a short read from one of many files would pin a whole
     /// buffer in memory until its records are acknowledged.
     pub fn read_chunk(&mut self, scratch: &mut [u8], out: &mut Framed) -> io::Result<Chunk> {
+        // The size first: a quiet file costs this one call, not a read too.
+        let size = self.size()?;
+        self.seen_size = size;
+        if size < self.offset {
+            // Emptied and not refilled past the offset yet.
+            return Ok(Chunk::Replaced);
+        }
+        if size == self.offset {
+            return Ok(Chunk::End);
+        }
         let n = self.file.read_at(scratch, self.offset)?;
         if n == 0 {
-            // Emptied and not refilled past the offset yet: the size says so.
-            if self.size()? < self.offset {
-                return Ok(Chunk::Replaced);
-            }
+            // Truncated since the size was taken: the next look sees it.
             return Ok(Chunk::End);
         }
         if !self.prefix_unchanged()? {
