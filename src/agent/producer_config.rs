@@ -22,6 +22,7 @@ pub fn for_flow(flow: &FlowConfig, agent: &AgentConfig) -> ProducerConfig {
         // limit, when lower, is applied by the producer and the flow sizes to it.
         max_record_bytes: (flow.max_record_bytes + limits::MAX_PARTITION_KEY_CHARS)
             .min(limits::MAX_RECORD_BYTES_UPPER_BOUND),
+        body_format: flow.kinesis.body_format,
         dead_letter_path: Some(
             agent
                 .state_dir

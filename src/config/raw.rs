@@ -152,6 +152,7 @@ pub struct RawService {
     pub request_timeout_ms: Leaf<i64>,
     pub retry_base_ms: Leaf<i64>,
     pub retry_max_ms: Leaf<i64>,
+    pub body_format: Leaf<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::{Nested, RawAgent, RawConfig, RawService};
-use super::{AgentConfig, Config, KinesisConfig, LogOutput, OnCorruptCheckpoint, Problem};
+use super::{
+    AgentConfig, BodyFormat, Config, KinesisConfig, LogOutput, OnCorruptCheckpoint, Problem,
+};
 use crate::kinesis::limits;
 
 use super::checker::{Checker, key_path, unknown_key};
@@ -323,6 +325,12 @@ pub(super) fn service_config(
             ),
         );
     }
+    let body_format = check.one_of(
+        &at("body_format"),
+        raw.body_format,
+        base.body_format,
+        &[("cbor", BodyFormat::Cbor), ("json", BodyFormat::Json)],
+    );
     KinesisConfig {
         region: region.or_else(|| base.region.clone()),
         endpoint_url: endpoint_url.or_else(|| base.endpoint_url.clone()),
@@ -336,6 +344,7 @@ pub(super) fn service_config(
         request_timeout,
         retry_base,
         retry_max,
+        body_format,
     }
 }
 

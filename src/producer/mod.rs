@@ -18,6 +18,7 @@
 mod alerts;
 mod backoff;
 mod bucket;
+mod cbor_body;
 mod dead_letter;
 mod delivery;
 pub mod health;
@@ -44,7 +45,7 @@ use tokio::time::Instant;
 
 pub use stats::{ProducerStats, StatsSnapshot};
 
-use crate::config::{AggregationConfig, ThrottleConfig};
+use crate::config::{AggregationConfig, BodyFormat, ThrottleConfig};
 use crate::kinesis::{UserRecord, limits};
 
 /// How a producer behaves. `ProducerConfig::new` gives the documented defaults.
@@ -72,6 +73,8 @@ pub struct ProducerConfig {
     pub max_record_bytes: usize,
     /// Where records Kinesis will never accept are written (JSON lines); log only if `None`.
     pub dead_letter_path: Option<PathBuf>,
+    /// How PutRecords bodies are written.
+    pub body_format: BodyFormat,
 }
 
 impl ProducerConfig {
@@ -91,6 +94,7 @@ impl ProducerConfig {
             max_concurrent_requests: Self::DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_record_bytes: limits::DEFAULT_MAX_RECORD_BYTES,
             dead_letter_path: None,
+            body_format: BodyFormat::Cbor,
         }
     }
 }
@@ -249,7 +253,8 @@ impl Producer {
         client: aws_sdk_kinesis::Client,
         shared: Budget,
     ) -> (ProducerHandle<T>, Acks<T>) {
-        Producer::start_on(config, service::SdkService { client }, shared)
+        let format = config.body_format;
+        Producer::start_on(config, service::SdkService { client, format }, shared)
     }
 
     /// Starts a producer that talks to `service`.

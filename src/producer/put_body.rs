@@ -13,6 +13,7 @@ use aws_sdk_kinesis::error::SdkError;
 use aws_sdk_kinesis::operation::put_records::{PutRecordsError, PutRecordsOutput};
 use bytes::Bytes;
 
+use crate::config::BodyFormat;
 use crate::kinesis::HashKey;
 
 /// One PutRecords entry as it goes on the wire.
@@ -54,12 +55,16 @@ pub fn encode(stream: &str, entries: &[WireEntry]) -> Bytes {
 /// Sends a body from [`encode`] as a PutRecords call. The SDK serializes an empty
 /// call; the body replaces it before signing (`mutate_request` runs in
 /// `modify_before_signing`), so the signature covers the real body.
+///
+/// A CBOR body goes with its content type, and the answer, in CBOR too, is read
+/// through [`CborAnswers`](super::cbor_body::CborAnswers).
 pub async fn put_records(
     client: &Client,
     stream: String,
     body: Bytes,
+    format: BodyFormat,
 ) -> Result<PutRecordsOutput, SdkError<PutRecordsError>> {
-    client
+    let call = client
         .put_records()
         .stream_name(stream)
         .set_records(Some(Vec::new()))
@@ -68,10 +73,17 @@ pub async fn put_records(
             request
                 .headers_mut()
                 .insert("Content-Length", body.len().to_string());
+            if format == BodyFormat::Cbor {
+                request
+                    .headers_mut()
+                    .insert("Content-Type", super::cbor_body::CONTENT_TYPE);
+            }
             *request.body_mut() = body.clone().into();
-        })
-        .send()
-        .await
+        });
+    match format {
+        BodyFormat::Cbor => call.interceptor(super::cbor_body::CborAnswers).send().await,
+        BodyFormat::Json => call.send().await,
+    }
 }
 
 /// Appends `text` as a JSON string: quotes, backslashes and control characters
@@ -260,11 +272,95 @@ mod tests {
             .build();
         let client = Client::from_conf(config);
         let body = encode("s", &[entry("k", 5, b"payload")]);
-        let _refused = put_records(&client, "s".to_owned(), body.clone()).await;
+        let _refused = put_records(&client, "s".to_owned(), body.clone(), BodyFormat::Json).await;
         let seen = seen.lock().expect("lock");
         assert_eq!(seen.signed_body.as_deref(), Some(&body[..]));
         assert_eq!(seen.content_length, Some(body.len().to_string()));
         assert!(seen.authorization, "the request was signed");
+    }
+
+    /// Both formats against the real server: records stored as sent, per-entry
+    /// failures read entry by entry (injected throttling), and a call refused as a
+    /// whole read with its error code, for the CBOR answers as for the JSON ones.
+    #[tokio::test]
+    async fn both_formats_store_records_and_read_results_and_errors_alike() {
+        use aws_sdk_kinesis::error::ProvideErrorMetadata;
+        let mut config = crate::server::ServerConfig::default();
+        config.store.status_delay_ms = 0;
+        config.store.limits = false;
+        config.store.faults.throttle_ratio = 0.5;
+        let server = crate::server::Server::bind(([127, 0, 0, 1], 0).into(), config)
+            .await
+            .unwrap_or_else(|e| panic!("server: {e}"));
+        let settings = crate::config::KinesisConfig {
+            endpoint_url: Some(server.endpoint_url()),
+            region: Some("us-east-1".to_owned()),
+            ..Default::default()
+        };
+        let client = crate::aws::kinesis_client(&settings, crate::aws::Purpose::Producer)
+            .await
+            .unwrap_or_else(|e| panic!("client: {e}"));
+        client
+            .create_stream()
+            .stream_name("s")
+            .shard_count(1)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create: {e}"));
+        let entries: Vec<WireEntry> = (0..200u32)
+            .map(|i| entry(&format!("k{i}"), 7, &i.to_be_bytes()))
+            .collect();
+        for format in [BodyFormat::Cbor, BodyFormat::Json] {
+            let body = match format {
+                BodyFormat::Cbor => crate::producer::cbor_body::encode("s", &entries),
+                BodyFormat::Json => encode("s", &entries),
+            };
+            let output = put_records(&client, "s".to_owned(), body, format)
+                .await
+                .unwrap_or_else(|e| panic!("{format:?}: {e:?}"));
+            let results = output.records();
+            assert_eq!(results.len(), entries.len(), "{format:?}");
+            let throttled = results
+                .iter()
+                .filter(|r| r.error_code() == Some("ProvisionedThroughputExceededException"))
+                .count();
+            let stored = results
+                .iter()
+                .filter(|r| r.sequence_number().is_some())
+                .count();
+            assert_eq!(throttled + stored, entries.len(), "{format:?}");
+            assert_eq!(
+                output.failed_record_count(),
+                Some(throttled as i32),
+                "{format:?}"
+            );
+            assert!(
+                throttled > 0 && stored > 0,
+                "{format:?}: {throttled} throttled"
+            );
+
+            let body = match format {
+                BodyFormat::Cbor => crate::producer::cbor_body::encode("missing", &entries),
+                BodyFormat::Json => encode("missing", &entries),
+            };
+            let error = put_records(&client, "missing".to_owned(), body, format)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{format:?}: a missing stream was accepted"));
+            let service = error
+                .as_service_error()
+                .unwrap_or_else(|| panic!("{format:?}: {error:?}"));
+            assert_eq!(
+                service.code(),
+                Some("ResourceNotFoundException"),
+                "{format:?}"
+            );
+            assert!(
+                service.message().is_some_and(|m| m.contains("missing")),
+                "{format:?}"
+            );
+        }
+        server.shutdown().await;
     }
 
     #[test]

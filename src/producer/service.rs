@@ -10,10 +10,12 @@ use std::future::Future;
 
 use aws_sdk_kinesis::Client;
 
+use super::cbor_body;
 use super::judge::{EntryVerdict, RequestVerdict, entry_verdict, request_verdict};
 use super::put_body::{self, WireEntry};
 use super::topology::{self, Topology, TopologyError};
 use crate::aws::Failure;
+use crate::config::BodyFormat;
 
 /// A PutRecords call that failed as a whole: what to do, and what to tell an operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +48,7 @@ pub trait StreamService: Clone + Send + Sync + 'static {
 #[derive(Clone)]
 pub struct SdkService {
     pub client: Client,
+    pub format: BodyFormat,
 }
 
 impl StreamService for SdkService {
@@ -55,11 +58,15 @@ impl StreamService for SdkService {
         entries: Vec<WireEntry>,
     ) -> impl Future<Output = PutAnswer> + Send + 'static {
         let client = self.client.clone();
+        let format = self.format;
         async move {
             let sent = entries.len();
-            let body = put_body::encode(&stream, &entries);
+            let body = match format {
+                BodyFormat::Cbor => cbor_body::encode(&stream, &entries),
+                BodyFormat::Json => put_body::encode(&stream, &entries),
+            };
             drop(entries);
-            match put_body::put_records(&client, stream, body).await {
+            match put_body::put_records(&client, stream, body, format).await {
                 Ok(output) => {
                     let results = output.records();
                     // An answer shorter than the call leaves some outcomes unknown:
