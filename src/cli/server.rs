@@ -50,6 +50,17 @@ pub struct ServerArgs {
     /// Most open shards across all streams (the account quota).
     #[arg(long, default_value_t = 500)]
     shard_limit: u32,
+    /// Serve HTTPS with this PEM certificate chain (server certificate first).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a local CA and a certificate for 127.0.0.1 and localhost, both
+    /// written to DIR (ca.pem, server.pem, server.key) at every start; trust DIR/ca.pem
+    /// (AWS_CA_BUNDLE, the agent's ca_file).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls_self_signed: Option<PathBuf>,
 }
 
 fn parse_stream(spec: &str) -> Result<(String, u32)> {
@@ -79,6 +90,17 @@ pub fn run(args: ServerArgs) -> Result<()> {
             bail!("{flag} {ratio} must be between 0 and 1");
         }
     }
+    let mut ca = None;
+    let tls = match (&args.tls_cert, &args.tls_key, &args.tls_self_signed) {
+        (Some(cert), Some(key), _) => Some(crate::server::tls::from_files(cert, key)?),
+        (_, _, Some(dir)) => {
+            let written = crate::server::tls::self_signed(dir)?;
+            let config = crate::server::tls::from_files(&written.certificate, &written.key)?;
+            ca = Some(written.ca);
+            Some(config)
+        }
+        _ => None,
+    };
     let config = ServerConfig {
         store: StoreConfig {
             region: args.region,
@@ -99,12 +121,25 @@ pub fn run(args: ServerArgs) -> Result<()> {
             .map(|s| parse_stream(s))
             .collect::<Result<_>>()?,
         fsync_interval: Duration::from_secs(1),
+        tls,
         ..ServerConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let server = Server::bind(args.listen, config).await?;
-        println!("listening on {}", server.local_addr());
+        // One write, errors ignored: whoever started the server may read the first
+        // line and close the pipe.
+        let mut banner = format!("listening on {}\n", server.local_addr());
+        if let Some(ca) = &ca {
+            banner.push_str(&format!("CA certificate: {}\n", ca.display()));
+            tracing::info!(ca = %ca.display(), "serving HTTPS with a self-signed CA");
+        }
+        {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(banner.as_bytes());
+            let _ = stdout.flush();
+        }
         tracing::info!(listen = %server.local_addr(), limits = !args.no_limits, "shard server ready");
         super::signals::terminated().await;
         tracing::info!("stopping");

@@ -11,6 +11,7 @@ mod http;
 pub mod limits;
 mod ops;
 pub mod store;
+pub mod tls;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -42,6 +43,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// The clock the store runs on; tests freeze it.
     pub clock: Clock,
+    /// HTTPS when set (see [`tls`]); plain HTTP otherwise.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +56,7 @@ impl Default for ServerConfig {
             fsync_interval: Duration::from_secs(1),
             max_connections: 1024,
             clock: Clock::default(),
+            tls: None,
         }
     }
 }
@@ -88,6 +92,9 @@ pub fn call(
     ops::dispatch(store, action, format, body)
 }
 
+/// Longest a client may take to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The actions the server answers, sorted by name.
 pub fn actions() -> Vec<&'static str> {
     ops::names().collect()
@@ -98,6 +105,7 @@ pub struct Server;
 /// A server accepting connections; dropping it does not stop it, [`RunningServer::shutdown`] does.
 pub struct RunningServer {
     local_addr: SocketAddr,
+    https: bool,
     store: Store,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -150,9 +158,11 @@ impl Server {
             .local_addr()
             .map_err(|source| ServerError::Bind { addr, source })?;
         let (stop, stopped) = watch::channel(false);
+        let https = config.tls.is_some();
         let task = tokio::spawn(serve(listener, store.clone(), config, stopped));
         Ok(RunningServer {
             local_addr,
+            https,
             store,
             stop,
             task,
@@ -165,9 +175,10 @@ impl RunningServer {
         self.local_addr
     }
 
-    /// `http://127.0.0.1:PORT`, for clients' endpoint URL.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS), for clients' endpoint URL.
     pub fn endpoint_url(&self) -> String {
-        format!("http://{}", self.local_addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
     }
 
     pub fn store(&self) -> &Store {
@@ -197,6 +208,7 @@ async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(config.max_connections));
+    let acceptor = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A client that shuts down its sending side after the request still gets its answer.
     builder.http1().half_close(true);
@@ -230,12 +242,35 @@ async fn serve(
         let store = store.clone();
         let service =
             hyper::service::service_fn(move |request| http::handle(store.clone(), request));
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let Some(acceptor) = &acceptor else {
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                let _ = connection.await;
+                drop(permit);
+            });
+            continue;
+        };
+        // The handshake runs in the connection's task, with a deadline, so a client
+        // that never finishes it holds its own slot only, and only for so long.
+        let acceptor = acceptor.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _ = connection.await;
+            let accepted =
+                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            match accepted {
+                Ok(Ok(tls)) => {
+                    let connection = builder
+                        .serve_connection(TokioIo::new(tls), service)
+                        .into_owned();
+                    let _ = watcher.watch(connection).await;
+                }
+                Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
+            }
             drop(permit);
         });
     }

@@ -17,5 +17,6 @@ mod server_api;
 mod server_bad_input;
 mod server_persistence;
 mod server_python;
+mod server_tls;
 mod support;
 mod vectors;

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use crate::support::ServerProcess;
 
 /// A virtualenv with awscli and boto3 under the target directory, made once.
-fn python_env() -> PathBuf {
+pub fn python_env() -> PathBuf {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
     VENV.get_or_init(|| {
         let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aws-venv");

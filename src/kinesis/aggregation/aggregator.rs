@@ -46,6 +46,8 @@ pub struct Aggregator {
     records: Vec<proto::Record>,
     /// Exact length of the protobuf `AggregatedRecord` built so far.
     protobuf_len: usize,
+    /// Records and keys the last aggregate held: what the next one reserves.
+    expected: (usize, usize),
 }
 
 /// Bytes a length-delimited field of `len` bytes costs, with its one-byte tag.
@@ -67,6 +69,7 @@ impl Aggregator {
             explicit_hash_keys: IndexSet::default(),
             records: Vec::new(),
             protobuf_len: 0,
+            expected: (0, 0),
         }
     }
 
@@ -150,6 +153,10 @@ impl Aggregator {
         }
 
         self.protobuf_len = grown;
+        if self.records.capacity() == 0 {
+            self.records.reserve_exact(self.expected.0);
+            self.partition_keys.reserve(self.expected.1);
+        }
         if pk_cost > 0 {
             self.partition_keys.insert(record.partition_key);
         }
@@ -226,14 +233,13 @@ impl Aggregator {
     /// aggregate with a 1-byte partition key. Either way the explicit hash key is the
     /// first record's hash key, so the record lands on the shard it was built for.
     pub fn seal(&mut self) -> Option<Sealed> {
-        // The next aggregate is likely to hold as many records: start it at that size
-        // rather than growing through every power of two again.
-        let (capacity, key_capacity) = (self.records.len(), self.partition_keys.len());
-        let records = std::mem::replace(&mut self.records, Vec::with_capacity(capacity));
-        let partition_keys = std::mem::replace(
-            &mut self.partition_keys,
-            IndexSet::with_capacity_and_hasher(key_capacity, RandomState::default()),
-        );
+        // The next aggregate is likely to hold as many records: it starts at that size
+        // rather than growing through every power of two again, but only once its
+        // first record comes (a producer has an aggregator per shard, and most of
+        // 500 can be idle).
+        self.expected = (self.records.len(), self.partition_keys.len());
+        let records = std::mem::take(&mut self.records);
+        let partition_keys = std::mem::take(&mut self.partition_keys);
         let explicit_hash_keys = std::mem::take(&mut self.explicit_hash_keys);
         let protobuf_len = std::mem::replace(&mut self.protobuf_len, 0);
 
