@@ -316,6 +316,8 @@ fn main() {
         .collect();
     let megabytes: u64 = args.next().and_then(|m| m.parse().ok()).unwrap_or(1000);
     let seconds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(20);
+    // "shards" or "files" runs one table only.
+    let only = args.next().unwrap_or_default();
     // With two binaries, each row runs both in turn: one run, one machine state.
     let label = |i: usize| match (bins.len(), i) {
         (1, _) => String::new(),
@@ -328,6 +330,20 @@ fn main() {
         ("", "")
     };
 
+    if only != "files" {
+        shards_table(&bins, megabytes, &label, build_head);
+    }
+    if only != "shards" {
+        files_table(&bins, seconds, &label, build_head);
+    }
+}
+
+fn shards_table(
+    bins: &[String],
+    megabytes: u64,
+    label: &dyn Fn(usize) -> String,
+    build_head: (&str, &str),
+) {
     println!(
         "Shards: {megabytes} MB of 200-byte lines in 10 files, default budget, server --no-limits"
     );
@@ -349,6 +365,14 @@ fn main() {
             }
         }
     }
+}
+
+fn files_table(
+    bins: &[String],
+    seconds: u64,
+    label: &dyn Fn(usize) -> String,
+    build_head: (&str, &str),
+) {
     println!();
     println!(
         "Files: {seconds} s idle, then {seconds} s at 5,000 lines/s in all (151-byte lines), 4 shards"

@@ -19,12 +19,26 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut last = Checkpoints::default();
+    let mut written: Option<(u64, Vec<String>)> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
             _ = stop.changed() => return,
         }
-        last = write(&ledger, &store, &known, last).await;
+        // Nothing acknowledged, begun or ended, and the same flows: nothing to build.
+        let version = ledger.version();
+        let flows = known.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if written
+            .as_ref()
+            .is_some_and(|(v, f)| *v == version && *f == flows)
+        {
+            continue;
+        }
+        let on_disk;
+        (last, on_disk) = persist(&ledger, &store, &known, last).await;
+        if on_disk {
+            written = Some((version, flows));
+        }
     }
 }
 
@@ -36,24 +50,35 @@ pub async fn write(
     known: &std::sync::Mutex<Vec<String>>,
     last: Checkpoints,
 ) -> Checkpoints {
+    persist(ledger, store, known, last).await.0
+}
+
+/// [`write`], and whether the current checkpoints are on disk (false: the write
+/// failed and `last` is still what is there).
+async fn persist(
+    ledger: &Ledger,
+    store: &CheckpointStore,
+    known: &std::sync::Mutex<Vec<String>>,
+    last: Checkpoints,
+) -> (Checkpoints, bool) {
     let current = Checkpoints {
         flows: known.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         files: ledger.checkpoints(),
     };
     if current == last {
-        return last;
+        return (last, true);
     }
     let store = store.clone();
     let to_write = current.clone();
     match tokio::task::spawn_blocking(move || store.persist(&to_write)).await {
-        Ok(Ok(())) => current,
+        Ok(Ok(())) => (current, true),
         Ok(Err(error)) => {
             tracing::error!(%error, "cannot write checkpoints; will retry");
-            last
+            (last, false)
         }
         Err(error) => {
             tracing::error!(%error, "checkpoint writer failed; will retry");
-            last
+            (last, false)
         }
     }
 }

@@ -37,6 +37,9 @@ const READ_BUFFER: usize = 256 * 1024;
 const READ_PER_TURN: usize = 4 * 1024 * 1024;
 /// How often every file is read while file events are not available.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Shortest time between two passes driven by events while they keep coming: a
+/// pass per event would cost a pass per line written.
+const EVENT_GATHER: Duration = Duration::from_millis(10);
 /// A renamed or deleted file idle this long is taken as complete.
 const DRAIN_IDLE: Duration = Duration::from_secs(5);
 /// How often the flow's gauges (files tracked, bytes behind) are brought up to date,
@@ -56,6 +59,8 @@ pub struct Flow {
     written: Arc<std::sync::Mutex<HashSet<PathBuf>>>,
     /// Whether file events are arriving (set once the watcher is up).
     events_on: bool,
+    /// Whether the last pass left a file with more to read (its turn ended).
+    unfinished: bool,
     files: FileTable,
     draining: Vec<TrackedFile>,
     /// Paths that could not be opened, reported once until they can.
@@ -121,6 +126,7 @@ impl Flow {
             file_events: FileEvents::Used,
             written: Arc::default(),
             events_on: false,
+            unfinished: false,
             files: FileTable::default(),
             draining: Vec::new(),
             unreadable: HashSet::new(),
@@ -162,6 +168,7 @@ impl Flow {
                 break;
             }
             let now = Instant::now();
+            self.unfinished = false;
             if rescan.swap(false, std::sync::atomic::Ordering::Relaxed) {
                 // Events were lost (the kernel's queue overflowed): look at everything.
                 next_scan = now;
@@ -192,13 +199,23 @@ impl Flow {
                 self.report(None);
                 self.last_report = Instant::now();
             }
-            if read_any {
+            if read_any && self.unfinished {
+                // A file's turn ended before its end: read on at once.
                 continue;
             }
             tokio::select! {
                 event = wake_rx.recv() => {
                     if event == Some(true) {
                         next_scan = Instant::now();
+                    }
+                    // Under a stream of events (every line its own write), the writes
+                    // of the next moments are read in one pass, not one pass each.
+                    let gathered = now + EVENT_GATHER;
+                    if read_any && Instant::now() < gathered {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(gathered) => {}
+                            _ = stop.changed() => {}
+                        }
                     }
                 }
                 _ = tokio::time::sleep_until(next_sweep.min(next_scan).min(next_idle_check)) => {}
@@ -357,6 +374,11 @@ impl Flow {
     /// A tracked regular file is still at its path when the directory lists the path
     /// with the file's inode: one directory read tells, not a `stat` per file.
     fn scan(&mut self) {
+        // No file came, went or was renamed: nothing to find. Files that could not be
+        // opened are retried whatever the directories say.
+        if self.unreadable.is_empty() && self.discovery.unchanged() {
+            return;
+        }
         let (found, errors) = self.discovery.scan();
         self.report_scan_errors(errors);
         let listed: std::collections::HashMap<&Path, Option<u64>, foldhash::fast::RandomState> =
@@ -453,6 +475,7 @@ impl Flow {
             read_any |= read > 0;
             if more {
                 // Its turn ended before its end: read on at the next pass.
+                self.unfinished = true;
                 self.written
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
