@@ -6,6 +6,8 @@
 //! Memory with 1,000 tracked files. Latency at light load: line written -> arrival
 //! time at the server.
 
+#[path = "agent_files.rs"]
+mod agent_files;
 #[path = "process.rs"]
 mod process;
 #[path = "server_process.rs"]
@@ -13,22 +15,12 @@ mod server_process;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use agent_files::{Process, acknowledged, write_files};
 use server_process::{ServerProcess, start_server};
 use shardcar::config::KinesisConfig;
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
 
 fn server(bin: &str) -> ServerProcess {
     start_server(
@@ -56,42 +48,6 @@ fn agent(bin: &str, dir: &Path, endpoint: &str, include: &str) -> Process {
             .spawn()
             .expect("agent"),
     )
-}
-
-/// Sum of checkpointed offsets (what Kinesis acknowledged).
-fn acknowledged(dir: &Path) -> u64 {
-    let Ok(text) = std::fs::read_to_string(dir.join("state/checkpoints.json")) else {
-        return 0;
-    };
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return 0;
-    };
-    value["files"].as_array().map_or(0, |files| {
-        files.iter().filter_map(|f| f["offset"].as_u64()).sum()
-    })
-}
-
-fn write_files(dir: &Path, files: usize, bytes_each: u64) -> u64 {
-    let mut line = vec![b'x'; 199];
-    line.push(b'\n');
-    let mut total = 0;
-    for f in 0..files {
-        let mut out = std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(dir.join(format!("app-{f}.log"))).expect("create"),
-        );
-        let mut written = 0;
-        let mut n = 0u64;
-        while written < bytes_each {
-            let id = format!("{f:02}-{n:012} ");
-            line[..id.len()].copy_from_slice(id.as_bytes());
-            out.write_all(&line).expect("write");
-            written += line.len() as u64;
-            n += 1;
-        }
-        total += written;
-    }
-    total
 }
 
 fn throughput(bin: &str, megabytes: u64) {

@@ -12,6 +12,8 @@
 //! With a TLS-terminating server (`--tls-self-signed`) each shard row runs over HTTPS
 //! too; without it the TLS rows say so.
 
+#[path = "agent_files.rs"]
+mod agent_files;
 #[path = "process.rs"]
 mod process;
 #[path = "server_process.rs"]
@@ -19,21 +21,11 @@ mod server_process;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use agent_files::{Process, acknowledged, write_files};
 use server_process::{ServerProcess, start_server};
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
 
 /// A port free now, for the agent's metrics endpoint.
 fn free_port() -> u16 {
@@ -97,19 +89,6 @@ impl Agent {
     }
 }
 
-/// Sum of checkpointed offsets (what Kinesis acknowledged).
-fn acknowledged(dir: &Path) -> u64 {
-    let Ok(text) = std::fs::read_to_string(dir.join("state/checkpoints.json")) else {
-        return 0;
-    };
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return 0;
-    };
-    value["files"].as_array().map_or(0, |files| {
-        files.iter().filter_map(|f| f["offset"].as_u64()).sum()
-    })
-}
-
 fn wait_acknowledged(dir: &Path, total: u64, within: Duration) -> bool {
     let start = Instant::now();
     while acknowledged(dir) < total {
@@ -119,29 +98,6 @@ fn wait_acknowledged(dir: &Path, total: u64, within: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     true
-}
-
-fn write_files(dir: &Path, files: usize, bytes_each: u64) -> u64 {
-    let mut line = vec![b'x'; 199];
-    line.push(b'\n');
-    let mut total = 0;
-    for f in 0..files {
-        let mut out = std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(dir.join(format!("app-{f}.log"))).expect("create"),
-        );
-        let mut written = 0;
-        let mut n = 0u64;
-        while written < bytes_each {
-            let id = format!("{f:02}-{n:012} ");
-            line[..id.len()].copy_from_slice(id.as_bytes());
-            out.write_all(&line).expect("write");
-            written += line.len() as u64;
-            n += 1;
-        }
-        total += written;
-    }
-    total
 }
 
 struct Server {

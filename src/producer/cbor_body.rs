@@ -215,15 +215,7 @@ impl Body for WholeAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinesis::HashKey;
-
-    fn entry(key: &str, hash: u128, data: &[u8]) -> WireEntry {
-        WireEntry {
-            partition_key: key.to_owned(),
-            explicit_hash_key: HashKey(hash),
-            data: Bytes::copy_from_slice(data),
-        }
-    }
+    use crate::producer::put_body::tests::entry;
 
     /// Every length class of the heads (tiny, one, two and four length bytes) and
     /// any bytes of data read back as sent.

@@ -115,10 +115,11 @@ fn push_json_string(out: &mut Vec<u8>, text: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn entry(key: &str, hash: u128, data: &[u8]) -> WireEntry {
+    /// An entry for the body tests (here and in `cbor_body`).
+    pub(in crate::producer) fn entry(key: &str, hash: u128, data: &[u8]) -> WireEntry {
         WireEntry {
             partition_key: key.to_owned(),
             explicit_hash_key: HashKey(hash),

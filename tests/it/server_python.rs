@@ -38,17 +38,30 @@ pub fn python_env() -> PathBuf {
     .clone()
 }
 
-fn aws(endpoint: &str, args: &[&str]) -> serde_json::Value {
-    let output = Command::new(python_env().join("bin/aws"))
+/// Runs `aws kinesis ARGS` against `endpoint` with test credentials and no config
+/// files; `ca` is the CA bundle to trust (`AWS_CA_BUNDLE`), for HTTPS endpoints.
+pub fn aws_command(
+    endpoint: &str,
+    ca: Option<&std::path::Path>,
+    args: &[&str],
+) -> std::process::Output {
+    let mut command = Command::new(python_env().join("bin/aws"));
+    command
         .args(["kinesis", "--endpoint-url", endpoint, "--output", "json"])
         .args(args)
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .expect("run aws");
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    if let Some(ca) = ca {
+        command.env("AWS_CA_BUNDLE", ca);
+    }
+    command.output().expect("run aws")
+}
+
+fn aws(endpoint: &str, args: &[&str]) -> serde_json::Value {
+    let output = aws_command(endpoint, None, args);
     assert!(
         output.status.success(),
         "aws {args:?} failed: {}",

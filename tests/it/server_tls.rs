@@ -1,11 +1,10 @@
 //! The shard server over HTTPS with a CA it made itself: the AWS CLI trusts it through
 //! `AWS_CA_BUNDLE`, the agent through `ca_file`.
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::agent_support::{append, lines};
-use crate::server_python::python_env;
+use crate::server_python::aws_command as aws;
 use crate::support::ServerProcess;
 
 fn https_server(dir: &std::path::Path) -> (ServerProcess, String, std::path::PathBuf) {
@@ -18,22 +17,6 @@ fn https_server(dir: &std::path::Path) -> (ServerProcess, String, std::path::Pat
     ]);
     let endpoint = server.endpoint.replacen("http://", "https://", 1);
     (server, endpoint, tls_dir.join("ca.pem"))
-}
-
-fn aws(endpoint: &str, ca: Option<&std::path::Path>, args: &[&str]) -> std::process::Output {
-    let mut command = Command::new(python_env().join("bin/aws"));
-    command
-        .args(["kinesis", "--endpoint-url", endpoint, "--output", "json"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-    if let Some(ca) = ca {
-        command.env("AWS_CA_BUNDLE", ca);
-    }
-    command.output().unwrap_or_else(|e| panic!("run aws: {e}"))
 }
 
 /// The CLI refuses the server's certificate until told to trust its CA, and then
