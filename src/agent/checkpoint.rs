@@ -39,6 +39,14 @@ impl FileCheckpoint {
     }
 }
 
+/// [`CheckpointFile`] as written: borrowed.
+#[derive(Serialize)]
+struct CheckpointFileRef<'a> {
+    version: u32,
+    flows: &'a [String],
+    files: &'a [FileCheckpoint],
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct CheckpointFile {
     version: u32,
@@ -138,17 +146,19 @@ impl CheckpointStore {
     pub fn persist(&self, checkpoints: &Checkpoints) -> Result<(), CheckpointError> {
         let write = || -> io::Result<()> {
             fs::create_dir_all(&self.dir)?;
-            let file = CheckpointFile {
+            // Written as it is serialized: 10,000 files are megabytes of JSON, and
+            // neither the list nor the text is worth a copy in memory.
+            let file = CheckpointFileRef {
                 version: VERSION,
-                flows: checkpoints.flows.clone(),
-                files: checkpoints.files.clone(),
+                flows: &checkpoints.flows,
+                files: &checkpoints.files,
             };
-            let bytes = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
             let temp = self.temp_path();
             {
-                let mut file = File::create(&temp)?;
-                file.write_all(&bytes)?;
-                file.sync_all()?;
+                let mut out = io::BufWriter::with_capacity(64 * 1024, File::create(&temp)?);
+                serde_json::to_writer_pretty(&mut out, &file).map_err(io::Error::other)?;
+                out.flush()?;
+                out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             }
             fs::rename(&temp, self.path())?;
             File::open(&self.dir)?.sync_all()

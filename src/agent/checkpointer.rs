@@ -69,10 +69,13 @@ async fn persist(
         return (last, true);
     }
     let store = store.clone();
-    let to_write = current.clone();
-    match tokio::task::spawn_blocking(move || store.persist(&to_write)).await {
-        Ok(Ok(())) => (current, true),
-        Ok(Err(error)) => {
+    let written = tokio::task::spawn_blocking(move || {
+        let result = store.persist(&current);
+        (current, result)
+    });
+    match written.await {
+        Ok((current, Ok(()))) => (current, true),
+        Ok((_, Err(error))) => {
             tracing::error!(%error, "cannot write checkpoints; will retry");
             (last, false)
         }

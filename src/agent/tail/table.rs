@@ -15,7 +15,9 @@ use super::reader::TrackedFile;
 
 #[derive(Debug, Default)]
 pub struct FileTable {
-    slots: Vec<Option<TrackedFile>>,
+    /// Boxed: a file's state is a few hundred bytes, and a table of 10,000 grows by
+    /// doubling (with a copy) far more cheaply as pointers.
+    slots: Vec<Option<Box<TrackedFile>>>,
     by_path: HashMap<PathBuf, usize, RandomState>,
     free: Vec<usize>,
 }
@@ -46,16 +48,16 @@ impl FileTable {
     /// returned.
     pub fn insert(&mut self, tracked: TrackedFile) -> Option<TrackedFile> {
         if let Some(&index) = self.by_path.get(&tracked.path) {
-            return self.slots[index].replace(tracked);
+            return self.slots[index].replace(Box::new(tracked)).map(|old| *old);
         }
         let path = tracked.path.clone();
         let index = match self.free.pop() {
             Some(index) => {
-                self.slots[index] = Some(tracked);
+                self.slots[index] = Some(Box::new(tracked));
                 index
             }
             None => {
-                self.slots.push(Some(tracked));
+                self.slots.push(Some(Box::new(tracked)));
                 self.slots.len() - 1
             }
         };
@@ -67,15 +69,15 @@ impl FileTable {
     pub fn remove(&mut self, path: &Path) -> Option<TrackedFile> {
         let index = self.by_path.remove(path)?;
         self.free.push(index);
-        self.slots[index].take()
+        self.slots[index].take().map(|t| *t)
     }
 
     /// Lends the file out for a read; [`FileTable::put_back`] returns it.
-    pub fn take(&mut self, slot: Slot) -> Option<TrackedFile> {
+    pub fn take(&mut self, slot: Slot) -> Option<Box<TrackedFile>> {
         self.slots.get_mut(slot.0)?.take()
     }
 
-    pub fn put_back(&mut self, slot: Slot, tracked: TrackedFile) {
+    pub fn put_back(&mut self, slot: Slot, tracked: Box<TrackedFile>) {
         if let Some(place) = self.slots.get_mut(slot.0) {
             *place = Some(tracked);
         }
@@ -91,19 +93,15 @@ impl FileTable {
             .collect()
     }
 
-    pub fn get_mut(&mut self, slot: Slot) -> Option<&mut TrackedFile> {
-        self.slots.get_mut(slot.0)?.as_mut()
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = &TrackedFile> {
-        self.slots.iter().flatten()
+        self.slots.iter().flatten().map(|t| &**t)
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (Slot, &mut TrackedFile)> {
         self.slots
             .iter_mut()
             .enumerate()
-            .filter_map(|(i, t)| Some((Slot(i), t.as_mut()?)))
+            .filter_map(|(i, t)| Some((Slot(i), &mut **t.as_mut()?)))
     }
 }
 
