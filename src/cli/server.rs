@@ -61,6 +61,17 @@ pub struct ServerArgs {
     /// (AWS_CA_BUNDLE, the agent's ca_file).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["tls_cert", "tls_key"])]
     tls_self_signed: Option<PathBuf>,
+    /// Most connections open at once; past it a connection is answered 503 and closed.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+    /// Close an HTTP/1.1 connection that sends no complete request head for this long
+    /// (idle between requests, or headers that trickle in), in seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    idle_timeout_secs: u64,
+    /// Answer 408 and close when a request body has not arrived whole within this long,
+    /// in seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    body_timeout_secs: u64,
 }
 
 fn parse_stream(spec: &str) -> Result<(String, u32)> {
@@ -122,6 +133,9 @@ pub fn run(args: ServerArgs) -> Result<()> {
             .collect::<Result<_>>()?,
         fsync_interval: Duration::from_secs(1),
         tls,
+        max_connections: args.max_connections as usize,
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+        body_timeout: Duration::from_secs(args.body_timeout_secs),
         ..ServerConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

@@ -6,6 +6,7 @@
 //! requests.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -26,29 +27,75 @@ const TARGET_PREFIX: &str = "Kinesis_20131202.";
 pub async fn handle(
     store: Store,
     request: Request<Incoming>,
+    body_timeout: Duration,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let format = request
         .headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(Format::from_content_type);
-    let response = match answer(store, request, format).await {
+    // A body larger than any valid request is refused before it is read.
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Ok(closing(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request must be smaller than {MAX_BODY_BYTES} bytes."),
+        ));
+    }
+    let response = match answer(store, request, format, body_timeout).await {
         Ok(body) => respond(StatusCode::OK, format.unwrap_or(Format::Json), body, None),
-        Err(error) => error_response(format.unwrap_or(Format::Json), &error),
+        Err(Failed::Kinesis(error)) => error_response(format.unwrap_or(Format::Json), &error),
+        Err(Failed::BodyTimeout) => closing(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "The request body did not arrive within {} s.",
+                body_timeout.as_secs_f64()
+            ),
+        ),
     };
     Ok(response)
+}
+
+/// What [`answer`] can end in besides a Kinesis answer: a body that did not come.
+enum Failed {
+    Kinesis(KinesisError),
+    BodyTimeout,
+}
+
+impl From<KinesisError> for Failed {
+    fn from(error: KinesisError) -> Self {
+        Failed::Kinesis(error)
+    }
+}
+
+/// A plain answer that ends the connection (the request could not be read whole).
+fn closing(status: StatusCode, message: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(message)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    response
 }
 
 async fn answer(
     store: Store,
     request: Request<Incoming>,
     format: Option<Format>,
-) -> Result<Vec<u8>, KinesisError> {
+    body_timeout: Duration,
+) -> Result<Vec<u8>, Failed> {
     if request.method() != http::Method::POST {
-        return Err(KinesisError {
+        return Err(Failed::Kinesis(KinesisError {
             kind: super::error::ErrorKind::AccessDenied,
             message: "Unable to determine service/operation name to be authorized".into(),
-        });
+        }));
     }
     let target = request
         .headers()
@@ -59,7 +106,8 @@ async fn answer(
     let Some(action) = target.strip_prefix(TARGET_PREFIX) else {
         return Err(KinesisError::unknown_operation(format!(
             "X-Amz-Target {target:?} does not name a Kinesis_20131202 operation."
-        )));
+        ))
+        .into());
     };
     let action = action.to_owned();
     let Some(format) = format else {
@@ -70,24 +118,28 @@ async fn answer(
             .unwrap_or_else(|| "nothing".into());
         return Err(KinesisError::serialization(format!(
             "Content-Type must be application/x-amz-json-1.1 or application/x-amz-cbor-1.1, not {given}."
-        )));
+        ))
+        .into());
     };
-    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) => {
-            return Err(if error.is::<http_body_util::LengthLimitError>() {
-                KinesisError::serialization(format!(
-                    "The request body exceeds the {MAX_BODY_BYTES}-byte limit."
-                ))
-            } else {
-                KinesisError::serialization(format!("The request body could not be read: {error}"))
-            });
+    let collecting = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
+    let body = match tokio::time::timeout(body_timeout, collecting).await {
+        Err(_) => return Err(Failed::BodyTimeout),
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) => {
+            return Err(Failed::Kinesis(
+                if error.is::<http_body_util::LengthLimitError>() {
+                    KinesisError::serialization(format!(
+                        "The request body exceeds the {MAX_BODY_BYTES}-byte limit."
+                    ))
+                } else {
+                    KinesisError::serialization(format!(
+                        "The request body could not be read: {error}"
+                    ))
+                },
+            ));
         }
     };
-    ops::dispatch(&store, &action, format, &body)
+    Ok(ops::dispatch(&store, &action, format, &body)?)
 }
 
 fn respond(

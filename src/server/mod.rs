@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -45,6 +45,12 @@ pub struct ServerConfig {
     pub clock: Clock,
     /// HTTPS when set (see [`tls`]); plain HTTP otherwise.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// An HTTP/1.1 connection that has not sent a complete request head for this long
+    /// (idle between requests, or a head that trickles in) is closed.
+    pub idle_timeout: Duration,
+    /// A request whose body has not arrived whole within this long is answered 408 and
+    /// its connection closed.
+    pub body_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +63,8 @@ impl Default for ServerConfig {
             max_connections: 1024,
             clock: Clock::default(),
             tls: None,
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -211,18 +219,22 @@ async fn serve(
     let acceptor = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A client that shuts down its sending side after the request still gets its answer.
-    builder.http1().half_close(true);
-    let mut maintenance = tokio::time::interval(config.fsync_interval);
-    maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let persistent = config.data_dir.is_some();
+    // The head timeout also runs while a connection waits for its next request, so it
+    // is the idle timeout too.
+    builder
+        .http1()
+        .half_close(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.idle_timeout);
+    let body_timeout = config.body_timeout;
+    // Upkeep runs on its own, whatever the accept loop is doing.
+    let upkeep = tokio::spawn(upkeep(
+        store.clone(),
+        config.fsync_interval,
+        config.data_dir.is_some(),
+        stopped.clone(),
+    ));
     loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            _ = stopped.changed() => break,
-        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -232,23 +244,35 @@ async fn serve(
                     continue;
                 }
             },
-            _ = maintenance.tick() => {
-                maintain(&store, persistent).await;
-                continue;
-            }
             _ = stopped.changed() => break,
+        };
+        // At the limit a connection is answered and closed at once, not left waiting
+        // in the backlog while idle ones hold every slot.
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(stream));
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let store = store.clone();
-        let service =
-            hyper::service::service_fn(move |request| http::handle(store.clone(), request));
+        let service = hyper::service::service_fn(move |request| {
+            http::handle(store.clone(), request, body_timeout)
+        });
         let Some(acceptor) = &acceptor else {
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
+            // Before its first byte a connection is not yet HTTP/1 or HTTP/2 (the
+            // server looks for the HTTP/2 preface), and no HTTP timeout runs: a socket
+            // that sends nothing is closed after the idle timeout here.
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let idle_timeout = config.idle_timeout;
             tokio::spawn(async move {
-                let _ = connection.await;
+                let mut first = [0u8; 1];
+                let peeked = tokio::time::timeout(idle_timeout, stream.peek(&mut first)).await;
+                if let Ok(Ok(1..)) = peeked {
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    let _ = watcher.watch(connection).await;
+                }
                 drop(permit);
             });
             continue;
@@ -280,6 +304,38 @@ async fn serve(
         .is_err()
     {
         tracing::warn!("connections still open 5 s after shutdown began; closing them");
+    }
+    let _ = upkeep.await;
+}
+
+/// Answers a connection over the limit with 503 and closes it (over TLS the
+/// handshake is not even begun: the client sees the connection close).
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    tracing::debug!("connection limit reached; refusing a connection");
+    let answer =
+        b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(answer).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// Drops expired records and fsyncs shard files every `interval` until `stopped`.
+async fn upkeep(
+    store: Store,
+    interval: Duration,
+    persistent: bool,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => maintain(&store, persistent).await,
+            _ = stopped.changed() => return,
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod operability;
 mod producer;
 mod server_api;
 mod server_bad_input;
+mod server_connections;
 mod server_persistence;
 mod server_python;
 mod server_tls;

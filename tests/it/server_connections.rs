@@ -1,0 +1,91 @@
+//! The shard server's bounds on connections and requests: idle sockets cannot starve
+//! it, a body that never comes cannot hold a request, and a body larger than any
+//! valid request is refused before it is read. Raw sockets, since clients are too
+//! polite to do any of this.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{start_server, test_server_config};
+
+const LIST_STREAMS: &[u8] = b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+
+/// Sends `request` on a new connection and reads the answer to its end; its status
+/// code, or a panic if none comes within 10 s.
+async fn status_of(addr: SocketAddr, request: &[u8]) -> u16 {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.write_all(request).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .unwrap_or_else(|_| panic!("no answer within 10 s"))
+        .unwrap_or_else(|e| panic!("exchange failed: {e}"));
+    let text = String::from_utf8_lossy(&answer);
+    text.strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"))
+}
+
+/// With every slot held by idle sockets a new connection is answered 503 at once,
+/// the idle sockets are closed after the idle timeout, and then requests are served.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_sockets_at_the_limit_cannot_starve_the_server() {
+    let mut config = test_server_config();
+    config.max_connections = 8;
+    config.idle_timeout = Duration::from_secs(1);
+    let server = start_server(config).await;
+    let addr = server.local_addr();
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(
+            TcpStream::connect(addr)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    // Accepted in order: the ninth finds every slot taken.
+    assert_eq!(status_of(addr, LIST_STREAMS).await, 503);
+    for (i, socket) in idle.iter_mut().enumerate() {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut byte))
+            .await
+            .unwrap_or_else(|_| panic!("idle socket {i} still open after 10 s"));
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "idle socket {i} was sent {read:?}"
+        );
+    }
+    assert_eq!(status_of(addr, LIST_STREAMS).await, 200);
+    server.shutdown().await;
+}
+
+/// A request whose body stops short of its Content-Length is answered 408 once the
+/// body timeout passes, and its connection closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_shorter_than_its_content_length_is_answered_408_after_the_body_timeout() {
+    let mut config = test_server_config();
+    config.body_timeout = Duration::from_secs(1);
+    let server = start_server(config).await;
+    let short = b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\nContent-Length: 1000\r\n\r\n{\"Limit\":";
+    assert_eq!(status_of(server.local_addr(), short).await, 408);
+    assert_eq!(status_of(server.local_addr(), LIST_STREAMS).await, 200);
+    server.shutdown().await;
+}
+
+/// A Content-Length over the largest valid request is refused with 413 before any of
+/// the body is read (none is sent here).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_content_length_over_the_largest_request_is_refused_with_413_before_the_body() {
+    let server = start_server(test_server_config()).await;
+    let huge = b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.PutRecords\r\nContent-Length: 1000000000\r\n\r\n";
+    assert_eq!(status_of(server.local_addr(), huge).await, 413);
+    server.shutdown().await;
+}
