@@ -61,6 +61,10 @@ pub struct ServerArgs {
     /// (AWS_CA_BUNDLE, the agent's ca_file).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["tls_cert", "tls_key"])]
     tls_self_signed: Option<PathBuf>,
+    /// Verify every request's SigV4 signature against these identities, one per line:
+    /// ACCESS_KEY_ID SECRET_ACCESS_KEY [ACCOUNT_ID]. Without it no signature is checked.
+    #[arg(long, value_name = "FILE")]
+    credentials_file: Option<PathBuf>,
     /// Most connections open at once; past it a connection is answered 503 and closed.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
@@ -112,6 +116,12 @@ pub fn run(args: ServerArgs) -> Result<()> {
         }
         _ => None,
     };
+    let identities = match &args.credentials_file {
+        Some(path) => Some(std::sync::Arc::new(crate::server::auth::Identities::load(
+            path,
+        )?)),
+        None => None,
+    };
     let config = ServerConfig {
         store: StoreConfig {
             region: args.region,
@@ -136,6 +146,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
         max_connections: args.max_connections as usize,
         idle_timeout: Duration::from_secs(args.idle_timeout_secs),
         body_timeout: Duration::from_secs(args.body_timeout_secs),
+        identities,
         ..ServerConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

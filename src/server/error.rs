@@ -16,6 +16,10 @@ pub enum ErrorKind {
     ProvisionedThroughputExceeded,
     InternalFailure,
     AccessDenied,
+    MissingAuthenticationToken,
+    IncompleteSignature,
+    UnrecognizedClient,
+    InvalidSignature,
 }
 
 impl ErrorKind {
@@ -33,6 +37,10 @@ impl ErrorKind {
             ErrorKind::ProvisionedThroughputExceeded => "ProvisionedThroughputExceededException",
             ErrorKind::InternalFailure => "InternalFailure",
             ErrorKind::AccessDenied => "AccessDeniedException",
+            ErrorKind::MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            ErrorKind::IncompleteSignature => "IncompleteSignatureException",
+            ErrorKind::UnrecognizedClient => "UnrecognizedClientException",
+            ErrorKind::InvalidSignature => "InvalidSignatureException",
         }
     }
 
@@ -40,6 +48,7 @@ impl ErrorKind {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorKind::InternalFailure => 500,
+            ErrorKind::MissingAuthenticationToken => 403,
             _ => 400,
         }
     }

@@ -6,6 +6,7 @@
 //! requests.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
+use super::auth::{Identities, Signed};
 use super::error::KinesisError;
 use super::ops;
 use super::store::Store;
@@ -24,11 +26,20 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
 
+/// What every request is handled with.
+#[derive(Debug)]
+pub struct Settings {
+    pub body_timeout: Duration,
+    /// Who may sign requests; `None` checks no signature.
+    pub identities: Option<Arc<Identities>>,
+}
+
 pub async fn handle(
     store: Store,
     request: Request<Incoming>,
-    body_timeout: Duration,
+    settings: Arc<Settings>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let body_timeout = settings.body_timeout;
     let format = request
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -46,7 +57,7 @@ pub async fn handle(
             format!("Request must be smaller than {MAX_BODY_BYTES} bytes."),
         ));
     }
-    let response = match answer(store, request, format, body_timeout).await {
+    let response = match answer(store, request, format, &settings).await {
         Ok(body) => respond(StatusCode::OK, format.unwrap_or(Format::Json), body, None),
         Err(Failed::Kinesis(error)) => error_response(format.unwrap_or(Format::Json), &error),
         Err(Failed::BodyTimeout) => closing(
@@ -89,7 +100,7 @@ async fn answer(
     store: Store,
     request: Request<Incoming>,
     format: Option<Format>,
-    body_timeout: Duration,
+    settings: &Settings,
 ) -> Result<Vec<u8>, Failed> {
     if request.method() != http::Method::POST {
         return Err(Failed::Kinesis(KinesisError {
@@ -97,32 +108,10 @@ async fn answer(
             message: "Unable to determine service/operation name to be authorized".into(),
         }));
     }
-    let target = request
-        .headers()
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let Some(action) = target.strip_prefix(TARGET_PREFIX) else {
-        return Err(KinesisError::unknown_operation(format!(
-            "X-Amz-Target {target:?} does not name a Kinesis_20131202 operation."
-        ))
-        .into());
-    };
-    let action = action.to_owned();
-    let Some(format) = format else {
-        let given = request
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_else(|| "nothing".into());
-        return Err(KinesisError::serialization(format!(
-            "Content-Type must be application/x-amz-json-1.1 or application/x-amz-cbor-1.1, not {given}."
-        ))
-        .into());
-    };
-    let collecting = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
-    let body = match tokio::time::timeout(body_timeout, collecting).await {
+    // The body first: a signature covers it.
+    let (parts, body) = request.into_parts();
+    let collecting = Limited::new(body, MAX_BODY_BYTES).collect();
+    let body = match tokio::time::timeout(settings.body_timeout, collecting).await {
         Err(_) => return Err(Failed::BodyTimeout),
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(error)) => {
@@ -138,6 +127,43 @@ async fn answer(
                 },
             ));
         }
+    };
+    if let Some(identities) = &settings.identities {
+        identities.verify(
+            &Signed {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query().unwrap_or(""),
+                authority: parts.uri.authority().map(|a| a.as_str()),
+                headers: &parts.headers,
+                body: &body,
+            },
+            std::time::SystemTime::now(),
+        )?;
+    }
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let Some(action) = target.strip_prefix(TARGET_PREFIX) else {
+        return Err(KinesisError::unknown_operation(format!(
+            "X-Amz-Target {target:?} does not name a Kinesis_20131202 operation."
+        ))
+        .into());
+    };
+    let action = action.to_owned();
+    let Some(format) = format else {
+        let given = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_else(|| "nothing".into());
+        return Err(KinesisError::serialization(format!(
+            "Content-Type must be application/x-amz-json-1.1 or application/x-amz-cbor-1.1, not {given}."
+        ))
+        .into());
     };
     Ok(ops::dispatch(&store, &action, format, &body)?)
 }

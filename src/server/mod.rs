@@ -5,6 +5,7 @@
 //! (streams, shards, record logs, iterators, persistence) -> [`limits`].
 //! The server builds on [`crate::kinesis`] and never on the agent or the producer.
 
+pub mod auth;
 pub mod clock;
 pub mod error;
 mod http;
@@ -51,6 +52,8 @@ pub struct ServerConfig {
     /// A request whose body has not arrived whole within this long is answered 408 and
     /// its connection closed.
     pub body_timeout: Duration,
+    /// Who may sign requests; `None` serves every request unchecked.
+    pub identities: Option<Arc<auth::Identities>>,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
             tls: None,
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
+            identities: None,
         }
     }
 }
@@ -226,7 +230,10 @@ async fn serve(
         .half_close(true)
         .timer(TokioTimer::new())
         .header_read_timeout(config.idle_timeout);
-    let body_timeout = config.body_timeout;
+    let settings = Arc::new(http::Settings {
+        body_timeout: config.body_timeout,
+        identities: config.identities.clone(),
+    });
     // Upkeep runs on its own, whatever the accept loop is doing.
     let upkeep = tokio::spawn(upkeep(
         store.clone(),
@@ -254,8 +261,9 @@ async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let store = store.clone();
+        let settings = settings.clone();
         let service = hyper::service::service_fn(move |request| {
-            http::handle(store.clone(), request, body_timeout)
+            http::handle(store.clone(), request, settings.clone())
         });
         let Some(acceptor) = &acceptor else {
             // Before its first byte a connection is not yet HTTP/1 or HTTP/2 (the

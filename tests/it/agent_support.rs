@@ -11,7 +11,7 @@ use shardcar::server::RunningServer;
 
 use crate::support::{
     eventually_explained, kcl_user_records, kinesis_client, read_stream, start_server,
-    test_server_config,
+    verifying_server_config,
 };
 
 pub struct Setup {
@@ -26,7 +26,7 @@ impl Setup {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let server = start_server(test_server_config()).await;
+        let server = start_server(verifying_server_config()).await;
         let client = kinesis_client(&server.endpoint_url());
         client
             .create_stream()

@@ -78,6 +78,20 @@ pub fn test_server_config() -> ServerConfig {
     config
 }
 
+/// [`test_server_config`] that verifies every request's signature: the test clients'
+/// key (`AKIDTEST`) and the agent's for a loopback endpoint (`shardcar-local`) are
+/// known, so a signing bug fails here as it would on AWS.
+pub fn verifying_server_config() -> ServerConfig {
+    let mut config = test_server_config();
+    config.identities = Some(std::sync::Arc::new(
+        shardcar::server::auth::Identities::new([
+            ("AKIDTEST", "secret"),
+            ("shardcar-local", "shardcar-local"),
+        ]),
+    ));
+    config
+}
+
 /// Limits on, on a clock that moves only when the test advances it.
 pub fn limited_server_config() -> ServerConfig {
     let mut config = test_server_config();
