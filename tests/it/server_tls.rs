@@ -9,9 +9,16 @@ use crate::support::ServerProcess;
 
 fn https_server(dir: &std::path::Path) -> (ServerProcess, String, std::path::PathBuf) {
     let tls_dir = dir.join("tls");
+    // Signatures are verified too: the CLI (botocore's signer) and the agent must both
+    // sign as AWS expects.
+    let credentials = dir.join("credentials");
+    std::fs::write(&credentials, "test test\nshardcar-local shardcar-local\n")
+        .unwrap_or_else(|e| panic!("{e}"));
     let server = ServerProcess::start(&[
         "--tls-self-signed",
         tls_dir.to_str().unwrap_or_else(|| panic!("utf-8 path")),
+        "--credentials-file",
+        credentials.to_str().unwrap_or_else(|| panic!("utf-8 path")),
         "--create-delay-ms",
         "0",
     ]);
@@ -20,8 +27,8 @@ fn https_server(dir: &std::path::Path) -> (ServerProcess, String, std::path::Pat
 }
 
 /// The CLI refuses the server's certificate until told to trust its CA, and then
-/// creates a stream and writes to it over HTTPS; the agent ships lines to that stream
-/// with `ca_file`.
+/// creates a stream over HTTPS, its signature verified; the agent ships lines to that
+/// stream with `ca_file`.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_aws_cli_and_the_agent_reach_a_self_signed_https_server_through_its_ca() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
