@@ -65,6 +65,14 @@ pub struct ServerArgs {
     /// ACCESS_KEY_ID SECRET_ACCESS_KEY [ACCOUNT_ID]. Without it no signature is checked.
     #[arg(long, value_name = "FILE")]
     credentials_file: Option<PathBuf>,
+    /// Append one JSON object per API call to FILE, in CloudTrail's shape (fsynced
+    /// every second).
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
+    /// Record data events too (PutRecord(s), GetRecords, GetShardIterator,
+    /// SubscribeToShard), as CloudTrail does when asked.
+    #[arg(long, requires = "audit_log")]
+    audit_data_events: bool,
     /// Most connections open at once; past it a connection is answered 503 and closed.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
@@ -122,6 +130,15 @@ pub fn run(args: ServerArgs) -> Result<()> {
         )?)),
         None => None,
     };
+    let audit = match &args.audit_log {
+        Some(path) => Some(std::sync::Arc::new(crate::server::audit::AuditLog::open(
+            path,
+            args.audit_data_events,
+            &args.region,
+            "000000000000",
+        )?)),
+        None => None,
+    };
     let config = ServerConfig {
         store: StoreConfig {
             region: args.region,
@@ -147,6 +164,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
         idle_timeout: Duration::from_secs(args.idle_timeout_secs),
         body_timeout: Duration::from_secs(args.body_timeout_secs),
         identities,
+        audit,
         ..ServerConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

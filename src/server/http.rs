@@ -14,6 +14,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
+use super::audit::{AuditLog, Call};
 use super::auth::{Identities, Signed};
 use super::error::KinesisError;
 use super::ops;
@@ -32,12 +33,23 @@ pub struct Settings {
     pub body_timeout: Duration,
     /// Who may sign requests; `None` checks no signature.
     pub identities: Option<Arc<Identities>>,
+    /// Where every call is recorded, when set.
+    pub audit: Option<Arc<AuditLog>>,
+}
+
+/// What an audited call showed of itself.
+#[derive(Default)]
+struct Seen {
+    action: Option<String>,
+    body: Bytes,
+    headers: http::HeaderMap,
 }
 
 pub async fn handle(
     store: Store,
     request: Request<Incoming>,
     settings: Arc<Settings>,
+    peer: std::net::SocketAddr,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let body_timeout = settings.body_timeout;
     let format = request
@@ -57,7 +69,38 @@ pub async fn handle(
             format!("Request must be smaller than {MAX_BODY_BYTES} bytes."),
         ));
     }
-    let response = match answer(store, request, format, &settings).await {
+    let mut seen = Seen::default();
+    let answered = answer(store, request, format, &settings, &mut seen).await;
+    if let (Some(audit), Some(action)) = (&settings.audit, &seen.action) {
+        let request_id = format!("{:032x}", rand::random::<u128>());
+        audit.record(&Call {
+            action,
+            format,
+            body: &seen.body,
+            peer,
+            headers: &seen.headers,
+            request_id: &request_id,
+            error: match &answered {
+                Err(Failed::Kinesis(error)) => Some(error),
+                _ => None,
+            },
+        });
+        let mut response = respond_to(answered, format, body_timeout);
+        if let Ok(id) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-amzn-RequestId", id);
+        }
+        return Ok(response);
+    }
+    Ok(respond_to(answered, format, body_timeout))
+}
+
+/// The HTTP answer to what [`answer`] came to.
+fn respond_to(
+    answered: Result<Vec<u8>, Failed>,
+    format: Option<Format>,
+    body_timeout: Duration,
+) -> Response<Full<Bytes>> {
+    match answered {
         Ok(body) => respond(StatusCode::OK, format.unwrap_or(Format::Json), body, None),
         Err(Failed::Kinesis(error)) => error_response(format.unwrap_or(Format::Json), &error),
         Err(Failed::BodyTimeout) => closing(
@@ -67,8 +110,7 @@ pub async fn handle(
                 body_timeout.as_secs_f64()
             ),
         ),
-    };
-    Ok(response)
+    }
 }
 
 /// What [`answer`] can end in besides a Kinesis answer: a body that did not come.
@@ -101,6 +143,7 @@ async fn answer(
     request: Request<Incoming>,
     format: Option<Format>,
     settings: &Settings,
+    seen: &mut Seen,
 ) -> Result<Vec<u8>, Failed> {
     if request.method() != http::Method::POST {
         return Err(Failed::Kinesis(KinesisError {
@@ -128,6 +171,10 @@ async fn answer(
             ));
         }
     };
+    if settings.audit.is_some() {
+        seen.body = body.clone();
+        seen.headers = parts.headers.clone();
+    }
     if let Some(identities) = &settings.identities {
         identities.verify(
             &Signed {
@@ -154,6 +201,9 @@ async fn answer(
         .into());
     };
     let action = action.to_owned();
+    if settings.audit.is_some() {
+        seen.action = Some(action.clone());
+    }
     let Some(format) = format else {
         let given = parts
             .headers

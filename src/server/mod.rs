@@ -5,6 +5,7 @@
 //! (streams, shards, record logs, iterators, persistence) -> [`limits`].
 //! The server builds on [`crate::kinesis`] and never on the agent or the producer.
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod error;
@@ -54,6 +55,8 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Who may sign requests; `None` serves every request unchecked.
     pub identities: Option<Arc<auth::Identities>>,
+    /// Where every API call is recorded (see [`audit`]).
+    pub audit: Option<Arc<audit::AuditLog>>,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
             identities: None,
+            audit: None,
         }
     }
 }
@@ -233,16 +237,18 @@ async fn serve(
     let settings = Arc::new(http::Settings {
         body_timeout: config.body_timeout,
         identities: config.identities.clone(),
+        audit: config.audit.clone(),
     });
     // Upkeep runs on its own, whatever the accept loop is doing.
     let upkeep = tokio::spawn(upkeep(
         store.clone(),
+        config.audit.clone(),
         config.fsync_interval,
         config.data_dir.is_some(),
         stopped.clone(),
     ));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -263,7 +269,7 @@ async fn serve(
         let store = store.clone();
         let settings = settings.clone();
         let service = hyper::service::service_fn(move |request| {
-            http::handle(store.clone(), request, settings.clone())
+            http::handle(store.clone(), request, settings.clone(), peer)
         });
         let Some(acceptor) = &acceptor else {
             // Before its first byte a connection is not yet HTTP/1 or HTTP/2 (the
@@ -333,16 +339,28 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
 /// Drops expired records and fsyncs shard files every `interval` until `stopped`.
 async fn upkeep(
     store: Store,
+    audit: Option<Arc<audit::AuditLog>>,
     interval: Duration,
     persistent: bool,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let sync_audit = |audit: Option<Arc<audit::AuditLog>>| async move {
+        if let Some(audit) = audit {
+            let _ = tokio::task::spawn_blocking(move || audit.sync()).await;
+        }
+    };
     loop {
         tokio::select! {
-            _ = ticks.tick() => maintain(&store, persistent).await,
-            _ = stopped.changed() => return,
+            _ = ticks.tick() => {
+                maintain(&store, persistent).await;
+                sync_audit(audit.clone()).await;
+            }
+            _ = stopped.changed() => {
+                sync_audit(audit).await;
+                return;
+            }
         }
     }
 }

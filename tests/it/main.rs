@@ -14,6 +14,7 @@ mod demo_consume;
 mod operability;
 mod producer;
 mod server_api;
+mod server_audit;
 mod server_auth;
 mod server_bad_input;
 mod server_connections;
