@@ -32,13 +32,18 @@ pub fn md5(message: &[u8]) -> Md5Digest {
 
 /// The MD5 of one message as 32 lowercase hex digits.
 pub fn md5_hex(message: &[u8]) -> String {
-    use std::fmt::Write;
-    md5(message)
-        .iter()
-        .fold(String::with_capacity(32), |mut text, byte| {
-            let _ = write!(text, "{byte:02x}");
-            text
-        })
+    hex(&md5(message))
+}
+
+/// Bytes as lowercase hex digits, two per byte (digests in keys and signatures).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 15)]));
+    }
+    out
 }
 
 /// The MD5 of each message, in order, computed side by side.

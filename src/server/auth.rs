@@ -17,6 +17,7 @@ use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
 use super::error::{ErrorKind, KinesisError};
+use crate::kinesis::digest::hex;
 
 /// How far a request's date may be from the server's clock.
 const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
@@ -364,16 +365,6 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 15)]));
-    }
-    out
-}
-
 /// Trimmed, with runs of spaces as one.
 fn collapse(value: &str) -> String {
     value.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -386,7 +377,7 @@ fn canonical_path(path: &str) -> String {
         return "/".to_owned();
     }
     path.split('/')
-        .map(|segment| uri_encode(segment, true))
+        .map(uri_encode)
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -398,10 +389,7 @@ fn canonical_query(query: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (
-                uri_encode(&decode(name), true),
-                uri_encode(&decode(value), true),
-            )
+            (uri_encode(&decode(name)), uri_encode(&decode(value)))
         })
         .collect();
     pairs.sort();
@@ -432,14 +420,14 @@ fn decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn uri_encode(text: &str, encode_slash: bool) -> String {
+/// Every byte but the unreserved ones (`A-Z a-z 0-9 - _ . ~`) as `%XX`.
+fn uri_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         match byte {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
                 out.push(char::from(byte))
             }
-            b'/' if !encode_slash => out.push('/'),
             _ => out.push_str(&format!("%{byte:02X}")),
         }
     }

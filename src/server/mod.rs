@@ -271,45 +271,39 @@ async fn serve(
         let service = hyper::service::service_fn(move |request| {
             http::handle(store.clone(), request, settings.clone(), peer)
         });
-        let Some(acceptor) = &acceptor else {
-            // Before its first byte a connection is not yet HTTP/1 or HTTP/2 (the
-            // server looks for the HTTP/2 preface), and no HTTP timeout runs: a socket
-            // that sends nothing is closed after the idle timeout here.
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
-            let idle_timeout = config.idle_timeout;
-            tokio::spawn(async move {
-                let mut first = [0u8; 1];
-                let peeked = tokio::time::timeout(idle_timeout, stream.peek(&mut first)).await;
-                if let Ok(Ok(1..)) = peeked {
-                    let connection = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned();
-                    let _ = watcher.watch(connection).await;
-                }
-                drop(permit);
-            });
-            continue;
-        };
-        // The handshake runs in the connection's task, with a deadline, so a client
-        // that never finishes it holds its own slot only, and only for so long.
         let acceptor = acceptor.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let idle_timeout = config.idle_timeout;
         tokio::spawn(async move {
-            let accepted =
-                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
-            match accepted {
-                Ok(Ok(tls)) => {
-                    let connection = builder
-                        .serve_connection(TokioIo::new(tls), service)
-                        .into_owned();
-                    let _ = watcher.watch(connection).await;
+            let _slot = permit;
+            match acceptor {
+                // Before its first byte a connection is not yet HTTP/1 or HTTP/2 (the
+                // server looks for the HTTP/2 preface), and no HTTP timeout runs: a
+                // socket that sends nothing is closed after the idle timeout here.
+                None => {
+                    let mut first = [0u8; 1];
+                    let peeked = tokio::time::timeout(idle_timeout, stream.peek(&mut first)).await;
+                    if let Ok(Ok(1..)) = peeked {
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        let _ = watcher.watch(connection.into_owned()).await;
+                    }
                 }
-                Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
-                Err(_) => tracing::debug!("TLS handshake timed out"),
+                // The handshake runs in the connection's task, with a deadline, so a
+                // client that never finishes it holds its own slot only, and only so long.
+                Some(acceptor) => {
+                    let accepted =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    match accepted {
+                        Ok(Ok(tls)) => {
+                            let connection = builder.serve_connection(TokioIo::new(tls), service);
+                            let _ = watcher.watch(connection.into_owned()).await;
+                        }
+                        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
             }
-            drop(permit);
         });
     }
     drop(listener);
