@@ -110,6 +110,9 @@ fn exit_code_for(error: &anyhow::Error) -> ExitCode {
     // operator: restarting won't help.
     let needs_operator = |cause: &(dyn std::error::Error + 'static)| {
         cause.is::<ConfigError>()
+            // The server's own configuration files.
+            || cause.is::<crate::server::policy::PolicyFileError>()
+            || cause.is::<crate::server::auth::CredentialsFileError>()
             || cause
                 .downcast_ref::<crate::agent::AgentError>()
                 .is_some_and(crate::agent::AgentError::needs_operator)

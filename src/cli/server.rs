@@ -65,6 +65,11 @@ pub struct ServerArgs {
     /// ACCESS_KEY_ID SECRET_ACCESS_KEY [ACCOUNT_ID]. Without it no signature is checked.
     #[arg(long, value_name = "FILE")]
     credentials_file: Option<PathBuf>,
+    /// Authorize every call with IAM-style policies: a JSON object mapping access key
+    /// ids to {"UserName", "Policies": [policy documents]}, evaluated with the streams'
+    /// resource policies (PutResourcePolicy). Without it every call is allowed.
+    #[arg(long, value_name = "FILE")]
+    policy_file: Option<PathBuf>,
     /// Append one JSON object per API call to FILE, in CloudTrail's shape (fsynced
     /// every second).
     #[arg(long, value_name = "FILE")]
@@ -130,6 +135,19 @@ pub fn run(args: ServerArgs) -> Result<()> {
         )?)),
         None => None,
     };
+    let policies = match &args.policy_file {
+        Some(path) => {
+            if identities.is_none() {
+                tracing::warn!(
+                    "--policy-file without --credentials-file: callers are who their unchecked Authorization header claims"
+                );
+            }
+            Some(std::sync::Arc::new(crate::server::policy::Policies::load(
+                path,
+            )?))
+        }
+        None => None,
+    };
     let audit = match &args.audit_log {
         Some(path) => Some(std::sync::Arc::new(crate::server::audit::AuditLog::open(
             path,
@@ -164,6 +182,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
         idle_timeout: Duration::from_secs(args.idle_timeout_secs),
         body_timeout: Duration::from_secs(args.body_timeout_secs),
         identities,
+        policies,
         audit,
         ..ServerConfig::default()
     };

@@ -141,6 +141,14 @@ impl Identities {
     }
 }
 
+/// The access key a request says it is signed with, checked or not: the
+/// `Credential=KEY/...` of its `Authorization` header.
+pub fn claimed_access_key(headers: &HeaderMap) -> Option<&str> {
+    let header = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let credential = header.split_once("Credential=")?.1;
+    credential.split('/').next().filter(|key| !key.is_empty())
+}
+
 fn error(kind: ErrorKind, message: &str) -> KinesisError {
     KinesisError {
         kind,

@@ -15,9 +15,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
 use super::audit::{AuditLog, Call};
-use super::auth::{Identities, Signed};
+use super::auth::{self, Identities, Signed};
 use super::error::KinesisError;
 use super::ops;
+use super::policy::{self, Policies};
 use super::store::Store;
 use super::wire::{self, ErrorBody, Format};
 
@@ -35,6 +36,8 @@ pub struct Settings {
     pub identities: Option<Arc<Identities>>,
     /// Where every call is recorded, when set.
     pub audit: Option<Arc<AuditLog>>,
+    /// Who may do what; `None` allows every call.
+    pub policies: Option<Arc<Policies>>,
 }
 
 /// What an audited call showed of itself.
@@ -175,8 +178,9 @@ async fn answer(
         seen.body = body.clone();
         seen.headers = parts.headers.clone();
     }
+    let mut signer = None;
     if let Some(identities) = &settings.identities {
-        identities.verify(
+        let identity = identities.verify(
             &Signed {
                 method: parts.method.as_str(),
                 path: parts.uri.path(),
@@ -187,6 +191,7 @@ async fn answer(
             },
             std::time::SystemTime::now(),
         )?;
+        signer = Some(identity);
     }
     let target = parts
         .headers
@@ -215,6 +220,30 @@ async fn answer(
         ))
         .into());
     };
+    if let Some(policies) = &settings.policies {
+        // Unverified (no credentials file), the key a request claims is who it is.
+        let access_key_id = signer
+            .map(|i| i.access_key_id.as_str())
+            .or_else(|| auth::claimed_access_key(&parts.headers))
+            .unwrap_or("anonymous");
+        let account_id = signer
+            .and_then(|i| i.account_id.as_deref())
+            .unwrap_or(store.account_id());
+        if let Some((resource, resource_policy)) = ops::resource_of(&store, format, &body) {
+            let call = policy::Call {
+                access_key_id,
+                account_id,
+                action: &action,
+                resource: &resource,
+            };
+            policies
+                .authorize(&call, resource_policy.as_ref().map(|p| &*p.document))
+                .map_err(|denied| KinesisError {
+                    kind: super::error::ErrorKind::AccessDenied,
+                    message: denied.message,
+                })?;
+        }
+    }
     Ok(ops::dispatch(&store, &action, format, &body)?)
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 mod http;
 pub mod limits;
 mod ops;
+pub mod policy;
 pub mod store;
 pub mod tls;
 pub mod wire;
@@ -55,6 +56,8 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Who may sign requests; `None` serves every request unchecked.
     pub identities: Option<Arc<auth::Identities>>,
+    /// Who may do what (see [`policy`]); `None` allows every call.
+    pub policies: Option<Arc<policy::Policies>>,
     /// Where every API call is recorded (see [`audit`]).
     pub audit: Option<Arc<audit::AuditLog>>,
 }
@@ -72,6 +75,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
             identities: None,
+            policies: None,
             audit: None,
         }
     }
@@ -237,6 +241,7 @@ async fn serve(
     let settings = Arc::new(http::Settings {
         body_timeout: config.body_timeout,
         identities: config.identities.clone(),
+        policies: config.policies.clone(),
         audit: config.audit.clone(),
     });
     // Upkeep runs on its own, whatever the accept loop is doing.

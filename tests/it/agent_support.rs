@@ -22,11 +22,16 @@ pub struct Setup {
 
 impl Setup {
     pub async fn new(shards: i32) -> Setup {
+        Setup::on(verifying_server_config(), shards).await
+    }
+
+    /// A setup whose server runs with `config` (which must know the test keys).
+    pub async fn on(config: shardcar::server::ServerConfig, shards: i32) -> Setup {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let server = start_server(verifying_server_config()).await;
+        let server = start_server(config).await;
         let client = kinesis_client(&server.endpoint_url());
         client
             .create_stream()

@@ -18,6 +18,7 @@ macro_rules! names_stream {
     };
 }
 
+mod policies;
 mod records;
 mod reshard;
 mod shapes;
@@ -55,6 +56,10 @@ pub const ACTIONS: &[Action] = &[
         answer: |s, f, b| run(s, f, b, |s, i| streams::change_retention(s, i, false)),
     },
     Action {
+        name: "DeleteResourcePolicy",
+        answer: |s, f, b| run(s, f, b, policies::delete_resource_policy),
+    },
+    Action {
         name: "DeleteStream",
         answer: |s, f, b| run(s, f, b, streams::delete_stream),
     },
@@ -69,6 +74,10 @@ pub const ACTIONS: &[Action] = &[
     Action {
         name: "GetRecords",
         answer: |s, f, b| run(s, f, b, records::get_records),
+    },
+    Action {
+        name: "GetResourcePolicy",
+        answer: |s, f, b| run(s, f, b, policies::get_resource_policy),
     },
     Action {
         name: "GetShardIterator",
@@ -101,6 +110,10 @@ pub const ACTIONS: &[Action] = &[
     Action {
         name: "PutRecords",
         answer: |s, f, b| run(s, f, b, records::put_records),
+    },
+    Action {
+        name: "PutResourcePolicy",
+        answer: |s, f, b| run(s, f, b, policies::put_resource_policy),
     },
     Action {
         name: "RemoveTagsFromStream",
@@ -145,6 +158,8 @@ pub fn dispatch(store: &Store, action: &str, format: Format, body: &[u8]) -> OpR
         ))),
     }
 }
+
+pub use policies::resource_of;
 
 /// The names of the actions, in order.
 pub fn names() -> impl Iterator<Item = &'static str> {

@@ -4,7 +4,7 @@
 //! returns typed [`KinesisError`]s; request parsing and field validation live in
 //! `ops`, and the HTTP framing in `http`.
 
-mod iterator;
+pub mod iterator;
 pub mod log;
 pub mod persist;
 mod records;
@@ -288,6 +288,7 @@ impl Store {
                 pending,
                 retention_hours: limits::MIN_RETENTION_HOURS,
                 tags,
+                resource_policy: None,
                 mode,
                 next_shard_index: shard_count,
                 shards,

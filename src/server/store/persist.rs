@@ -49,6 +49,9 @@ struct StreamRecord {
     /// Absent in data directories written before streams could take larger records.
     #[serde(default)]
     max_record_size_kib: Option<u32>,
+    /// The stream's resource policy, as PutResourcePolicy was given it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resource_policy: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -127,6 +130,7 @@ impl Persist {
                     created_ms: stream.created_ms,
                     retention_hours: state.retention_hours,
                     tags: state.tags.clone(),
+                    resource_policy: state.resource_policy.as_ref().map(|p| p.text.clone()),
                     mode: state.mode,
                     next_shard_index: state.next_shard_index,
                     max_record_size_kib: Some((stream.max_record_bytes() / 1024) as u32),
@@ -243,6 +247,18 @@ impl Persist {
             "arn:aws:kinesis:{}:{}:stream/{}",
             config.region, config.account_id, record.name
         );
+        let resource_policy = match record.resource_policy {
+            None => None,
+            Some(text) => Some(
+                super::stream::ResourcePolicy::parse(text).map_err(|problems| {
+                    invalid(format!(
+                        "stream {} has a resource policy this server cannot read: {}",
+                        record.name,
+                        problems.join("; ")
+                    ))
+                })?,
+            ),
+        };
         Ok(Stream {
             arn,
             created_ms: record.created_ms,
@@ -251,6 +267,7 @@ impl Persist {
                 pending: None,
                 retention_hours: record.retention_hours,
                 tags: record.tags,
+                resource_policy,
                 mode: record.mode,
                 shards,
                 next_shard_index: record.next_shard_index,

@@ -174,6 +174,28 @@ impl OpenShards {
     }
 }
 
+/// A stream's resource policy: the text GetResourcePolicy gives back, and the document
+/// authorization evaluates (shared, so a call reads it without holding the state lock).
+#[derive(Debug, Clone)]
+pub struct ResourcePolicy {
+    pub text: String,
+    pub document: Arc<crate::server::policy::Document>,
+}
+
+impl ResourcePolicy {
+    /// Reads a policy document as PutResourcePolicy takes it; its problems otherwise.
+    pub fn parse(text: String) -> Result<ResourcePolicy, Vec<String>> {
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| vec![format!("not JSON: {e}")])?;
+        let document =
+            crate::server::policy::Document::parse(&value, crate::server::policy::Kind::Resource)?;
+        Ok(ResourcePolicy {
+            text,
+            document: Arc::new(document),
+        })
+    }
+}
+
 /// Control-plane state of a stream.
 #[derive(Debug)]
 pub struct StreamState {
@@ -182,6 +204,8 @@ pub struct StreamState {
     pub pending: Option<(Millis, StreamStatus)>,
     pub retention_hours: u32,
     pub tags: BTreeMap<String, String>,
+    /// The policy PutResourcePolicy attached, as given and as evaluated.
+    pub resource_policy: Option<ResourcePolicy>,
     pub mode: StreamMode,
     /// Every shard ever created, open or closed, in id order.
     pub shards: Vec<Arc<Shard>>,
