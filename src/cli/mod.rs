@@ -113,6 +113,11 @@ fn exit_code_for(error: &anyhow::Error) -> ExitCode {
             // The server's own configuration files.
             || cause.is::<crate::server::policy::PolicyFileError>()
             || cause.is::<crate::server::auth::CredentialsFileError>()
+            // A data directory the server cannot open as it is (a missing or wrong
+            // master key, unreadable metadata): restarting won't help either.
+            || cause
+                .downcast_ref::<crate::server::ServerError>()
+                .is_some_and(|e| matches!(e, crate::server::ServerError::DataDir { .. }))
             || cause
                 .downcast_ref::<crate::agent::AgentError>()
                 .is_some_and(crate::agent::AgentError::needs_operator)

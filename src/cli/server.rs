@@ -26,6 +26,12 @@ pub struct ServerArgs {
     /// Keep streams and records in this directory across restarts.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The master key (64 hex digits) that wraps the data keys of encrypted streams'
+    /// records (StartStreamEncryption). Default: DATA_DIR/master.key, created with mode
+    /// 0600 when absent. A missing or wrong key for a data directory that holds
+    /// encrypted records is an error at start.
+    #[arg(long, value_name = "FILE", requires = "data_dir")]
+    kms_key_file: Option<PathBuf>,
     /// Create this stream (ACTIVE at once) at start if it does not exist; NAME or NAME:SHARDS.
     #[arg(long, value_name = "NAME[:SHARDS]")]
     create_stream: Vec<String>,
@@ -171,6 +177,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
             ..StoreConfig::default()
         },
         data_dir: args.data_dir,
+        kms_key_file: args.kms_key_file,
         create_streams: args
             .create_stream
             .iter()

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     /// A request whose body has not arrived whole within this long is answered 408 and
     /// its connection closed.
     pub body_timeout: Duration,
+    /// The master key for encrypted streams' records; `DATA_DIR/master.key` (created
+    /// when absent) when `None`.
+    pub kms_key_file: Option<PathBuf>,
     /// Who may sign requests; `None` serves every request unchecked.
     pub identities: Option<Arc<auth::Identities>>,
     /// Who may do what (see [`policy`]); `None` allows every call.
@@ -74,6 +77,7 @@ impl Default for ServerConfig {
             tls: None,
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
+            kms_key_file: None,
             identities: None,
             policies: None,
             audit: None,
@@ -137,16 +141,17 @@ impl Server {
         addr: SocketAddr,
         config: ServerConfig,
     ) -> Result<RunningServer, ServerError> {
-        let persist =
-            match &config.data_dir {
-                Some(dir) => Some(store::persist::Persist::new(dir).map_err(|source| {
-                    ServerError::DataDir {
+        let persist = match &config.data_dir {
+            Some(dir) => Some(
+                store::persist::Persist::new(dir, config.kms_key_file.as_deref()).map_err(
+                    |source| ServerError::DataDir {
                         path: dir.clone(),
                         source,
-                    }
-                })?),
-                None => None,
-            };
+                    },
+                )?,
+            ),
+            None => None,
+        };
         let store =
             Store::new(config.store.clone(), config.clock.clone(), persist).map_err(|source| {
                 ServerError::DataDir {

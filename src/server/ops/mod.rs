@@ -18,6 +18,7 @@ macro_rules! names_stream {
     };
 }
 
+mod encryption;
 mod policies;
 mod records;
 mod reshard;
@@ -122,6 +123,14 @@ pub const ACTIONS: &[Action] = &[
     Action {
         name: "SplitShard",
         answer: |s, f, b| run(s, f, b, reshard::split_shard),
+    },
+    Action {
+        name: "StartStreamEncryption",
+        answer: |s, f, b| run(s, f, b, encryption::start_stream_encryption),
+    },
+    Action {
+        name: "StopStreamEncryption",
+        answer: |s, f, b| run(s, f, b, encryption::stop_stream_encryption),
     },
     Action {
         name: "UpdateMaxRecordSize",

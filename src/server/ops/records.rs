@@ -119,7 +119,7 @@ pub fn put_record(store: &Store, input: PutRecordInput) -> OpResult<PutRecordOut
     Ok(PutRecordOutput {
         shard_id: outcome.shard.id.to_string(),
         sequence_number: outcome.sequence_number,
-        encryption_type: "NONE",
+        encryption_type: stream.encryption_type(),
     })
 }
 
@@ -244,7 +244,7 @@ pub fn put_records(store: &Store, input: PutRecordsInput) -> OpResult<PutRecords
     Ok(PutRecordsOutput {
         failed_record_count: failed,
         records: results,
-        encryption_type: "NONE",
+        encryption_type: stream.encryption_type(),
     })
 }
 

@@ -119,6 +119,8 @@ pub struct StreamDescription {
     stream_creation_timestamp: Timestamp,
     enhanced_monitoring: Vec<EnhancedMetricsShape>,
     encryption_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -187,7 +189,8 @@ pub fn describe_stream(
             enhanced_monitoring: vec![EnhancedMetricsShape {
                 shard_level_metrics: vec![],
             }],
-            encryption_type: "NONE",
+            encryption_type: stream.encryption_type(),
+            key_id: state.encryption_key_id.clone(),
         },
     })
 }
@@ -212,6 +215,8 @@ pub struct StreamDescriptionSummary {
     stream_creation_timestamp: Timestamp,
     enhanced_monitoring: Vec<EnhancedMetricsShape>,
     encryption_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
     open_shard_count: usize,
     consumer_count: usize,
     #[serde(rename = "MaxRecordSizeInKiB")]
@@ -247,7 +252,8 @@ pub fn describe_stream_summary(
             enhanced_monitoring: vec![EnhancedMetricsShape {
                 shard_level_metrics: vec![],
             }],
-            encryption_type: "NONE",
+            encryption_type: stream.encryption_type(),
+            key_id: state.encryption_key_id.clone(),
             open_shard_count: state.open_shard_count(),
             consumer_count: 0,
             max_record_size_in_kib: stream.max_record_bytes() / 1024,

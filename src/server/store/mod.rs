@@ -4,6 +4,7 @@
 //! returns typed [`KinesisError`]s; request parsing and field validation live in
 //! `ops`, and the HTTP framing in `http`.
 
+pub mod at_rest;
 pub mod iterator;
 pub mod log;
 pub mod persist;
@@ -289,12 +290,14 @@ impl Store {
                 retention_hours: limits::MIN_RETENTION_HOURS,
                 tags,
                 resource_policy: None,
+                encryption_key_id: None,
                 mode,
                 next_shard_index: shard_count,
                 shards,
             }),
             open: RwLock::new(Arc::new(open)),
             max_record_bytes: std::sync::atomic::AtomicUsize::new(limits::DEFAULT_MAX_RECORD_BYTES),
+            sealing: std::sync::atomic::AtomicBool::new(false),
         });
         if let Some(persist) = &self.inner.persist {
             persist.create_stream_dir(&stream).map_err(|e| {

@@ -3,7 +3,9 @@
 //! Layout: `streams.json` holds every stream's metadata (written to a temporary file,
 //! fsynced, renamed over the old one, directory fsynced) after each control-plane
 //! change; `s-<stream>/<shard index>.log` holds each shard's records, appended as
-//! `[u32 length][i64 arrival ms][u16 key length][key][data]`.
+//! `[u32 length][i64 arrival ms][u16 key length][key][data]`, or sealed for an
+//! encrypted stream (see [`shard_file`](super::shard_file) and
+//! [`at_rest`](super::at_rest)); `master.key` is the master key when none is given.
 //!
 //! Durability rule: a PutRecord(s) response is sent only after the records were
 //! written to the OS (`write(2)`), so they survive the server being killed, even with
@@ -15,13 +17,15 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
 use super::StoreConfig;
+use super::at_rest::{DataKey, MasterKey, NONCE_LEN};
 use super::log::ShardLog;
-use super::shard_file::{HEADER_LEN, ShardFile};
+use super::shard_file::{DATA_KEY, HEADER_LEN, LENGTH_MASK, SEALED, ShardFile};
 use super::stream::{
     Closed, OpenShards, Shard, Stream, StreamMode, StreamState, StreamStatus, lock,
 };
@@ -35,6 +39,10 @@ const METADATA_VERSION: u32 = 1;
 struct Metadata {
     version: u32,
     streams: Vec<StreamRecord>,
+    /// The fingerprint of the master key, once any stream was encrypted: records
+    /// sealed under it may be in the shard files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    master_key: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,6 +60,9 @@ struct StreamRecord {
     /// The stream's resource policy, as PutResourcePolicy was given it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     resource_policy: Option<String>,
+    /// The KMS key id of StartStreamEncryption while the stream is encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    encryption_key_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -71,6 +82,9 @@ pub struct Persist {
     dir: PathBuf,
     /// Serialises metadata writes.
     write: Arc<Mutex<()>>,
+    master: Arc<MasterKey>,
+    /// Whether any stream was ever encrypted here (the metadata then names the key).
+    sealed_ever: Arc<AtomicBool>,
 }
 
 fn invalid(message: String) -> io::Error {
@@ -78,12 +92,25 @@ fn invalid(message: String) -> io::Error {
 }
 
 impl Persist {
-    pub fn new(dir: &Path) -> io::Result<Persist> {
+    /// Opens the data directory with its master key (`key_file`, else `master.key`
+    /// in it); a key that is missing or not the one its records were sealed with is
+    /// an error here, before anything is read.
+    pub fn new(dir: &Path, key_file: Option<&Path>) -> io::Result<Persist> {
         fs::create_dir_all(dir)?;
+        let expected = read_metadata(&dir.join(METADATA_FILE))?.and_then(|m| m.master_key);
+        let master = MasterKey::open(dir, key_file, expected.as_deref())?;
         Ok(Persist {
             dir: dir.to_owned(),
             write: Arc::new(Mutex::new(())),
+            master: Arc::new(master),
+            sealed_ever: Arc::new(AtomicBool::new(expected.is_some())),
         })
+    }
+
+    /// Records that a stream is now encrypted: from here on the metadata names the
+    /// master key, so the data directory is never opened without it.
+    pub fn note_encryption(&self) {
+        self.sealed_ever.store(true, Ordering::Relaxed);
     }
 
     /// Stream directories carry a prefix so that names like `..` stay inside the data dir.
@@ -104,7 +131,10 @@ impl Persist {
     }
 
     pub fn attach_shard_file(&self, stream: &str, shard: &Shard) -> io::Result<()> {
-        let file = ShardFile::open(&self.shard_path(stream, shard.index))?;
+        let file = ShardFile::open(
+            &self.shard_path(stream, shard.index),
+            Some(self.master.clone()),
+        )?;
         lock(&shard.state).file = Some(file);
         Ok(())
     }
@@ -131,6 +161,7 @@ impl Persist {
                     retention_hours: state.retention_hours,
                     tags: state.tags.clone(),
                     resource_policy: state.resource_policy.as_ref().map(|p| p.text.clone()),
+                    encryption_key_id: state.encryption_key_id.clone(),
                     mode: state.mode,
                     next_shard_index: state.next_shard_index,
                     max_record_size_kib: Some((stream.max_record_bytes() / 1024) as u32),
@@ -153,6 +184,10 @@ impl Persist {
         let metadata = Metadata {
             version: METADATA_VERSION,
             streams: records,
+            master_key: self
+                .sealed_ever
+                .load(Ordering::Relaxed)
+                .then(|| self.master.fingerprint().to_owned()),
         };
         let bytes = serde_json::to_vec_pretty(&metadata).map_err(io::Error::other)?;
         let temp = self.dir.join(format!("{METADATA_FILE}.tmp"));
@@ -171,25 +206,9 @@ impl Persist {
         clock: &Clock,
         config: &StoreConfig,
     ) -> io::Result<BTreeMap<String, Arc<Stream>>> {
-        let path = self.dir.join(METADATA_FILE);
-        let text = match fs::read(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-            Err(e) => return Err(e),
+        let Some(metadata) = read_metadata(&self.dir.join(METADATA_FILE))? else {
+            return Ok(BTreeMap::new());
         };
-        let metadata: Metadata = serde_json::from_slice(&text).map_err(|e| {
-            invalid(format!(
-                "{} is not valid stream metadata: {e}",
-                path.display()
-            ))
-        })?;
-        if metadata.version != METADATA_VERSION {
-            return Err(invalid(format!(
-                "{} has version {}, this server reads version {METADATA_VERSION}",
-                path.display(),
-                metadata.version
-            )));
-        }
         let now = clock.now_ms();
         let mut streams = BTreeMap::new();
         for record in metadata.streams {
@@ -226,7 +245,7 @@ impl Persist {
             );
             shard.created_ms = s.created_ms;
             let path = self.shard_path(&record.name, s.index);
-            let mut log = replay(&path)?;
+            let mut log = replay(&path, &self.master)?;
             log.trim_before(cutoff);
             {
                 let mut state = lock(&shard.state);
@@ -236,7 +255,7 @@ impl Persist {
                 });
                 state.log = log;
                 state.limits = crate::server::limits::ShardLimits::new(now);
-                state.file = Some(ShardFile::open(&path)?);
+                state.file = Some(ShardFile::open(&path, Some(self.master.clone()))?);
             }
             shards.push(Arc::new(shard));
         }
@@ -268,12 +287,14 @@ impl Persist {
                 retention_hours: record.retention_hours,
                 tags: record.tags,
                 resource_policy,
+                encryption_key_id: record.encryption_key_id.clone(),
                 mode: record.mode,
                 shards,
                 next_shard_index: record.next_shard_index,
             }),
             open: RwLock::new(Arc::new(open)),
             name: record.name,
+            sealing: std::sync::atomic::AtomicBool::new(record.encryption_key_id.is_some()),
             max_record_bytes: std::sync::atomic::AtomicUsize::new(
                 record
                     .max_record_size_kib
@@ -285,8 +306,33 @@ impl Persist {
     }
 }
 
-/// Reads a shard file back into a log, cutting off a torn last record.
-fn replay(path: &Path) -> io::Result<ShardLog> {
+/// The metadata file, if there is one.
+fn read_metadata(path: &Path) -> io::Result<Option<Metadata>> {
+    let text = match fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let metadata: Metadata = serde_json::from_slice(&text).map_err(|e| {
+        invalid(format!(
+            "{} is not valid stream metadata: {e}",
+            path.display()
+        ))
+    })?;
+    if metadata.version != METADATA_VERSION {
+        return Err(invalid(format!(
+            "{} has version {}, this server reads version {METADATA_VERSION}",
+            path.display(),
+            metadata.version
+        )));
+    }
+    Ok(Some(metadata))
+}
+
+/// Reads a shard file back into a log, cutting off a torn last record. Sealed records
+/// are opened with their segment's data key, which `master` unwraps; a frame that
+/// is whole but does not open is an error, never skipped.
+fn replay(path: &Path, master: &MasterKey) -> io::Result<ShardLog> {
     let mut log = ShardLog::default();
     let mut file = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(file) => file,
@@ -295,18 +341,61 @@ fn replay(path: &Path) -> io::Result<ShardLog> {
     };
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
+    let mut segment: Option<DataKey> = None;
     let mut at = 0;
-    while let Some(header) = bytes.get(at..at + HEADER_LEN) {
-        let rest = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let arrival = i64::from_le_bytes(header[4..12].try_into().unwrap_or_default());
-        let key_len = usize::from(u16::from_le_bytes([header[12], header[13]]));
-        let end = at + 4 + rest;
-        if rest < 10 + key_len || end > bytes.len() {
+    while let Some(word) = bytes.get(at..at + 4) {
+        let word = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        let end = at + 4 + (word & LENGTH_MASK) as usize;
+        let Some(frame) = bytes.get(at + 4..end) else {
             break;
+        };
+        let unreadable = |what: &str| {
+            invalid(format!(
+                "{} at byte {at}: {what} (master key {}, fingerprint {})",
+                path.display(),
+                master.path().display(),
+                master.fingerprint()
+            ))
+        };
+        if word & DATA_KEY != 0 {
+            segment = Some(master.unwrap_data_key(frame).ok_or_else(|| {
+                unreadable("a data key this master key did not wrap (another master key?)")
+            })?);
+        } else if word & SEALED != 0 {
+            let key = segment
+                .as_ref()
+                .ok_or_else(|| unreadable("a sealed record before any data key"))?;
+            let (arrival, rest) = frame
+                .split_at_checked(8)
+                .ok_or_else(|| unreadable("a sealed record too short to hold one"))?;
+            let (nonce, sealed) = rest
+                .split_at_checked(NONCE_LEN)
+                .ok_or_else(|| unreadable("a sealed record too short to hold one"))?;
+            let mut sealed = sealed.to_vec();
+            let plain = key
+                .open(nonce, arrival, &mut sealed)
+                .ok_or_else(|| unreadable("a sealed record that does not open (altered?)"))?;
+            let key_len = plain
+                .get(..2)
+                .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+                .filter(|len| 2 + len <= plain.len())
+                .ok_or_else(|| unreadable("a sealed record whose key overruns it"))?;
+            let partition_key = String::from_utf8_lossy(&plain[2..2 + key_len]);
+            let arrival = i64::from_le_bytes(arrival.try_into().unwrap_or_default());
+            log.append_at(&partition_key, &plain[2 + key_len..], arrival);
+        } else {
+            let Some(header) = bytes.get(at..at + HEADER_LEN) else {
+                break;
+            };
+            let arrival = i64::from_le_bytes(header[4..12].try_into().unwrap_or_default());
+            let key_len = usize::from(u16::from_le_bytes([header[12], header[13]]));
+            if frame.len() < 10 + key_len {
+                break;
+            }
+            let key_start = at + HEADER_LEN;
+            let key = String::from_utf8_lossy(&bytes[key_start..key_start + key_len]);
+            log.append_at(&key, &bytes[key_start + key_len..end], arrival);
         }
-        let key_start = at + HEADER_LEN;
-        let key = String::from_utf8_lossy(&bytes[key_start..key_start + key_len]);
-        log.append_at(&key, &bytes[key_start + key_len..end], arrival);
         at = end;
     }
     if at < bytes.len() {
@@ -315,4 +404,73 @@ fn replay(path: &Path) -> io::Result<ShardLog> {
         file.seek(SeekFrom::End(0))?;
     }
     Ok(log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(dir: &Path, master: &Arc<MasterKey>) -> (PathBuf, Vec<u64>) {
+        let path = dir.join("000000000000.log");
+        let mut file =
+            ShardFile::open(&path, Some(master.clone())).unwrap_or_else(|e| panic!("{e}"));
+        let mut ends = Vec::new();
+        for i in 0..6 {
+            // Plain, then sealed, then plain again: StartStreamEncryption and Stop.
+            let seal = (2..5).contains(&i);
+            file.append(&format!("k{i}"), format!("record-{i}").as_bytes(), i, seal)
+                .unwrap_or_else(|e| panic!("{e}"));
+            file.flush().unwrap_or_else(|e| panic!("{e}"));
+            ends.push(fs::metadata(&path).map(|m| m.len()).unwrap_or_default());
+        }
+        (path, ends)
+    }
+
+    fn data(log: &ShardLog) -> Vec<String> {
+        log.read(0, 100, usize::MAX)
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn plain_and_sealed_records_replay_in_order_and_a_torn_sealed_one_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let master =
+            Arc::new(MasterKey::open(dir.path(), None, None).unwrap_or_else(|e| panic!("{e}")));
+        let (path, ends) = written(dir.path(), &master);
+        let log = replay(&path, &master).unwrap_or_else(|e| panic!("{e}"));
+        let all: Vec<String> = (0..6).map(|i| format!("record-{i}")).collect();
+        assert_eq!(data(&log), all);
+        let bytes = fs::read(&path).unwrap_or_default();
+        assert!(!bytes.windows(8).any(|w| w == b"record-3"));
+
+        // Torn in the middle of the last sealed record (index 4): 0-3 survive.
+        let torn = ends[3] + (ends[4] - ends[3]) / 2;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        file.set_len(torn).unwrap_or_else(|e| panic!("{e}"));
+        let log = replay(&path, &master).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(data(&log), all[..4]);
+        assert_eq!(
+            fs::metadata(&path).map(|m| m.len()).unwrap_or_default(),
+            ends[3]
+        );
+    }
+
+    #[test]
+    fn an_altered_sealed_record_is_an_error_not_a_skip() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let master =
+            Arc::new(MasterKey::open(dir.path(), None, None).unwrap_or_else(|e| panic!("{e}")));
+        let (path, ends) = written(dir.path(), &master);
+        let mut bytes = fs::read(&path).unwrap_or_default();
+        // The last byte of sealed record 3 (its tag).
+        bytes[ends[3] as usize - 1] ^= 1;
+        fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
+        let error = replay(&path, &master).unwrap_err();
+        assert!(error.to_string().contains("does not open"), "{error}");
+    }
 }

@@ -105,9 +105,10 @@ impl Store {
             }
             let (position, arrival_ms) = state.log.append(partition_key, data, now);
             if let Some(file) = state.file.as_mut() {
-                file.append(partition_key, data, arrival_ms).map_err(|e| {
-                    KinesisError::internal(format!("Internal service failure: {e}"))
-                })?;
+                file.append(partition_key, data, arrival_ms, stream.sealing())
+                    .map_err(|e| {
+                        KinesisError::internal(format!("Internal service failure: {e}"))
+                    })?;
             }
             return Ok(PutOutcome {
                 shard: shard.clone(),

@@ -206,6 +206,8 @@ pub struct StreamState {
     pub tags: BTreeMap<String, String>,
     /// The policy PutResourcePolicy attached, as given and as evaluated.
     pub resource_policy: Option<ResourcePolicy>,
+    /// The KMS key id StartStreamEncryption named, while the stream is encrypted.
+    pub encryption_key_id: Option<String>,
     pub mode: StreamMode,
     /// Every shard ever created, open or closed, in id order.
     pub shards: Vec<Arc<Shard>>,
@@ -238,9 +240,21 @@ pub struct Stream {
     /// Largest record (partition key plus data) the stream takes: 1 MiB unless raised
     /// by UpdateMaxRecordSize. Read on every put, so kept outside the state lock.
     pub max_record_bytes: AtomicUsize,
+    /// Whether records are sealed as they are written (StartStreamEncryption); read
+    /// on every put, so kept outside the state lock like `max_record_bytes`.
+    pub sealing: std::sync::atomic::AtomicBool,
 }
 
 impl Stream {
+    pub fn sealing(&self) -> bool {
+        self.sealing.load(Ordering::Relaxed)
+    }
+
+    /// `EncryptionType` as answers show it.
+    pub fn encryption_type(&self) -> &'static str {
+        if self.sealing() { "KMS" } else { "NONE" }
+    }
+
     pub fn max_record_bytes(&self) -> usize {
         self.max_record_bytes.load(Ordering::Relaxed)
     }
