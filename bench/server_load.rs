@@ -50,7 +50,7 @@ fn parse_args() -> Args {
 /// Sends one request on a kept-alive connection and returns the response body.
 fn call(reader: &mut BufReader<TcpStream>, target: &str, body: &[u8]) -> Vec<u8> {
     let head = format!(
-        "POST / HTTP/1.1\r\nHost: bench\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.{target}\r\nContent-Length: {}\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: bench\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.{target}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=00\r\nX-Amz-Date: 20260101T000000Z\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     let stream = reader.get_mut();

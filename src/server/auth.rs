@@ -29,6 +29,8 @@ pub struct Identity {
     secret: String,
     /// The account it belongs to, when the file names one.
     pub account_id: Option<String>,
+    /// Temporary credentials' session token, which every request must then carry.
+    session_token: Option<String>,
 }
 
 /// The identities requests may be signed by.
@@ -45,7 +47,7 @@ pub enum CredentialsFileError {
         source: std::io::Error,
     },
     #[error(
-        "{path} line {line}: expected ACCESS_KEY_ID SECRET_ACCESS_KEY [ACCOUNT_ID] (12 digits)"
+        "{path} line {line}: expected ACCESS_KEY_ID SECRET_ACCESS_KEY [ACCOUNT_ID (12 digits)] [SESSION_TOKEN]"
     )]
     Line { path: PathBuf, line: usize },
     #[error("{path} names no identity; add a line ACCESS_KEY_ID SECRET_ACCESS_KEY [ACCOUNT_ID]")]
@@ -62,6 +64,7 @@ impl Identities {
                     access_key_id: key.to_owned(),
                     secret: secret.to_owned(),
                     account_id: None,
+                    session_token: None,
                 };
                 (key.to_owned(), identity)
             })
@@ -87,13 +90,19 @@ impl Identities {
                 path: path.to_owned(),
                 line: index + 1,
             };
-            let (key, secret, account) = match fields.as_slice() {
-                [key, secret] => (key, secret, None),
-                [key, secret, account]
-                    if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) =>
-                {
-                    (key, secret, Some(account.to_string()))
+            let is_account = |a: &str| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit());
+            let (key, secret, account, token) = match fields.as_slice() {
+                [key, secret] => (key, secret, None, None),
+                [key, secret, account] if is_account(account) => {
+                    (key, secret, Some(account.to_string()), None)
                 }
+                [key, secret, token] => (key, secret, None, Some(token.to_string())),
+                [key, secret, account, token] if is_account(account) => (
+                    key,
+                    secret,
+                    Some(account.to_string()),
+                    Some(token.to_string()),
+                ),
                 _ => return Err(bad()),
             };
             by_key.insert(
@@ -102,6 +111,7 @@ impl Identities {
                     access_key_id: key.to_string(),
                     secret: secret.to_string(),
                     account_id: account,
+                    session_token: token,
                 },
             );
         }
@@ -113,23 +123,27 @@ impl Identities {
         Ok(Identities { by_key })
     }
 
-    /// Checks a request's signature; the identity that signed it.
+    /// Checks a request's signature (an `Authorization` header, or a presigned URL's
+    /// query); the identity that signed it.
     pub fn verify(&self, request: &Signed<'_>, now: SystemTime) -> Result<&Identity, KinesisError> {
-        let Some(header) = request.headers.get(http::header::AUTHORIZATION) else {
-            return Err(error(
-                ErrorKind::MissingAuthenticationToken,
-                "Missing Authentication Token",
-            ));
-        };
-        let header = header.to_str().unwrap_or("");
-        let parts = Authorization::parse(header, request.headers)?;
-        let Some(identity) = self.by_key.get(parts.access_key_id) else {
-            return Err(error(
+        let parts = Authorization::of(request)?;
+        let invalid_token = || {
+            error(
                 ErrorKind::UnrecognizedClient,
                 "The security token included in the request is invalid.",
-            ));
+            )
         };
-        check_date(parts.date, now)?;
+        let Some(identity) = self.by_key.get(&parts.access_key_id) else {
+            return Err(invalid_token());
+        };
+        // Temporary credentials carry their session token; long-term keys carry none.
+        if identity.session_token.as_deref() != session_token(request).as_deref() {
+            return Err(invalid_token());
+        }
+        match parts.expires {
+            None => check_date(&parts.date, now)?,
+            Some(seconds) => check_expiry(&parts.date, seconds, now)?,
+        }
         let expected = signature(request, &parts, &identity.secret);
         if !constant_time_eq(expected.as_bytes(), parts.signature.as_bytes()) {
             return Err(error(
@@ -141,13 +155,67 @@ impl Identities {
     }
 }
 
-/// The access key a request says it is signed with, checked or not: the
-/// `Credential=KEY/...` of its `Authorization` header.
-pub fn claimed_access_key(headers: &HeaderMap) -> Option<&str> {
-    let header = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let credential = header.split_once("Credential=")?.1;
-    credential.split('/').next().filter(|key| !key.is_empty())
+/// Without a credentials file no signature is checked, but a request must still be
+/// signed in SigV4's shape (as local emulators require): the errors an unsigned or
+/// malformed request gets from AWS.
+pub fn check_shape(request: &Signed<'_>) -> Result<(), KinesisError> {
+    Authorization::of(request).map(|_| ())
 }
+
+/// The access key a request says it is signed with, checked or not.
+pub fn claimed_access_key(request: &Signed<'_>) -> Option<String> {
+    Authorization::of(request)
+        .ok()
+        .map(|parts| parts.access_key_id)
+}
+
+/// The session token a request carries, in its header or its presigned query.
+fn session_token(request: &Signed<'_>) -> Option<String> {
+    match request.headers.get("x-amz-security-token") {
+        Some(token) => Some(String::from_utf8_lossy(token.as_bytes()).into_owned()),
+        None => query_pairs(request.query)
+            .find(|(name, _)| name == "X-Amz-Security-Token")
+            .map(|(_, value)| value),
+    }
+}
+
+/// A query's parameters, decoded.
+fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(name), decode(value))
+    })
+}
+
+/// The operation parameters of a presigned request's query (all but `X-Amz-*`), which
+/// a presigned call carries instead of a body, as a JSON object.
+pub fn presigned_parameters(query: &str) -> Option<Vec<u8>> {
+    if !query_pairs(query).any(|(name, _)| name == "X-Amz-Algorithm") {
+        return None;
+    }
+    let mut object = serde_json::Map::new();
+    for (name, value) in query_pairs(query).filter(|(n, _)| !n.starts_with("X-Amz-")) {
+        // Integer members are written as numbers, as a JSON body would have them.
+        let value = match value.parse::<i64>() {
+            Ok(number) if INTEGER_MEMBERS.contains(&name.as_str()) => {
+                serde_json::Value::from(number)
+            }
+            _ => serde_json::Value::String(value),
+        };
+        object.insert(name, value);
+    }
+    serde_json::to_vec(&object).ok()
+}
+
+/// Kinesis's integer request members.
+const INTEGER_MEMBERS: &[&str] = &[
+    "Limit",
+    "ShardCount",
+    "TargetShardCount",
+    "RetentionPeriodHours",
+    "MaxResults",
+    "MaxRecordSizeInKiB",
+];
 
 fn error(kind: ErrorKind, message: &str) -> KinesisError {
     KinesisError {
@@ -167,19 +235,82 @@ pub struct Signed<'a> {
     pub body: &'a [u8],
 }
 
-/// The parts of an `Authorization` header, and the request date it signs.
-struct Authorization<'a> {
-    access_key_id: &'a str,
+/// The parts of a signature (from an `Authorization` header or a presigned query),
+/// and the request date it signs.
+struct Authorization {
+    access_key_id: String,
     /// `DATE/REGION/SERVICE/aws4_request`.
-    scope: &'a str,
-    signed_headers: Vec<&'a str>,
-    signature: &'a str,
+    scope: String,
+    signed_headers: Vec<String>,
+    signature: String,
     /// `YYYYMMDD'T'HHMMSS'Z'`.
-    date: &'a str,
+    date: String,
+    /// A presigned URL's lifetime in seconds (its call's parameters are in the query,
+    /// and it signs the empty body as any request signs its body).
+    expires: Option<u64>,
 }
 
-impl<'a> Authorization<'a> {
-    fn parse(header: &'a str, headers: &'a HeaderMap) -> Result<Authorization<'a>, KinesisError> {
+/// Longest a presigned URL may live (seven days).
+const MAX_EXPIRES_SECS: u64 = 7 * 24 * 3600;
+
+impl Authorization {
+    fn of(request: &Signed<'_>) -> Result<Authorization, KinesisError> {
+        if let Some(header) = request.headers.get(http::header::AUTHORIZATION) {
+            return Authorization::parse(header.to_str().unwrap_or(""), request.headers);
+        }
+        if query_pairs(request.query).any(|(name, _)| name == "X-Amz-Algorithm") {
+            return Authorization::presigned(request.query);
+        }
+        Err(error(
+            ErrorKind::MissingAuthenticationToken,
+            "Missing Authentication Token",
+        ))
+    }
+
+    fn presigned(query: &str) -> Result<Authorization, KinesisError> {
+        let params: HashMap<String, String> = query_pairs(query).collect();
+        let get = |name: &str| params.get(name).cloned();
+        let (Some(algorithm), Some(credential), Some(signature), Some(signed_headers), Some(date)) = (
+            get("X-Amz-Algorithm"),
+            get("X-Amz-Credential"),
+            get("X-Amz-Signature"),
+            get("X-Amz-SignedHeaders"),
+            get("X-Amz-Date"),
+        ) else {
+            return Err(error(
+                ErrorKind::IncompleteSignature,
+                "AWS query-string parameters must include 'X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Signature', 'X-Amz-SignedHeaders', 'X-Amz-Date'. Re-examine the query-string parameters.",
+            ));
+        };
+        if algorithm != "AWS4-HMAC-SHA256" {
+            return Err(error(
+                ErrorKind::IncompleteSignature,
+                &format!("Unsupported algorithm: {algorithm}"),
+            ));
+        }
+        let expires = get("X-Amz-Expires")
+            .and_then(|e| e.parse::<u64>().ok())
+            .filter(|e| (1..=MAX_EXPIRES_SECS).contains(e))
+            .ok_or_else(|| {
+                error(
+                    ErrorKind::IncompleteSignature,
+                    &format!(
+                        "X-Amz-Expires must be a number of seconds from 1 to {MAX_EXPIRES_SECS}."
+                    ),
+                )
+            })?;
+        let (access_key_id, scope) = split_credential(&credential, &credential)?;
+        Ok(Authorization {
+            access_key_id,
+            scope,
+            signed_headers: signed_headers.split(';').map(str::to_owned).collect(),
+            signature,
+            date,
+            expires: Some(expires),
+        })
+    }
+
+    fn parse(header: &str, headers: &HeaderMap) -> Result<Authorization, KinesisError> {
         let incomplete = |message: String| error(ErrorKind::IncompleteSignature, &message);
         let Some(rest) = header.strip_prefix("AWS4-HMAC-SHA256 ") else {
             let algorithm = header.split_whitespace().next().unwrap_or("");
@@ -226,24 +357,59 @@ impl<'a> Authorization<'a> {
             missing.push(format!("Authorization={header}"));
             return Err(incomplete(missing.join(" ")));
         };
-        let Some((access_key_id, scope)) = credential.split_once('/') else {
-            return Err(incomplete(format!(
-                "Credential should be scoped to a valid region. Authorization={header}"
-            )));
-        };
-        if scope.split('/').count() != 4 || !scope.ends_with("/aws4_request") {
-            return Err(incomplete(format!(
-                "Credential should be scoped with a valid terminator: 'aws4_request'. Authorization={header}"
-            )));
-        }
+        let (access_key_id, scope) =
+            split_credential(credential, &format!("Authorization={header}"))?;
         Ok(Authorization {
             access_key_id,
             scope,
-            signed_headers: signed_headers.split(';').collect(),
-            signature,
-            date,
+            signed_headers: signed_headers.split(';').map(str::to_owned).collect(),
+            signature: signature.to_owned(),
+            date: date.to_owned(),
+            expires: None,
         })
     }
+}
+
+/// `KEY/DATE/REGION/SERVICE/aws4_request` as the key and the scope; `shown` is what
+/// the error quotes.
+fn split_credential(credential: &str, shown: &str) -> Result<(String, String), KinesisError> {
+    let incomplete = |message: String| error(ErrorKind::IncompleteSignature, &message);
+    let Some((access_key_id, scope)) = credential.split_once('/') else {
+        return Err(incomplete(format!(
+            "Credential should be scoped to a valid region. {shown}"
+        )));
+    };
+    if scope.split('/').count() != 4 || !scope.ends_with("/aws4_request") {
+        return Err(incomplete(format!(
+            "Credential should be scoped with a valid terminator: 'aws4_request'. {shown}"
+        )));
+    }
+    Ok((access_key_id.to_owned(), scope.to_owned()))
+}
+
+/// A presigned URL is good from its date (give or take the clock skew) until its date
+/// plus its lifetime.
+fn check_expiry(date: &str, seconds: u64, now: SystemTime) -> Result<(), KinesisError> {
+    let Some(signed) = parse_date(date) else {
+        return check_date(date, now);
+    };
+    let now = time::OffsetDateTime::from(now);
+    let expiry = signed + time::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX));
+    if expiry < now {
+        return Err(error(
+            ErrorKind::InvalidSignature,
+            &format!(
+                "Signature expired: {} is now earlier than {}",
+                show_date(expiry),
+                show_date(now)
+            ),
+        ));
+    }
+    let skew = time::Duration::try_from(MAX_SKEW).unwrap_or(time::Duration::minutes(5));
+    if signed > now + skew {
+        return check_date(date, SystemTime::from(now));
+    }
+    Ok(())
 }
 
 /// `YYYYMMDD'T'HHMMSS'Z'` as a time.
@@ -319,7 +485,7 @@ fn check_date(date: &str, now: SystemTime) -> Result<(), KinesisError> {
 }
 
 /// The signature the request should carry, as hex.
-fn signature(request: &Signed<'_>, parts: &Authorization<'_>, secret: &str) -> String {
+fn signature(request: &Signed<'_>, parts: &Authorization, secret: &str) -> String {
     let payload_hash = match request
         .headers
         .get("x-amz-content-sha256")
@@ -330,11 +496,12 @@ fn signature(request: &Signed<'_>, parts: &Authorization<'_>, secret: &str) -> S
     };
     let mut canonical_headers = String::new();
     for name in &parts.signed_headers {
-        let values: Vec<String> = match (*name, request.headers.get_all(*name).iter().next()) {
+        let name = name.as_str();
+        let values: Vec<String> = match (name, request.headers.get_all(name).iter().next()) {
             ("host", None) => request.authority.map(str::to_owned).into_iter().collect(),
             _ => request
                 .headers
-                .get_all(*name)
+                .get_all(name)
                 .iter()
                 .map(|v| collapse(&String::from_utf8_lossy(v.as_bytes())))
                 .collect(),
@@ -348,7 +515,7 @@ fn signature(request: &Signed<'_>, parts: &Authorization<'_>, secret: &str) -> S
         "{}\n{}\n{}\n{}\n{}\n{}",
         request.method,
         canonical_path(request.path),
-        canonical_query(request.query),
+        canonical_query(request.query, parts.expires.is_some()),
         canonical_headers,
         parts.signed_headers.join(";"),
         payload_hash
@@ -390,15 +557,12 @@ fn canonical_path(path: &str) -> String {
         .join("/")
 }
 
-/// Parameters sorted by name then value, each side URI-encoded.
-fn canonical_query(query: &str) -> String {
-    let mut pairs: Vec<(String, String)> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (uri_encode(&decode(name)), uri_encode(&decode(value)))
-        })
+/// Parameters sorted by name then value, each side URI-encoded; a presigned query's
+/// own signature is not part of what it signs.
+fn canonical_query(query: &str, presigned: bool) -> String {
+    let mut pairs: Vec<(String, String)> = query_pairs(query)
+        .filter(|(name, _)| !(presigned && name == "X-Amz-Signature"))
+        .map(|(name, value)| (uri_encode(&name), uri_encode(&value)))
         .collect();
     pairs.sort();
     pairs
@@ -480,11 +644,14 @@ mod tests {
             body: b"",
         };
         let parts = Authorization {
-            access_key_id: "AKIDEXAMPLE",
-            scope: "20150830/us-east-1/iam/aws4_request",
-            signed_headers: vec!["content-type", "host", "x-amz-date"],
-            signature: "",
-            date: "20150830T123600Z",
+            access_key_id: "AKIDEXAMPLE".into(),
+            scope: "20150830/us-east-1/iam/aws4_request".into(),
+            signed_headers: ["content-type", "host", "x-amz-date"]
+                .map(String::from)
+                .into(),
+            signature: String::new(),
+            date: "20150830T123600Z".into(),
+            expires: None,
         };
         assert_eq!(
             signature(&request, &parts, "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),

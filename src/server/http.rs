@@ -178,21 +178,27 @@ async fn answer(
         seen.body = body.clone();
         seen.headers = parts.headers.clone();
     }
-    let mut signer = None;
-    if let Some(identities) = &settings.identities {
-        let identity = identities.verify(
-            &Signed {
-                method: parts.method.as_str(),
-                path: parts.uri.path(),
-                query: parts.uri.query().unwrap_or(""),
-                authority: parts.uri.authority().map(|a| a.as_str()),
-                headers: &parts.headers,
-                body: &body,
-            },
-            std::time::SystemTime::now(),
-        )?;
-        signer = Some(identity);
-    }
+    let signed = Signed {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        authority: parts.uri.authority().map(|a| a.as_str()),
+        headers: &parts.headers,
+        body: &body,
+    };
+    let signer = match &settings.identities {
+        Some(identities) => Some(identities.verify(&signed, std::time::SystemTime::now())?),
+        None => {
+            auth::check_shape(&signed)?;
+            None
+        }
+    };
+    // A presigned call carries its parameters in the query instead of a body.
+    let presigned_body = match auth::presigned_parameters(signed.query) {
+        Some(parameters) if body.is_empty() => Some(Bytes::from(parameters)),
+        _ => None,
+    };
+    let body = presigned_body.as_ref().unwrap_or(&body);
     let target = parts
         .headers
         .get("x-amz-target")
@@ -224,14 +230,15 @@ async fn answer(
         // Unverified (no credentials file), the key a request claims is who it is.
         let access_key_id = signer
             .map(|i| i.access_key_id.as_str())
-            .or_else(|| auth::claimed_access_key(&parts.headers))
-            .unwrap_or("anonymous");
+            .map(str::to_owned)
+            .or_else(|| auth::claimed_access_key(&signed))
+            .unwrap_or_else(|| "anonymous".to_owned());
         let account_id = signer
             .and_then(|i| i.account_id.as_deref())
             .unwrap_or(store.account_id());
-        if let Some((resource, resource_policy)) = ops::resource_of(&store, format, &body) {
+        if let Some((resource, resource_policy)) = ops::resource_of(&store, format, body) {
             let call = policy::Call {
-                access_key_id,
+                access_key_id: &access_key_id,
                 account_id,
                 action: &action,
                 resource: &resource,
@@ -244,7 +251,7 @@ async fn answer(
                 })?;
         }
     }
-    Ok(ops::dispatch(&store, &action, format, &body)?)
+    Ok(ops::dispatch(&store, &action, format, body)?)
 }
 
 fn respond(

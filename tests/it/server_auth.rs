@@ -161,3 +161,102 @@ async fn unsigned_malformed_and_expired_requests_get_awss_errors() {
     );
     server.shutdown().await;
 }
+
+/// A presigned GetRecords URL (botocore's query-string signer) is served while it
+/// lives and refused once expired, against a server that knows the key.
+#[test]
+fn a_presigned_get_records_url_works_until_it_expires() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let credentials = dir.path().join("credentials");
+    std::fs::write(&credentials, "AKIDPRESIGN presign-secret\n").unwrap_or_else(|e| panic!("{e}"));
+    let server = crate::support::ServerProcess::start(&[
+        "--credentials-file",
+        credentials.to_str().unwrap_or_default(),
+        "--create-delay-ms",
+        "0",
+    ]);
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/presigned.py");
+    let output = std::process::Command::new(crate::server_python::python_env().join("bin/python"))
+        .arg(script)
+        .args([server.endpoint.as_str(), "AKIDPRESIGN", "presign-secret"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("presigned ok"));
+}
+
+/// An identity with a session token (temporary credentials) must send it; a
+/// long-term key must not send one.
+#[tokio::test(flavor = "multi_thread")]
+async fn temporary_credentials_are_accepted_only_with_their_session_token() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let credentials = dir.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        "ASIATEMP temp-secret 123456789012 FwoGZXIvYXdzEJr//token\nAKIDLONG long-secret\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut config = crate::support::test_server_config();
+    config.identities = Some(std::sync::Arc::new(
+        shardcar::server::auth::Identities::load(&credentials).unwrap_or_else(|e| panic!("{e}")),
+    ));
+    let server = start_server(config).await;
+    let endpoint = server.endpoint_url();
+    let with_token = |key: &str, secret: &str, token: Option<&str>| {
+        let config = aws_sdk_kinesis::Config::builder()
+            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+            .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+                key,
+                secret,
+                token.map(str::to_owned),
+                None,
+                "test",
+            ))
+            .endpoint_url(&endpoint)
+            .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_kinesis::Client::from_conf(config)
+    };
+    let code = async |client: aws_sdk_kinesis::Client| {
+        client
+            .list_streams()
+            .send()
+            .await
+            .err()
+            .map(|e| e.code().unwrap_or("no code").to_owned())
+    };
+    let token = Some("FwoGZXIvYXdzEJr//token");
+    assert_eq!(
+        code(with_token("ASIATEMP", "temp-secret", token)).await,
+        None
+    );
+    assert_eq!(
+        code(with_token("ASIATEMP", "temp-secret", None))
+            .await
+            .as_deref(),
+        Some("UnrecognizedClientException")
+    );
+    assert_eq!(
+        code(with_token("ASIATEMP", "temp-secret", Some("another")))
+            .await
+            .as_deref(),
+        Some("UnrecognizedClientException")
+    );
+    assert_eq!(
+        code(with_token("AKIDLONG", "long-secret", None)).await,
+        None
+    );
+    assert_eq!(
+        code(with_token("AKIDLONG", "long-secret", token))
+            .await
+            .as_deref(),
+        Some("UnrecognizedClientException")
+    );
+    server.shutdown().await;
+}

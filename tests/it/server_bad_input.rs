@@ -9,7 +9,18 @@ use shardcar::server::{Clock, Store, StoreConfig};
 
 use crate::support::{start_server, test_server_config};
 
+/// A SigV4 `Authorization` header in its shape (a server without a credentials file
+/// checks only that), and the date it names.
+pub const SIGNED_SHAPE: [(&str, &str); 2] = [
+    (
+        "Authorization",
+        "AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
+    ),
+    ("X-Amz-Date", "20260101T000000Z"),
+];
+
 /// Sends one raw HTTP/1.1 request and returns (status, body); `body_len` may lie.
+/// The request is signed in shape unless it brings its own `Authorization` (`-`: none).
 fn raw_request(
     addr: SocketAddr,
     method: &str,
@@ -21,8 +32,16 @@ fn raw_request(
     let mut head = format!(
         "{method} / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {body_len}\r\n"
     );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+    let own_authorization = headers.iter().any(|(name, _)| *name == "Authorization");
+    let shape = if own_authorization {
+        &[][..]
+    } else {
+        &SIGNED_SHAPE[..]
+    };
+    for (name, value) in headers.iter().chain(shape) {
+        if *value != "-" {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).expect("write head");
@@ -66,6 +85,8 @@ async fn each_malformed_request_gets_its_error_type() {
     let cases: Vec<Case> = vec![
         ("malformed json", "POST", vec![("X-Amz-Target", target("CreateStream"))], b"{\"StreamName\":".to_vec(), 0, 400, "SerializationException"),
         ("unknown action", "POST", vec![("X-Amz-Target", target("MakeCoffee"))], b"{}".to_vec(), 0, 400, "UnknownOperationException"),
+        ("unsigned", "POST", vec![("Authorization", "-".into()), ("X-Amz-Target", target("ListStreams"))], b"{}".to_vec(), 0, 403, "MissingAuthenticationTokenException"),
+        ("signature without its parts", "POST", vec![("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDTEST".into()), ("X-Amz-Target", target("ListStreams"))], b"{}".to_vec(), 0, 400, "IncompleteSignatureException"),
         ("no target", "POST", vec![], b"{}".to_vec(), 0, 400, "UnknownOperationException"),
         ("wrong service", "POST", vec![("X-Amz-Target", "DynamoDB_20120810.ListTables".into())], b"{}".to_vec(), 0, 400, "UnknownOperationException"),
         ("wrong method", "GET", vec![("X-Amz-Target", target("ListStreams"))], vec![], 0, 400, "AccessDeniedException"),

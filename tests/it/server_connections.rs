@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::support::{start_server, test_server_config};
 
-const LIST_STREAMS: &[u8] = b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+const LIST_STREAMS: &[u8] = b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=00\r\nX-Amz-Date: 20260101T000000Z\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
 
 /// Sends `request` on a new connection and reads the answer to its end; its status
 /// code, or a panic if none comes within 10 s.
@@ -74,7 +74,7 @@ async fn a_body_shorter_than_its_content_length_is_answered_408_after_the_body_t
     let mut config = test_server_config();
     config.body_timeout = Duration::from_secs(1);
     let server = start_server(config).await;
-    let short = b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\nContent-Length: 1000\r\n\r\n{\"Limit\":";
+    let short = b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=00\r\nX-Amz-Date: 20260101T000000Z\r\nContent-Length: 1000\r\n\r\n{\"Limit\":";
     assert_eq!(status_of(server.local_addr(), short).await, 408);
     assert_eq!(status_of(server.local_addr(), LIST_STREAMS).await, 200);
     server.shutdown().await;
