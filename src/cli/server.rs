@@ -84,7 +84,8 @@ pub struct ServerArgs {
     /// SubscribeToShard), as CloudTrail does when asked.
     #[arg(long, requires = "audit_log")]
     audit_data_events: bool,
-    /// Most connections open at once; past it a connection is answered 503 and closed.
+    /// Most connections open at once; at the limit the connection idle longest is
+    /// closed to make room, and when none is idle a new one is answered 503 and closed.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
     /// Close an HTTP/1.1 connection that sends no complete request head for this long

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod auth;
 pub mod clock;
+mod connections;
 pub mod error;
 mod http;
 pub mod limits;
@@ -233,6 +234,7 @@ async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(config.max_connections));
+    let connections = connections::Connections::new();
     let acceptor = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A client that shuts down its sending side after the request still gets its answer.
@@ -269,17 +271,41 @@ async fn serve(
             },
             _ = stopped.changed() => break,
         };
-        // At the limit a connection is answered and closed at once, not left waiting
-        // in the backlog while idle ones hold every slot.
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tokio::spawn(refuse(stream));
-            continue;
+        // At the limit the connection idle longest makes room; when none is idle the
+        // new one is answered 503 and closed at once, not left waiting in the backlog.
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) if connections.reclaim_idle() => {
+                let freed =
+                    tokio::time::timeout(Duration::from_secs(1), permits.clone().acquire_owned())
+                        .await;
+                match freed {
+                    Ok(Ok(permit)) => permit,
+                    _ => {
+                        tokio::spawn(refuse(stream));
+                        continue;
+                    }
+                }
+            }
+            Err(_) => {
+                tokio::spawn(refuse(stream));
+                continue;
+            }
         };
+        let registration = connections.register();
         let _ = stream.set_nodelay(true);
         let store = store.clone();
         let settings = settings.clone();
+        let connection = registration.connection.clone();
+        let tracker = connections.clone();
         let service = hyper::service::service_fn(move |request| {
-            http::handle(store.clone(), request, settings.clone(), peer)
+            let busy = tracker.busy(&connection);
+            let answer = http::handle(store.clone(), request, settings.clone(), peer);
+            async move {
+                let answered = answer.await;
+                drop(busy);
+                answered
+            }
         });
         let acceptor = acceptor.clone();
         let builder = builder.clone();
@@ -287,32 +313,45 @@ async fn serve(
         let idle_timeout = config.idle_timeout;
         tokio::spawn(async move {
             let _slot = permit;
-            match acceptor {
-                // Before its first byte a connection is not yet HTTP/1 or HTTP/2 (the
-                // server looks for the HTTP/2 preface), and no HTTP timeout runs: a
-                // socket that sends nothing is closed after the idle timeout here.
-                None => {
-                    let mut first = [0u8; 1];
-                    let peeked = tokio::time::timeout(idle_timeout, stream.peek(&mut first)).await;
-                    if let Ok(Ok(1..)) = peeked {
-                        let connection = builder.serve_connection(TokioIo::new(stream), service);
-                        let _ = watcher.watch(connection.into_owned()).await;
-                    }
-                }
-                // The handshake runs in the connection's task, with a deadline, so a
-                // client that never finishes it holds its own slot only, and only so long.
-                Some(acceptor) => {
-                    let accepted =
-                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
-                    match accepted {
-                        Ok(Ok(tls)) => {
-                            let connection = builder.serve_connection(TokioIo::new(tls), service);
+            let closing = registration.connection.clone();
+            let _registered = registration;
+            let serving = async move {
+                match acceptor {
+                    // Before its first byte a connection is not yet HTTP/1 or HTTP/2 (the
+                    // server looks for the HTTP/2 preface), and no HTTP timeout runs: a
+                    // socket that sends nothing is closed after the idle timeout here.
+                    None => {
+                        let mut first = [0u8; 1];
+                        let peeked =
+                            tokio::time::timeout(idle_timeout, stream.peek(&mut first)).await;
+                        if let Ok(Ok(1..)) = peeked {
+                            let connection =
+                                builder.serve_connection(TokioIo::new(stream), service);
                             let _ = watcher.watch(connection.into_owned()).await;
                         }
-                        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                    // The handshake runs in the connection's task, with a deadline, so a
+                    // client that never finishes it holds its own slot only, and only so long.
+                    Some(acceptor) => {
+                        let accepted =
+                            tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                                .await;
+                        match accepted {
+                            Ok(Ok(tls)) => {
+                                let connection =
+                                    builder.serve_connection(TokioIo::new(tls), service);
+                                let _ = watcher.watch(connection.into_owned()).await;
+                            }
+                            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                        }
                     }
                 }
+            };
+            tokio::select! {
+                () = serving => {}
+                // Dropping the connection closes its socket.
+                () = closing.closing() => tracing::debug!("closed an idle connection to make room"),
             }
         });
     }

@@ -34,8 +34,8 @@ async fn status_of(addr: SocketAddr, request: &[u8]) -> u16 {
         .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"))
 }
 
-/// With every slot held by idle sockets a new connection is answered 503 at once,
-/// the idle sockets are closed after the idle timeout, and then requests are served.
+/// With every slot held by idle sockets a new connection is served (an idle one is
+/// closed to make room), and the idle sockets are closed after the idle timeout.
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_sockets_at_the_limit_cannot_starve_the_server() {
     let mut config = test_server_config();
@@ -51,8 +51,8 @@ async fn idle_sockets_at_the_limit_cannot_starve_the_server() {
                 .unwrap_or_else(|e| panic!("{e}")),
         );
     }
-    // Accepted in order: the ninth finds every slot taken.
-    assert_eq!(status_of(addr, LIST_STREAMS).await, 503);
+    // Accepted in order: the ninth finds every slot taken, by idle sockets.
+    assert_eq!(status_of(addr, LIST_STREAMS).await, 200);
     for (i, socket) in idle.iter_mut().enumerate() {
         let mut byte = [0u8; 1];
         let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut byte))
@@ -87,5 +87,66 @@ async fn a_content_length_over_the_largest_request_is_refused_with_413_before_th
     let server = start_server(test_server_config()).await;
     let huge = b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.PutRecords\r\nContent-Length: 1000000000\r\n\r\n";
     assert_eq!(status_of(server.local_addr(), huge).await, 413);
+    server.shutdown().await;
+}
+
+/// When every slot holds a request in progress (bodies still coming), none can make
+/// room: a new connection is answered 503 and closed at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn busy_connections_at_the_limit_get_a_new_one_answered_503() {
+    let mut config = test_server_config();
+    config.max_connections = 4;
+    let server = start_server(config).await;
+    let addr = server.local_addr();
+    // `Expect: 100-continue`: the server says "100 Continue" when the request's
+    // handler starts reading the body, that is, once the request is in progress.
+    let started = b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=00\r\nX-Amz-Date: 20260101T000000Z\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n";
+    let mut busy = Vec::new();
+    for _ in 0..4 {
+        let mut socket = TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        socket
+            .write_all(started)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut answer = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("no 100 Continue within 10 s"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            answer[..read].starts_with(b"HTTP/1.1 100 Continue"),
+            "{:?}",
+            String::from_utf8_lossy(&answer[..read])
+        );
+        busy.push(socket);
+    }
+    assert_eq!(status_of(addr, LIST_STREAMS).await, 503);
+    drop(busy);
+    server.shutdown().await;
+}
+
+/// 1,500 idle sockets against the default limit of 1,024: a real request is still
+/// answered, and promptly.
+#[tokio::test(flavor = "multi_thread")]
+async fn fifteen_hundred_idle_connections_do_not_keep_a_request_from_its_answer() {
+    let server = start_server(test_server_config()).await;
+    let addr = server.local_addr();
+    let mut idle = Vec::new();
+    for _ in 0..1500 {
+        idle.push(
+            TcpStream::connect(addr)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    let began = std::time::Instant::now();
+    assert_eq!(status_of(addr, LIST_STREAMS).await, 200);
+    println!(
+        "answered in {:?} with 1,500 idle connections open",
+        began.elapsed()
+    );
+    drop(idle);
     server.shutdown().await;
 }
