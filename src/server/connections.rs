@@ -2,6 +2,8 @@
 //! idle longest can be closed to make room: a flood of idle sockets then costs the
 //! oldest idle client its connection (which HTTP clients reopen), never a working
 //! client its answer. Only when every connection is busy is a new one refused.
+//! The same bookkeeping closes a connection idle past the idle timeout whatever its
+//! protocol (hyper's own timeout covers HTTP/1.1 only).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -28,6 +30,8 @@ pub struct Connection {
     busy: AtomicUsize,
     /// When it last finished a request (or was accepted), in ms since the server began.
     idle_since_ms: AtomicU64,
+    /// Whether it has answered a request; never-used ones are reclaimed first.
+    served: std::sync::atomic::AtomicBool,
     /// Fired to close it.
     close: Notify,
 }
@@ -53,6 +57,7 @@ impl Drop for Busy {
         self.0
             .idle_since_ms
             .store(self.1.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.0.served.store(true, Ordering::Relaxed);
         self.0.busy.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -80,8 +85,8 @@ impl Connections {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let connection = Arc::new(Connection {
             busy: AtomicUsize::new(0),
-            // Never used: reclaimed before any connection that has served a request.
-            idle_since_ms: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(self.now_ms()),
+            served: std::sync::atomic::AtomicBool::new(false),
             close: Notify::new(),
         });
         self.lock().insert(id, connection.clone());
@@ -106,12 +111,16 @@ impl Connections {
             .now_ms()
             .saturating_sub(MIN_IDLE_TO_RECLAIM.as_millis() as u64);
         let open = self.lock();
+        // Never-used connections first, then those idle longest.
         let oldest = open
             .values()
             .filter(|c| c.busy.load(Ordering::Acquire) == 0)
-            .map(|c| (c.idle_since_ms.load(Ordering::Relaxed), c))
-            .filter(|(since, _)| *since <= newest_allowed)
-            .min_by_key(|(since, _)| *since);
+            .map(|c| {
+                let served = c.served.load(Ordering::Relaxed);
+                ((served, c.idle_since_ms.load(Ordering::Relaxed)), c)
+            })
+            .filter(|((served, since), _)| !served || *since <= newest_allowed)
+            .min_by_key(|(key, _)| *key);
         match oldest {
             Some((_, connection)) => {
                 // Taken out of the pool at once: the next reclaim picks another.
@@ -128,5 +137,27 @@ impl Connection {
     /// Resolves when the connection is to be closed to make room.
     pub async fn closing(&self) {
         self.close.notified().await;
+    }
+}
+
+impl Connections {
+    /// Resolves once `connection` has been idle (no request in progress) for
+    /// `timeout`; checks again each time it could first have run out.
+    pub async fn idle_past(&self, connection: &Connection, timeout: Duration) {
+        loop {
+            let wait = if connection.busy.load(Ordering::Acquire) > 0 {
+                timeout
+            } else {
+                let idle = self
+                    .now_ms()
+                    .saturating_sub(connection.idle_since_ms.load(Ordering::Relaxed));
+                match timeout.checked_sub(Duration::from_millis(idle)) {
+                    None => return,
+                    Some(left) if left.is_zero() => return,
+                    Some(left) => left,
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
     }
 }

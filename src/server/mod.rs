@@ -298,6 +298,7 @@ async fn serve(
         let settings = settings.clone();
         let connection = registration.connection.clone();
         let tracker = connections.clone();
+        let idle_tracker = connections.clone();
         let service = hyper::service::service_fn(move |request| {
             let busy = tracker.busy(&connection);
             let answer = http::handle(store.clone(), request, settings.clone(), peer);
@@ -315,6 +316,7 @@ async fn serve(
             let _slot = permit;
             let closing = registration.connection.clone();
             let _registered = registration;
+            let idle_watch = idle_tracker;
             let serving = async move {
                 match acceptor {
                     // Before its first byte a connection is not yet HTTP/1 or HTTP/2 (the
@@ -348,10 +350,13 @@ async fn serve(
                     }
                 }
             };
+            // Dropping the connection closes its socket.
             tokio::select! {
                 () = serving => {}
-                // Dropping the connection closes its socket.
                 () = closing.closing() => tracing::debug!("closed an idle connection to make room"),
+                () = idle_watch.idle_past(&closing, idle_timeout) => {
+                    tracing::debug!("closed a connection idle past the idle timeout");
+                }
             }
         });
     }

@@ -150,3 +150,36 @@ async fn fifteen_hundred_idle_connections_do_not_keep_a_request_from_its_answer(
     drop(idle);
     server.shutdown().await;
 }
+
+/// An HTTP/2 connection (prior knowledge, as gRPC-style clients open them) that
+/// makes no request is closed after the idle timeout, as an HTTP/1.1 one is.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    let mut config = test_server_config();
+    config.idle_timeout = Duration::from_secs(1);
+    let server = start_server(config).await;
+    let mut socket = TcpStream::connect(server.local_addr())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The client preface and an empty SETTINGS frame.
+    let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    preface.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    socket
+        .write_all(&preface)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let began = std::time::Instant::now();
+    let mut frames = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut frames)).await;
+    assert!(
+        read.is_ok(),
+        "the idle HTTP/2 connection is still open after 10 s"
+    );
+    // The server spoke HTTP/2 (its SETTINGS frame first), then closed.
+    assert_eq!(frames.get(3), Some(&4), "no SETTINGS frame: {frames:?}");
+    assert!(
+        began.elapsed() >= Duration::from_millis(900),
+        "closed before the idle timeout"
+    );
+    server.shutdown().await;
+}
