@@ -59,7 +59,7 @@ impl From<LogFormatArg> for LogOutput {
 enum Command {
     Demo(demo::DemoArgs),
     Run(run::RunArgs),
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     Consume(consume::ConsumeArgs),
     Decode(decode::DecodeArgs),
     Predict(predict::PredictArgs),
@@ -83,7 +83,7 @@ pub fn main() -> ExitCode {
         Command::Decode(args) => decode::run(args),
         Command::Predict(args) => predict::run(args),
         Command::CheckConfig(args) => check_config::run(args),
-        Command::Server(args) => server::run(args),
+        Command::Server(args) => server::run(*args),
         Command::Run(args) => run::run(args, format),
     };
     match result {

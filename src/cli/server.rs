@@ -53,6 +53,9 @@ pub struct ServerArgs {
     /// Region named in stream ARNs.
     #[arg(long, default_value = "us-east-1", env = "AWS_REGION")]
     region: String,
+    /// The account named in ARNs, messages and the audit trail (12 digits).
+    #[arg(long, default_value = "000000000000", value_parser = parse_account)]
+    account_id: String,
     /// Most open shards across all streams (the account quota).
     #[arg(long, default_value_t = 500)]
     shard_limit: u32,
@@ -96,6 +99,16 @@ pub struct ServerArgs {
     /// in seconds.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     body_timeout_secs: u64,
+}
+
+fn parse_account(text: &str) -> std::result::Result<String, String> {
+    if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not an AWS account id: write 12 digits"
+        ))
+    }
 }
 
 fn parse_stream(spec: &str) -> Result<(String, u32)> {
@@ -160,13 +173,14 @@ pub fn run(args: ServerArgs) -> Result<()> {
             path,
             args.audit_data_events,
             &args.region,
-            "000000000000",
+            &args.account_id,
         )?)),
         None => None,
     };
     let config = ServerConfig {
         store: StoreConfig {
             region: args.region,
+            account_id: args.account_id,
             status_delay_ms: args.create_delay_ms as i64,
             limits: !args.no_limits,
             faults: FaultInjection {
@@ -175,7 +189,6 @@ pub fn run(args: ServerArgs) -> Result<()> {
                 drop_records: args.fault_drop_records,
             },
             shard_limit: args.shard_limit,
-            ..StoreConfig::default()
         },
         data_dir: args.data_dir,
         kms_key_file: args.kms_key_file,

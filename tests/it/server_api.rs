@@ -885,3 +885,118 @@ async fn get_records_is_limited_to_five_calls_per_second_per_shard() {
         .unwrap();
     server.shutdown().await;
 }
+
+/// DescribeLimits, enhanced monitoring and the ARN-addressed tag actions, as the SDK
+/// calls them; a void action answers with an empty body, as Kinesis does.
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_monitoring_and_resource_tags() {
+    use aws_sdk_kinesis::types::MetricsName;
+    let server = start_server(test_server_config()).await;
+    let client = kinesis_client(&server.endpoint_url());
+    create(&client, "watched", 3).await;
+    let limits = client
+        .describe_limits()
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(limits.open_shard_count(), 3);
+    assert_eq!(limits.on_demand_stream_count(), 0);
+    assert!(limits.shard_limit() >= 3);
+
+    let enabled = client
+        .enable_enhanced_monitoring()
+        .stream_name("watched")
+        .shard_level_metrics(MetricsName::IncomingBytes)
+        .shard_level_metrics(MetricsName::IteratorAgeMilliseconds)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(enabled.current_shard_level_metrics().is_empty());
+    assert_eq!(enabled.desired_shard_level_metrics().len(), 2);
+    let disabled = client
+        .disable_enhanced_monitoring()
+        .stream_name("watched")
+        .shard_level_metrics(MetricsName::IncomingBytes)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        disabled.desired_shard_level_metrics(),
+        [MetricsName::IteratorAgeMilliseconds]
+    );
+    let summary = client
+        .describe_stream_summary()
+        .stream_name("watched")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let shown: Vec<MetricsName> = summary
+        .stream_description_summary()
+        .map(|s| s.enhanced_monitoring().to_vec())
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|m| m.shard_level_metrics().to_vec())
+        .collect();
+    assert_eq!(shown, [MetricsName::IteratorAgeMilliseconds]);
+
+    let arn = "arn:aws:kinesis:us-east-1:000000000000:stream/watched";
+    client
+        .tag_resource()
+        .resource_arn(arn)
+        .tags("team", "logs")
+        .tags("tier", "gold")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    client
+        .untag_resource()
+        .resource_arn(arn)
+        .tag_keys("tier")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let tags = client
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let tags: Vec<(&str, &str)> = tags
+        .tags()
+        .iter()
+        .map(|t| (t.key(), t.value().unwrap_or_default()))
+        .collect();
+    assert_eq!(tags, [("team", "logs")]);
+
+    // A void action's raw answer: 200 with an empty body.
+    let answer = raw_post(
+        server.local_addr(),
+        "IncreaseStreamRetentionPeriod",
+        br#"{"StreamName":"watched","RetentionPeriodHours":48}"#,
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.ends_with("\r\n\r\n"),
+        "a body came with a void answer: {answer:?}"
+    );
+    server.shutdown().await;
+}
+
+/// One raw JSON call in SigV4's shape over HTTP/1.1; the whole answer as text.
+fn raw_post(addr: std::net::SocketAddr, action: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.{action}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=00\r\nX-Amz-Date: 20260101T000000Z\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .unwrap_or_else(|e| panic!("{e}"));
+    answer
+}

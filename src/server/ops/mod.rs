@@ -18,6 +18,7 @@ macro_rules! names_stream {
     };
 }
 
+mod account;
 mod encryption;
 mod policies;
 mod records;
@@ -65,12 +66,24 @@ pub const ACTIONS: &[Action] = &[
         answer: |s, f, b| run(s, f, b, streams::delete_stream),
     },
     Action {
+        name: "DescribeLimits",
+        answer: |s, f, b| run(s, f, b, account::describe_limits),
+    },
+    Action {
         name: "DescribeStream",
         answer: |s, f, b| run(s, f, b, streams::describe_stream),
     },
     Action {
         name: "DescribeStreamSummary",
         answer: |s, f, b| run(s, f, b, streams::describe_stream_summary),
+    },
+    Action {
+        name: "DisableEnhancedMonitoring",
+        answer: |s, f, b| run(s, f, b, account::disable_enhanced_monitoring),
+    },
+    Action {
+        name: "EnableEnhancedMonitoring",
+        answer: |s, f, b| run(s, f, b, account::enable_enhanced_monitoring),
     },
     Action {
         name: "GetRecords",
@@ -95,6 +108,10 @@ pub const ACTIONS: &[Action] = &[
     Action {
         name: "ListStreams",
         answer: |s, f, b| run(s, f, b, streams::list_streams),
+    },
+    Action {
+        name: "ListTagsForResource",
+        answer: |s, f, b| run(s, f, b, tags::list_tags_for_resource),
     },
     Action {
         name: "ListTagsForStream",
@@ -133,6 +150,14 @@ pub const ACTIONS: &[Action] = &[
         answer: |s, f, b| run(s, f, b, encryption::stop_stream_encryption),
     },
     Action {
+        name: "TagResource",
+        answer: |s, f, b| run(s, f, b, tags::tag_resource),
+    },
+    Action {
+        name: "UntagResource",
+        answer: |s, f, b| run(s, f, b, tags::untag_resource),
+    },
+    Action {
         name: "UpdateMaxRecordSize",
         answer: |s, f, b| run(s, f, b, streams::update_max_record_size),
     },
@@ -154,6 +179,11 @@ fn run<I: DeserializeOwned, O: Serialize>(
 ) -> OpResult<Vec<u8>> {
     let input = wire::decode(format, body)?;
     let output = action(store, input)?;
+    // Actions that return nothing (a zero-sized output) answer with an empty body, as
+    // Kinesis does, not with `{}`.
+    if std::mem::size_of::<O>() == 0 {
+        return Ok(Vec::new());
+    }
     Ok(wire::encode(format, &output))
 }
 

@@ -187,7 +187,7 @@ pub fn describe_stream(
             retention_period_hours: state.retention_hours,
             stream_creation_timestamp: Timestamp::from_millis(stream.created_ms),
             enhanced_monitoring: vec![EnhancedMetricsShape {
-                shard_level_metrics: vec![],
+                shard_level_metrics: state.shard_level_metrics.iter().cloned().collect(),
             }],
             encryption_type: stream.encryption_type(),
             key_id: state.encryption_key_id.clone(),
@@ -250,7 +250,7 @@ pub fn describe_stream_summary(
             retention_period_hours: state.retention_hours,
             stream_creation_timestamp: Timestamp::from_millis(stream.created_ms),
             enhanced_monitoring: vec![EnhancedMetricsShape {
-                shard_level_metrics: vec![],
+                shard_level_metrics: state.shard_level_metrics.iter().cloned().collect(),
             }],
             encryption_type: stream.encryption_type(),
             key_id: state.encryption_key_id.clone(),

@@ -159,3 +159,86 @@ pub fn list_tags(store: &Store, input: ListTagsInput) -> OpResult<ListTagsOutput
 }
 
 names_stream!(AddTagsInput, RemoveTagsInput, ListTagsInput);
+
+/// TagResource, UntagResource and ListTagsForResource: the same tags, named by the
+/// stream's ARN (consumers, which take tags on AWS too, are not registered here).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagResourceInput {
+    #[serde(rename = "ResourceARN")]
+    resource_arn: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UntagResourceInput {
+    #[serde(rename = "ResourceARN")]
+    resource_arn: Option<String>,
+    tag_keys: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTagsForResourceInput {
+    #[serde(rename = "ResourceARN")]
+    resource_arn: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTagsForResourceOutput {
+    tags: Vec<TagShape>,
+}
+
+fn check_resource(v: &mut Violations, arn: &Option<String>) {
+    v.required("resourceARN", arn);
+    v.length("resourceARN", arn.as_deref(), 1, 2048);
+}
+
+pub fn tag_resource(store: &Store, input: TagResourceInput) -> OpResult<Empty> {
+    let mut v = Violations::default();
+    check_resource(&mut v, &input.resource_arn);
+    v.finish()?;
+    add_tags(
+        store,
+        AddTagsInput {
+            stream_name: None,
+            stream_arn: input.resource_arn,
+            tags: input.tags,
+        },
+    )
+}
+
+pub fn untag_resource(store: &Store, input: UntagResourceInput) -> OpResult<Empty> {
+    let mut v = Violations::default();
+    check_resource(&mut v, &input.resource_arn);
+    v.finish()?;
+    remove_tags(
+        store,
+        RemoveTagsInput {
+            stream_name: None,
+            stream_arn: input.resource_arn,
+            tag_keys: input.tag_keys,
+        },
+    )
+}
+
+pub fn list_tags_for_resource(
+    store: &Store,
+    input: ListTagsForResourceInput,
+) -> OpResult<ListTagsForResourceOutput> {
+    let mut v = Violations::default();
+    check_resource(&mut v, &input.resource_arn);
+    v.finish()?;
+    let listed = list_tags(
+        store,
+        ListTagsInput {
+            stream_name: None,
+            stream_arn: input.resource_arn,
+            exclusive_start_tag_key: None,
+            limit: Some(limits::MAX_TAGS_PER_STREAM as i64),
+        },
+    )?;
+    Ok(ListTagsForResourceOutput { tags: listed.tags })
+}

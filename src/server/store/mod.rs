@@ -222,11 +222,20 @@ impl Store {
             .collect()
     }
 
-    fn total_open_shards(&self) -> usize {
+    /// Open shards across every stream (the account's shard quota counts these).
+    pub fn total_open_shards(&self) -> usize {
         self.read_streams()
             .values()
             .map(|s| lock(&s.state).open_shard_count())
             .sum()
+    }
+
+    /// Streams in ON_DEMAND mode.
+    pub fn on_demand_streams(&self) -> usize {
+        self.read_streams()
+            .values()
+            .filter(|s| lock(&s.state).mode == StreamMode::OnDemand)
+            .count()
     }
 
     /// Fails with LimitExceededException if `additional` more open shards would pass the quota.
@@ -291,6 +300,7 @@ impl Store {
                 tags,
                 resource_policy: None,
                 encryption_key_id: None,
+                shard_level_metrics: Default::default(),
                 mode,
                 next_shard_index: shard_count,
                 shards,

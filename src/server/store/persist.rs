@@ -13,7 +13,7 @@
 //! the last second of records. On start, a torn record at the end of a file (from a
 //! crash in the middle of a write) is cut off.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -63,6 +63,9 @@ struct StreamRecord {
     /// The KMS key id of StartStreamEncryption while the stream is encrypted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     encryption_key_id: Option<String>,
+    /// EnableEnhancedMonitoring's shard-level metrics.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    shard_level_metrics: BTreeSet<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -162,6 +165,7 @@ impl Persist {
                     tags: state.tags.clone(),
                     resource_policy: state.resource_policy.as_ref().map(|p| p.text.clone()),
                     encryption_key_id: state.encryption_key_id.clone(),
+                    shard_level_metrics: state.shard_level_metrics.clone(),
                     mode: state.mode,
                     next_shard_index: state.next_shard_index,
                     max_record_size_kib: Some((stream.max_record_bytes() / 1024) as u32),
@@ -288,6 +292,7 @@ impl Persist {
                 tags: record.tags,
                 resource_policy,
                 encryption_key_id: record.encryption_key_id.clone(),
+                shard_level_metrics: record.shard_level_metrics,
                 mode: record.mode,
                 shards,
                 next_shard_index: record.next_shard_index,

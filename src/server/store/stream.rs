@@ -208,6 +208,8 @@ pub struct StreamState {
     pub resource_policy: Option<ResourcePolicy>,
     /// The KMS key id StartStreamEncryption named, while the stream is encrypted.
     pub encryption_key_id: Option<String>,
+    /// The shard-level metrics EnableEnhancedMonitoring turned on.
+    pub shard_level_metrics: std::collections::BTreeSet<String>,
     pub mode: StreamMode,
     /// Every shard ever created, open or closed, in id order.
     pub shards: Vec<Arc<Shard>>,
