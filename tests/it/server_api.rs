@@ -1000,3 +1000,112 @@ fn raw_post(addr: std::net::SocketAddr, action: &str, body: &[u8]) -> String {
         .unwrap_or_else(|e| panic!("{e}"));
     answer
 }
+
+/// Enhanced fan-out consumers: registered (CREATING, then ACTIVE), listed in pages,
+/// described by ARN or by stream and name, counted in the summary, refused past 20
+/// per stream and when a name is taken, and deregistered.
+#[tokio::test(flavor = "multi_thread")]
+async fn consumers_register_list_describe_and_deregister() {
+    use aws_sdk_kinesis::error::ProvideErrorMetadata;
+    use aws_sdk_kinesis::types::ConsumerStatus;
+    let server = start_server(test_server_config()).await;
+    let client = kinesis_client(&server.endpoint_url());
+    create(&client, "fanned", 2).await;
+    let stream_arn = "arn:aws:kinesis:us-east-1:000000000000:stream/fanned";
+    let mut arns = Vec::new();
+    for i in 0..20 {
+        let registered = client
+            .register_stream_consumer()
+            .stream_arn(stream_arn)
+            .consumer_name(format!("app-{i:02}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let consumer = registered
+            .consumer()
+            .unwrap_or_else(|| panic!("no consumer in the answer"));
+        assert!(
+            consumer
+                .consumer_arn()
+                .starts_with(&format!("{stream_arn}/consumer/app-{i:02}:")),
+            "{consumer:?}"
+        );
+        arns.push(consumer.consumer_arn().to_owned());
+    }
+    let taken = client
+        .register_stream_consumer()
+        .stream_arn(stream_arn)
+        .consumer_name("app-00")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), Some("ResourceInUseException"));
+    let too_many = client
+        .register_stream_consumer()
+        .stream_arn(stream_arn)
+        .consumer_name("app-20")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(too_many.code(), Some("LimitExceededException"));
+
+    let mut listed = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .list_stream_consumers()
+            .stream_arn(stream_arn)
+            .max_results(7)
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        listed.extend(page.consumers().iter().map(|c| c.consumer_arn().to_owned()));
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(listed, arns);
+
+    let by_arn = client
+        .describe_stream_consumer()
+        .consumer_arn(&arns[3])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let description = by_arn
+        .consumer_description()
+        .unwrap_or_else(|| panic!("no description"));
+    assert_eq!(description.consumer_name(), "app-03");
+    assert_eq!(description.consumer_status(), &ConsumerStatus::Active);
+    assert_eq!(description.stream_arn(), stream_arn);
+    let summary = client
+        .describe_stream_summary()
+        .stream_name("fanned")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        summary
+            .stream_description_summary()
+            .and_then(|s| s.consumer_count()),
+        Some(20)
+    );
+
+    client
+        .deregister_stream_consumer()
+        .stream_arn(stream_arn)
+        .consumer_name("app-03")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let gone = client
+        .describe_stream_consumer()
+        .consumer_arn(&arns[3])
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Some("ResourceNotFoundException"));
+    server.shutdown().await;
+}

@@ -19,6 +19,7 @@ macro_rules! names_stream {
 }
 
 mod account;
+mod consumers;
 mod encryption;
 mod policies;
 mod records;
@@ -66,12 +67,20 @@ pub const ACTIONS: &[Action] = &[
         answer: |s, f, b| run(s, f, b, streams::delete_stream),
     },
     Action {
+        name: "DeregisterStreamConsumer",
+        answer: |s, f, b| run(s, f, b, consumers::deregister),
+    },
+    Action {
         name: "DescribeLimits",
         answer: |s, f, b| run(s, f, b, account::describe_limits),
     },
     Action {
         name: "DescribeStream",
         answer: |s, f, b| run(s, f, b, streams::describe_stream),
+    },
+    Action {
+        name: "DescribeStreamConsumer",
+        answer: |s, f, b| run(s, f, b, consumers::describe),
     },
     Action {
         name: "DescribeStreamSummary",
@@ -106,6 +115,10 @@ pub const ACTIONS: &[Action] = &[
         answer: |s, f, b| run(s, f, b, shards::list_shards),
     },
     Action {
+        name: "ListStreamConsumers",
+        answer: |s, f, b| run(s, f, b, consumers::list),
+    },
+    Action {
         name: "ListStreams",
         answer: |s, f, b| run(s, f, b, streams::list_streams),
     },
@@ -132,6 +145,10 @@ pub const ACTIONS: &[Action] = &[
     Action {
         name: "PutResourcePolicy",
         answer: |s, f, b| run(s, f, b, policies::put_resource_policy),
+    },
+    Action {
+        name: "RegisterStreamConsumer",
+        answer: |s, f, b| run(s, f, b, consumers::register),
     },
     Action {
         name: "RemoveTagsFromStream",

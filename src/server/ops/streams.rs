@@ -255,7 +255,7 @@ pub fn describe_stream_summary(
             encryption_type: stream.encryption_type(),
             key_id: state.encryption_key_id.clone(),
             open_shard_count: state.open_shard_count(),
-            consumer_count: 0,
+            consumer_count: state.consumers.len(),
             max_record_size_in_kib: stream.max_record_bytes() / 1024,
         },
     })

@@ -301,6 +301,7 @@ impl Store {
                 resource_policy: None,
                 encryption_key_id: None,
                 shard_level_metrics: Default::default(),
+                consumers: Vec::new(),
                 mode,
                 next_shard_index: shard_count,
                 shards,

@@ -66,6 +66,9 @@ struct StreamRecord {
     /// EnableEnhancedMonitoring's shard-level metrics.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     shard_level_metrics: BTreeSet<String>,
+    /// Registered enhanced fan-out consumers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    consumers: Vec<super::stream::Consumer>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -166,6 +169,7 @@ impl Persist {
                     resource_policy: state.resource_policy.as_ref().map(|p| p.text.clone()),
                     encryption_key_id: state.encryption_key_id.clone(),
                     shard_level_metrics: state.shard_level_metrics.clone(),
+                    consumers: state.consumers.clone(),
                     mode: state.mode,
                     next_shard_index: state.next_shard_index,
                     max_record_size_kib: Some((stream.max_record_bytes() / 1024) as u32),
@@ -293,6 +297,7 @@ impl Persist {
                 resource_policy,
                 encryption_key_id: record.encryption_key_id.clone(),
                 shard_level_metrics: record.shard_level_metrics,
+                consumers: record.consumers,
                 mode: record.mode,
                 shards,
                 next_shard_index: record.next_shard_index,

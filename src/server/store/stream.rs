@@ -196,6 +196,26 @@ impl ResourcePolicy {
     }
 }
 
+/// A registered enhanced fan-out consumer.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Consumer {
+    pub name: String,
+    pub arn: String,
+    pub created_ms: Millis,
+    /// When it turns ACTIVE (it is CREATING until then).
+    pub active_ms: Millis,
+}
+
+impl Consumer {
+    pub fn status(&self, now_ms: Millis) -> &'static str {
+        if now_ms >= self.active_ms {
+            "ACTIVE"
+        } else {
+            "CREATING"
+        }
+    }
+}
+
 /// Control-plane state of a stream.
 #[derive(Debug)]
 pub struct StreamState {
@@ -210,6 +230,8 @@ pub struct StreamState {
     pub encryption_key_id: Option<String>,
     /// The shard-level metrics EnableEnhancedMonitoring turned on.
     pub shard_level_metrics: std::collections::BTreeSet<String>,
+    /// Registered consumers, in registration order.
+    pub consumers: Vec<Consumer>,
     pub mode: StreamMode,
     /// Every shard ever created, open or closed, in id order.
     pub shards: Vec<Arc<Shard>>,
