@@ -82,7 +82,12 @@ impl Store {
                 let shard = open.route(hash_key).clone();
                 let position = lock(&shard.state).log.next_position();
                 return Ok(PutOutcome {
-                    sequence_number: sequence::format(shard.index, position),
+                    sequence_number: sequence::format(
+                        shard.index,
+                        shard.created_ms,
+                        position,
+                        self.now_ms(),
+                    ),
                     shard,
                 });
             }
@@ -112,7 +117,12 @@ impl Store {
             }
             return Ok(PutOutcome {
                 shard: shard.clone(),
-                sequence_number: sequence::format(shard.index, position),
+                sequence_number: sequence::format(
+                    shard.index,
+                    shard.created_ms,
+                    position,
+                    arrival_ms,
+                ),
             });
         }
         Err(KinesisError::internal(
@@ -277,7 +287,11 @@ impl Store {
         Ok(GetRecordsOutput {
             records: records
                 .into_iter()
-                .map(|r| (sequence::format(shard.index, r.position), r))
+                .map(|r| {
+                    let number =
+                        sequence::format(shard.index, shard.created_ms, r.position, r.arrival_ms);
+                    (number, r)
+                })
                 .collect(),
             next_iterator,
             millis_behind_latest,

@@ -112,14 +112,15 @@ impl Shard {
     }
 
     pub fn starting_sequence_number(&self) -> String {
-        sequence::format(self.index, 0)
+        sequence::format(self.index, self.created_ms, 0, self.created_ms)
     }
 
     /// The last sequence number of a closed shard (its last record, or its start if empty).
     pub fn ending_sequence_number(&self) -> Option<String> {
-        lock(&self.state)
-            .closed
-            .map(|c| sequence::format(self.index, c.end_position.saturating_sub(1)))
+        lock(&self.state).closed.map(|c| {
+            let last = c.end_position.saturating_sub(1);
+            sequence::format(self.index, self.created_ms, last, c.at_ms)
+        })
     }
 
     pub fn is_open(&self) -> bool {
