@@ -161,3 +161,33 @@ impl Connections {
         }
     }
 }
+
+/// A response body that keeps its connection busy until it has been sent whole: a
+/// SubscribeToShard stream lasts minutes after its handler returned, and must count
+/// as a request in progress for the idle timeout and for making room.
+pub struct Guarded<B> {
+    pub body: B,
+    /// Held, never read: dropping it marks the connection idle.
+    #[allow(dead_code, reason = "held for its Drop")]
+    pub busy: Busy,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}

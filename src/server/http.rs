@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use tokio::sync::mpsc;
 
 use super::audit::{AuditLog, Call};
 use super::auth::{self, Identities, Signed};
@@ -27,6 +29,32 @@ use super::wire::{self, ErrorBody, Format};
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
+
+/// A response body: whole, or SubscribeToShard's event stream.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// An event stream's frames as they come.
+struct Events(mpsc::Receiver<Bytes>);
+
+impl http_body::Body for Events {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|frame| frame.map(|bytes| Ok(http_body::Frame::data(bytes))))
+    }
+}
+
+/// What a call came to: an answer, or a subscription's event stream.
+enum Answer {
+    Body(Vec<u8>),
+    Events(mpsc::Receiver<Bytes>),
+}
 
 /// What every request is handled with.
 #[derive(Debug)]
@@ -53,7 +81,7 @@ pub async fn handle(
     request: Request<Incoming>,
     settings: Arc<Settings>,
     peer: std::net::SocketAddr,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Body>, Infallible> {
     let body_timeout = settings.body_timeout;
     let format = request
         .headers()
@@ -99,12 +127,24 @@ pub async fn handle(
 
 /// The HTTP answer to what [`answer`] came to.
 fn respond_to(
-    answered: Result<Vec<u8>, Failed>,
+    answered: Result<Answer, Failed>,
     format: Option<Format>,
     body_timeout: Duration,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
     match answered {
-        Ok(body) => respond(StatusCode::OK, format.unwrap_or(Format::Json), body, None),
+        Ok(Answer::Body(body)) => {
+            respond(StatusCode::OK, format.unwrap_or(Format::Json), body, None)
+        }
+        Ok(Answer::Events(frames)) => {
+            let mut response = Response::new(Events(frames).boxed());
+            let headers = response.headers_mut();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.amazon.eventstream"),
+            );
+            headers.insert("x-amzn-RequestId", request_id());
+            response
+        }
         Err(Failed::Kinesis(error)) => error_response(format.unwrap_or(Format::Json), &error),
         Err(Failed::BodyTimeout) => closing(
             StatusCode::REQUEST_TIMEOUT,
@@ -129,8 +169,8 @@ impl From<KinesisError> for Failed {
 }
 
 /// A plain answer that ends the connection (the request could not be read whole).
-fn closing(status: StatusCode, message: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(message)));
+fn closing(status: StatusCode, message: String) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(message)).boxed());
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
@@ -147,7 +187,7 @@ async fn answer(
     format: Option<Format>,
     settings: &Settings,
     seen: &mut Seen,
-) -> Result<Vec<u8>, Failed> {
+) -> Result<Answer, Failed> {
     if request.method() != http::Method::POST {
         return Err(Failed::Kinesis(KinesisError {
             kind: super::error::ErrorKind::AccessDenied,
@@ -251,7 +291,10 @@ async fn answer(
                 })?;
         }
     }
-    Ok(ops::dispatch(&store, &action, format, body)?)
+    if action == "SubscribeToShard" {
+        return Ok(Answer::Events(ops::subscribe(&store, format, body)?));
+    }
+    Ok(Answer::Body(ops::dispatch(&store, &action, format, body)?))
 }
 
 fn respond(
@@ -259,8 +302,8 @@ fn respond(
     format: Format,
     body: Vec<u8>,
     error_type: Option<&'static str>,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -275,7 +318,7 @@ fn respond(
 }
 
 /// The single mapping from [`KinesisError`] to an HTTP response.
-pub fn error_response(format: Format, error: &KinesisError) -> Response<Full<Bytes>> {
+pub fn error_response(format: Format, error: &KinesisError) -> Response<Body> {
     let status = StatusCode::from_u16(error.kind.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     let body = wire::encode(
         format,

@@ -304,8 +304,7 @@ async fn serve(
             let answer = http::handle(store.clone(), request, settings.clone(), peer);
             async move {
                 let answered = answer.await;
-                drop(busy);
-                answered
+                answered.map(|response| response.map(|body| connections::Guarded { body, busy }))
             }
         });
         let acceptor = acceptor.clone();

@@ -1109,3 +1109,83 @@ async fn consumers_register_list_describe_and_deregister() {
     assert_eq!(gone.code(), Some("ResourceNotFoundException"));
     server.shutdown().await;
 }
+
+/// SubscribeToShard through the SDK: the records already in the shard, then those
+/// put while subscribed, pushed as events in order, each event's continuation
+/// number being its last record's.
+#[tokio::test(flavor = "multi_thread")]
+async fn subscribe_to_shard_pushes_stored_then_new_records_in_order() {
+    use aws_sdk_kinesis::types::{StartingPosition, SubscribeToShardEventStream};
+    let server = start_server(test_server_config()).await;
+    let client = kinesis_client(&server.endpoint_url());
+    create(&client, "pushed", 1).await;
+    let put = async |range: std::ops::Range<u32>| {
+        for i in range {
+            client
+                .put_record()
+                .stream_name("pushed")
+                .partition_key("k")
+                .data(Blob::new(format!("event {i:03}")))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e:?}"));
+        }
+    };
+    put(0..50).await;
+    let consumer = client
+        .register_stream_consumer()
+        .stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/pushed")
+        .consumer_name("fan")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let consumer_arn = consumer
+        .consumer()
+        .map(|c| c.consumer_arn().to_owned())
+        .unwrap_or_default();
+    let mut subscription = client
+        .subscribe_to_shard()
+        .consumer_arn(&consumer_arn)
+        .shard_id("shardId-000000000000")
+        .starting_position(
+            StartingPosition::builder()
+                .r#type(ShardIteratorType::TrimHorizon)
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let mut seen = Vec::new();
+    let mut put_more = true;
+    while seen.len() < 80 {
+        let Ok(received) =
+            tokio::time::timeout(Duration::from_secs(10), subscription.event_stream.recv()).await
+        else {
+            panic!("no event within 10 s after {} records", seen.len());
+        };
+        let event = received
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .unwrap_or_else(|| panic!("the subscription ended after {} records", seen.len()));
+        let SubscribeToShardEventStream::SubscribeToShardEvent(event) = event else {
+            panic!("unexpected event {event:?}");
+        };
+        if let Some(last) = event.records().last() {
+            assert_eq!(event.continuation_sequence_number(), last.sequence_number());
+        }
+        seen.extend(
+            event
+                .records()
+                .iter()
+                .map(|r| String::from_utf8_lossy(r.data().as_ref()).into_owned()),
+        );
+        if put_more && seen.len() >= 50 {
+            put_more = false;
+            put(50..80).await;
+        }
+    }
+    let expected: Vec<String> = (0..80).map(|i| format!("event {i:03}")).collect();
+    assert_eq!(seen, expected);
+    drop(subscription);
+    server.shutdown().await;
+}

@@ -27,6 +27,7 @@ mod reshard;
 mod shapes;
 mod shards;
 mod streams;
+mod subscribe;
 mod tags;
 mod validate;
 
@@ -167,6 +168,15 @@ pub const ACTIONS: &[Action] = &[
         answer: |s, f, b| run(s, f, b, encryption::stop_stream_encryption),
     },
     Action {
+        name: "SubscribeToShard",
+        // Answered over HTTP with an event stream (see `subscribe`), not a body.
+        answer: |_, _, _| {
+            Err(KinesisError::invalid_argument(
+                "SubscribeToShard answers with an event stream; call it over HTTP.",
+            ))
+        },
+    },
+    Action {
         name: "TagResource",
         answer: |s, f, b| run(s, f, b, tags::tag_resource),
     },
@@ -216,6 +226,7 @@ pub fn dispatch(store: &Store, action: &str, format: Format, body: &[u8]) -> OpR
 }
 
 pub use policies::resource_of;
+pub use subscribe::subscribe;
 
 /// The names of the actions, in order.
 pub fn names() -> impl Iterator<Item = &'static str> {

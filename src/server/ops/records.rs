@@ -339,7 +339,7 @@ pub struct GetRecordsInput {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RecordShape {
-    sequence_number: String,
+    pub(super) sequence_number: String,
     approximate_arrival_timestamp: Timestamp,
     data: Blob,
     partition_key: String,
@@ -357,12 +357,12 @@ pub struct ChildShardShape {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct GetRecordsOutput {
-    records: Vec<RecordShape>,
+    pub(super) records: Vec<RecordShape>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    next_shard_iterator: Option<String>,
-    millis_behind_latest: i64,
+    pub(super) next_shard_iterator: Option<String>,
+    pub(super) millis_behind_latest: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    child_shards: Option<Vec<ChildShardShape>>,
+    pub(super) child_shards: Option<Vec<ChildShardShape>>,
 }
 
 pub fn get_records(store: &Store, input: GetRecordsInput) -> OpResult<GetRecordsOutput> {
@@ -380,7 +380,14 @@ pub fn get_records(store: &Store, input: GetRecordsInput) -> OpResult<GetRecords
         .limit
         .unwrap_or(limits::GET_RECORDS_MAX_RECORDS as i64) as usize;
     let output = store.get_records(input.shard_iterator.as_deref().unwrap_or_default(), limit)?;
-    Ok(GetRecordsOutput {
+    Ok(records_output(output))
+}
+
+/// The answer's shape of what the store read (GetRecords, and SubscribeToShard's events).
+pub(super) fn records_output(
+    output: crate::server::store::records::GetRecordsOutput,
+) -> GetRecordsOutput {
+    GetRecordsOutput {
         records: output
             .records
             .into_iter()
@@ -404,7 +411,7 @@ pub fn get_records(store: &Store, input: GetRecordsInput) -> OpResult<GetRecords
                 })
                 .collect()
         }),
-    })
+    }
 }
 
 names_stream!(PutRecordInput, PutRecordsInput, GetShardIteratorInput);

@@ -8,7 +8,7 @@ pub mod at_rest;
 pub mod iterator;
 pub mod log;
 pub mod persist;
-mod records;
+pub mod records;
 mod reshard;
 pub mod sequence;
 pub mod shard_file;

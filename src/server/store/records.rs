@@ -214,6 +214,17 @@ impl Store {
     }
 
     pub fn get_records(&self, iterator: &str, limit: usize) -> OpResult<GetRecordsOutput> {
+        self.read_records(iterator, limit, true)
+    }
+
+    /// Reads as GetRecords does; `metered` charges the shard's read limits (a
+    /// SubscribeToShard push has its own 2 MiB/s per consumer and is not metered).
+    pub fn read_records(
+        &self,
+        iterator: &str,
+        limit: usize,
+        metered: bool,
+    ) -> OpResult<GetRecordsOutput> {
         let invalid = || KinesisError::invalid_argument("Invalid ShardIterator.");
         let token = IteratorToken::decode(iterator).ok_or_else(invalid)?;
         let now = self.now_ms();
@@ -242,7 +253,7 @@ impl Store {
         let cutoff = self.retention_cutoff(&stream);
         let mut state = lock(&shard.state);
         state.log.trim_before(cutoff);
-        if self.config().limits && !state.limits.admit_read(now) {
+        if metered && self.config().limits && !state.limits.admit_read(now) {
             return Err(self.throughput_error(&shard.id, &stream.name));
         }
         let records = state
@@ -252,7 +263,7 @@ impl Store {
             .iter()
             .map(|r| r.partition_key.len() + r.data.len())
             .sum();
-        if self.config().limits {
+        if metered && self.config().limits {
             state.limits.charge_read(bytes);
         }
         let next_position: Position = records
