@@ -185,6 +185,7 @@ async fn latency(bin: &str) {
             shardcar::consume::ConsumeOptions {
                 from: shardcar::consume::StartFrom::TrimHorizon,
                 follow: false,
+                efo: false,
             },
             tx,
         )

@@ -3,13 +3,19 @@
 //!
 //! Shards are read concurrently, but a shard starts only once its parents were read
 //! to their end, so records of one partition key come out in order across a reshard.
+//! Reads poll GetRecords, or with `efo` are pushed by SubscribeToShard to a consumer
+//! registered for the read (and deregistered after it), as a KCL 2.x fan-out
+//! consumer reads.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::DateTime;
-use aws_sdk_kinesis::types::{Shard, ShardIteratorType};
+use aws_sdk_kinesis::types::{
+    ConsumerStatus, Record, Shard, ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
+};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -51,6 +57,8 @@ pub enum ConsumeError {
         shard: String,
         message: String,
     },
+    #[error("registering an enhanced fan-out consumer of {stream} failed: {message}")]
+    Consumer { stream: String, message: String },
 }
 
 /// How a read goes.
@@ -59,6 +67,8 @@ pub struct ConsumeOptions {
     pub from: StartFrom,
     /// Keep reading open shards for new records instead of stopping at their tip.
     pub follow: bool,
+    /// Enhanced fan-out: records pushed by SubscribeToShard instead of polled.
+    pub efo: bool,
 }
 
 /// Aggregates a KCL 2.x consumer drops because their sub-records leave the shard.
@@ -89,11 +99,95 @@ fn range_of(shard: &Shard) -> HashKeyRange {
         })
 }
 
+/// How long a newly registered consumer may take to become ACTIVE.
+const CONSUMER_ACTIVE_WITHIN: Duration = Duration::from_secs(60);
+
+/// Registers a consumer for this read; its ARN once ACTIVE.
+async fn register_consumer(client: &Client, stream: &str) -> Result<String, ConsumeError> {
+    let failed = |message: String| ConsumeError::Consumer {
+        stream: stream.to_owned(),
+        message,
+    };
+    let summary = client
+        .describe_stream_summary()
+        .stream_name(stream)
+        .send()
+        .await
+        .map_err(|e| failed(crate::aws::Failure::of(&e).to_string()))?;
+    let stream_arn = summary
+        .stream_description_summary()
+        .map(|s| s.stream_arn().to_owned())
+        .unwrap_or_default();
+    let registered = client
+        .register_stream_consumer()
+        .stream_arn(stream_arn)
+        .consumer_name(format!("shardcar-consume-{}", std::process::id()))
+        .send()
+        .await
+        .map_err(|e| failed(crate::aws::Failure::of(&e).to_string()))?;
+    let arn = registered
+        .consumer()
+        .map(|c| c.consumer_arn().to_owned())
+        .ok_or_else(|| failed("RegisterStreamConsumer returned no consumer".into()))?;
+    let deadline = tokio::time::Instant::now() + CONSUMER_ACTIVE_WITHIN;
+    loop {
+        let described = client
+            .describe_stream_consumer()
+            .consumer_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| failed(crate::aws::Failure::of(&e).to_string()))?;
+        let status = described
+            .consumer_description()
+            .map(|d| d.consumer_status().clone());
+        if status == Some(ConsumerStatus::Active) {
+            return Ok(arn);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            deregister_consumer(client, &arn).await;
+            return Err(failed(format!(
+                "consumer {arn} was not ACTIVE within {} s",
+                CONSUMER_ACTIVE_WITHIN.as_secs()
+            )));
+        }
+        tokio::time::sleep(IDLE_POLL).await;
+    }
+}
+
+async fn deregister_consumer(client: &Client, arn: &str) {
+    if let Err(e) = client
+        .deregister_stream_consumer()
+        .consumer_arn(arn)
+        .send()
+        .await
+    {
+        tracing::warn!(consumer = arn, error = %crate::aws::Failure::of(&e), "cannot deregister the consumer this read registered");
+    }
+}
+
 /// Reads `stream`, sending each user record to `out` (in order within a shard).
 pub async fn consume(
     client: &Client,
     stream: &str,
     options: ConsumeOptions,
+    out: mpsc::Sender<ConsumedRecord>,
+) -> Result<ConsumeReport, ConsumeError> {
+    let efo = match options.efo {
+        true => Some(Arc::<str>::from(register_consumer(client, stream).await?)),
+        false => None,
+    };
+    let read = read_all(client, stream, options, efo.clone(), out).await;
+    if let Some(arn) = efo {
+        deregister_consumer(client, &arn).await;
+    }
+    read
+}
+
+async fn read_all(
+    client: &Client,
+    stream: &str,
+    options: ConsumeOptions,
+    efo: Option<Arc<str>>,
     out: mpsc::Sender<ConsumedRecord>,
 ) -> Result<ConsumeReport, ConsumeError> {
     let mut done: HashSet<String> = HashSet::new();
@@ -129,9 +223,21 @@ pub async fn consume(
             } else {
                 options.from
             };
+            let efo = efo.clone();
             running.spawn(async move {
-                let result =
-                    read_shard(&client, &stream, &id, range, from, options.follow, out).await;
+                let shard = ShardRead {
+                    client: &client,
+                    stream: &stream,
+                    shard_id: &id,
+                    range,
+                    out,
+                };
+                let result = match efo {
+                    None => read_shard(&shard, from, options.follow).await,
+                    Some(consumer) => {
+                        subscribe_shard(&shard, &consumer, from, options.follow).await
+                    }
+                };
                 (id, result)
             });
         }
@@ -159,24 +265,132 @@ pub async fn consume(
     }
 }
 
-async fn read_shard(
-    client: &Client,
-    stream: &str,
-    shard_id: &str,
+/// One shard's read: where, and where its records go.
+struct ShardRead<'a> {
+    client: &'a Client,
+    stream: &'a str,
+    shard_id: &'a str,
     range: HashKeyRange,
+    out: mpsc::Sender<ConsumedRecord>,
+}
+
+impl ShardRead<'_> {
+    fn error(&self, message: String) -> ConsumeError {
+        ConsumeError::Read {
+            stream: self.stream.to_owned(),
+            shard: self.shard_id.to_owned(),
+            message,
+        }
+    }
+
+    /// Deaggregates one Kinesis record and sends its user records; false once the
+    /// receiver is gone.
+    async fn emit(&self, record: &Record, report: &mut ConsumeReport) -> bool {
+        report.kinesis_records += 1;
+        let data = Bytes::copy_from_slice(record.data().as_ref());
+        let outer_key = record.partition_key().unwrap_or_default();
+        let (result, check) = deaggregate_for_shard(outer_key, &data, self.range);
+        if check.is_err() {
+            report.dropped_aggregates += 1;
+            tracing::warn!(
+                shard.id = self.shard_id,
+                sequence = record.sequence_number(),
+                "dropping an aggregate whose records lie outside this shard, as a KCL 2.x consumer does"
+            );
+        }
+        let aggregated = result.is_aggregated();
+        let arrival_ms = record
+            .approximate_arrival_timestamp()
+            .map_or(0, |t| t.to_millis().unwrap_or(0));
+        for (sub, user) in result.records.into_iter().enumerate() {
+            let consumed = ConsumedRecord {
+                shard_id: self.shard_id.to_owned(),
+                sequence_number: record.sequence_number().to_owned(),
+                sub_sequence_number: sub as u64,
+                partition_key: user.partition_key,
+                explicit_hash_key: user.explicit_hash_key,
+                arrival_ms,
+                data: user.data,
+                aggregated,
+            };
+            if self.out.send(consumed).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Reads a shard through SubscribeToShard, subscribing again (after the last record
+/// seen) each time a subscription lapses, until the shard ends or, without `follow`,
+/// until an event finds it caught up.
+async fn subscribe_shard(
+    shard: &ShardRead<'_>,
+    consumer_arn: &str,
     from: StartFrom,
     follow: bool,
-    out: mpsc::Sender<ConsumedRecord>,
 ) -> Result<ConsumeReport, ConsumeError> {
-    let error = |e: String| ConsumeError::Read {
-        stream: stream.to_owned(),
-        shard: shard_id.to_owned(),
-        message: e,
-    };
-    let request = client
+    let position = |kind: ShardIteratorType| StartingPosition::builder().r#type(kind);
+    let mut start = match from {
+        StartFrom::TrimHorizon => position(ShardIteratorType::TrimHorizon),
+        StartFrom::Latest => position(ShardIteratorType::Latest),
+        StartFrom::AtTimestamp(ms) => {
+            position(ShardIteratorType::AtTimestamp).timestamp(DateTime::from_millis(ms))
+        }
+    }
+    .build()
+    .map_err(|e| shard.error(e.to_string()))?;
+    let mut report = ConsumeReport::default();
+    loop {
+        let mut subscription = shard
+            .client
+            .subscribe_to_shard()
+            .consumer_arn(consumer_arn)
+            .shard_id(shard.shard_id)
+            .starting_position(start.clone())
+            .send()
+            .await
+            .map_err(|e| shard.error(crate::aws::Failure::of(&e).to_string()))?;
+        let mut continuation = None;
+        loop {
+            let event = match subscription.event_stream.recv().await {
+                Ok(Some(SubscribeToShardEventStream::SubscribeToShardEvent(event))) => event,
+                Ok(Some(_)) => continue,
+                Ok(None) => break,
+                Err(e) => return Err(shard.error(format!("{e:?}"))),
+            };
+            for record in event.records() {
+                if !shard.emit(record, &mut report).await {
+                    return Ok(report);
+                }
+            }
+            if !event.child_shards().is_empty() {
+                return Ok(report);
+            }
+            continuation = Some(event.continuation_sequence_number().to_owned());
+            if !follow && event.records().is_empty() && event.millis_behind_latest() == 0 {
+                return Ok(report);
+            }
+        }
+        if let Some(after) = continuation {
+            start = position(ShardIteratorType::AfterSequenceNumber)
+                .sequence_number(after)
+                .build()
+                .map_err(|e| shard.error(e.to_string()))?;
+        }
+    }
+}
+
+async fn read_shard(
+    shard: &ShardRead<'_>,
+    from: StartFrom,
+    follow: bool,
+) -> Result<ConsumeReport, ConsumeError> {
+    let request = shard
+        .client
         .get_shard_iterator()
-        .stream_name(stream)
-        .shard_id(shard_id);
+        .stream_name(shard.stream)
+        .shard_id(shard.shard_id);
     let request = match from {
         StartFrom::TrimHorizon => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
         StartFrom::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
@@ -187,13 +401,14 @@ async fn read_shard(
     let mut iterator = request
         .send()
         .await
-        .map_err(|e| error(crate::aws::Failure::of(&e).to_string()))?
+        .map_err(|e| shard.error(crate::aws::Failure::of(&e).to_string()))?
         .shard_iterator
-        .ok_or_else(|| error("no shard iterator returned".into()))?;
+        .ok_or_else(|| shard.error("no shard iterator returned".into()))?;
     let mut report = ConsumeReport::default();
     let mut throttled = 0u32;
     loop {
-        let page = match client
+        let page = match shard
+            .client
             .get_records()
             .shard_iterator(&iterator)
             .limit(10_000)
@@ -210,40 +425,12 @@ async fn read_shard(
                 tokio::time::sleep(IDLE_POLL * throttled.min(10)).await;
                 continue;
             }
-            Err(e) => return Err(error(crate::aws::Failure::of(&e).to_string())),
+            Err(e) => return Err(shard.error(crate::aws::Failure::of(&e).to_string())),
         };
         throttled = 0;
         for record in page.records() {
-            report.kinesis_records += 1;
-            let data = Bytes::copy_from_slice(record.data().as_ref());
-            let outer_key = record.partition_key().unwrap_or_default();
-            let (result, check) = deaggregate_for_shard(outer_key, &data, range);
-            if check.is_err() {
-                report.dropped_aggregates += 1;
-                tracing::warn!(
-                    shard.id = shard_id,
-                    sequence = record.sequence_number(),
-                    "dropping an aggregate whose records lie outside this shard, as a KCL 2.x consumer does"
-                );
-            }
-            let aggregated = result.is_aggregated();
-            let arrival_ms = record
-                .approximate_arrival_timestamp()
-                .map_or(0, |t| t.to_millis().unwrap_or(0));
-            for (sub, user) in result.records.into_iter().enumerate() {
-                let consumed = ConsumedRecord {
-                    shard_id: shard_id.to_owned(),
-                    sequence_number: record.sequence_number().to_owned(),
-                    sub_sequence_number: sub as u64,
-                    partition_key: user.partition_key,
-                    explicit_hash_key: user.explicit_hash_key,
-                    arrival_ms,
-                    data: user.data,
-                    aggregated,
-                };
-                if out.send(consumed).await.is_err() {
-                    return Ok(report);
-                }
+            if !shard.emit(record, &mut report).await {
+                return Ok(report);
             }
         }
         let caught_up = page.millis_behind_latest().unwrap_or(0) == 0;

@@ -351,6 +351,7 @@ pub async fn run(
             ConsumeOptions {
                 from: StartFrom::TrimHorizon,
                 follow: false,
+                efo: false,
             },
             tx,
         )

@@ -20,6 +20,10 @@ pub struct ConsumeArgs {
     /// Keep reading new records instead of stopping at the end.
     #[arg(long)]
     follow: bool,
+    /// Enhanced fan-out: register a consumer for this read (deregistered after it) and
+    /// have each shard's records pushed by SubscribeToShard instead of polling.
+    #[arg(long)]
+    efo: bool,
     /// Stop after this many user records.
     #[arg(long)]
     limit: Option<u64>,
@@ -50,6 +54,7 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
         let options = ConsumeOptions {
             from,
             follow: args.follow,
+            efo: args.efo,
         };
         let reader = tokio::spawn(async move { consume(&client, &stream, options, tx).await });
         let mut printed = 0u64;

@@ -17,6 +17,10 @@ pub struct EndpointArgs {
     /// Named AWS profile.
     #[arg(long)]
     profile: Option<String>,
+    /// Trust the CA certificates in this PEM file for HTTPS (a private CA, or a
+    /// `shardcar server --tls-self-signed` one), as `ca_file` does for the agent.
+    #[arg(long, env = "AWS_CA_BUNDLE", value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 impl EndpointArgs {
@@ -25,6 +29,7 @@ impl EndpointArgs {
             region: self.region.clone(),
             endpoint_url: self.endpoint_url.clone(),
             profile: self.profile.clone(),
+            ca_file: self.ca_file.clone(),
             ..KinesisConfig::default()
         };
         Ok(kinesis_client(&settings, Purpose::General).await?)

@@ -14,7 +14,11 @@ fn https_server(dir: &std::path::Path) -> (ServerProcess, String, std::path::Pat
     let credentials = dir.join("credentials");
     std::fs::write(&credentials, "test test\nshardcar-local shardcar-local\n")
         .unwrap_or_else(|e| panic!("{e}"));
+    let audit = dir.join("audit.jsonl");
     let server = ServerProcess::start(&[
+        "--audit-log",
+        audit.to_str().unwrap_or_else(|| panic!("utf-8 path")),
+        "--audit-data-events",
         "--tls-self-signed",
         tls_dir.to_str().unwrap_or_else(|| panic!("utf-8 path")),
         "--credentials-file",
@@ -28,7 +32,8 @@ fn https_server(dir: &std::path::Path) -> (ServerProcess, String, std::path::Pat
 
 /// The CLI refuses the server's certificate until told to trust its CA, and then
 /// creates a stream over HTTPS, its signature verified; the agent ships lines to that
-/// stream with `ca_file`.
+/// stream with `ca_file`, and `consume --efo` reads them back pushed by
+/// SubscribeToShard over the same HTTPS.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_aws_cli_and_the_agent_reach_a_self_signed_https_server_through_its_ca() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -95,4 +100,52 @@ async fn the_aws_cli_and_the_agent_reach_a_self_signed_https_server_through_its_
     })
     .await;
     agent.stop().await;
+
+    let consumed = std::process::Command::new(env!("CARGO_BIN_EXE_shardcar"))
+        .args(["consume", "tls", "--efo", "--endpoint-url", &endpoint])
+        .env("AWS_CA_BUNDLE", &ca)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        consumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&consumed.stderr)
+    );
+    let read: std::collections::HashSet<Vec<u8>> = String::from_utf8_lossy(&consumed.stdout)
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            value["data"]
+                .as_str()
+                .unwrap_or_default()
+                .as_bytes()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(
+        read, expected,
+        "consume --efo read other lines than were shipped"
+    );
+    // The trail is written out once a second.
+    crate::support::eventually_explained(Duration::from_secs(10), async || {
+        let trail = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap_or_default();
+        let called = |name: &str| trail.contains(&format!("\"eventName\":\"{name}\""));
+        match [
+            "RegisterStreamConsumer",
+            "SubscribeToShard",
+            "DeregisterStreamConsumer",
+        ]
+        .into_iter()
+        .find(|name| !called(name))
+        {
+            None => Ok(()),
+            Some(missing) => Err(format!("no {missing} in the audit trail")),
+        }
+    })
+    .await;
 }
