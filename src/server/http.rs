@@ -95,10 +95,7 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
-        return Ok(closing(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("Request must be smaller than {MAX_BODY_BYTES} bytes."),
-        ));
+        return Ok(too_large());
     }
     let mut seen = Seen::default();
     let answered = answer(store, request, format, &settings, &mut seen).await;
@@ -146,6 +143,7 @@ fn respond_to(
             response
         }
         Err(Failed::Kinesis(error)) => error_response(format.unwrap_or(Format::Json), &error),
+        Err(Failed::TooLarge) => too_large(),
         Err(Failed::BodyTimeout) => closing(
             StatusCode::REQUEST_TIMEOUT,
             format!(
@@ -160,12 +158,20 @@ fn respond_to(
 enum Failed {
     Kinesis(KinesisError),
     BodyTimeout,
+    TooLarge,
 }
 
 impl From<KinesisError> for Failed {
     fn from(error: KinesisError) -> Self {
         Failed::Kinesis(error)
     }
+}
+
+fn too_large() -> Response<Body> {
+    closing(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("Request must be smaller than {MAX_BODY_BYTES} bytes."),
+    )
 }
 
 /// A plain answer that ends the connection (the request could not be read whole).
@@ -200,18 +206,15 @@ async fn answer(
     let body = match tokio::time::timeout(settings.body_timeout, collecting).await {
         Err(_) => return Err(Failed::BodyTimeout),
         Ok(Ok(collected)) => collected.to_bytes(),
+        // A body without a Content-Length that runs past the limit: refused as one
+        // that declared its size would have been.
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            return Err(Failed::TooLarge);
+        }
         Ok(Err(error)) => {
-            return Err(Failed::Kinesis(
-                if error.is::<http_body_util::LengthLimitError>() {
-                    KinesisError::serialization(format!(
-                        "The request body exceeds the {MAX_BODY_BYTES}-byte limit."
-                    ))
-                } else {
-                    KinesisError::serialization(format!(
-                        "The request body could not be read: {error}"
-                    ))
-                },
-            ));
+            return Err(Failed::Kinesis(KinesisError::serialization(format!(
+                "The request body could not be read: {error}"
+            ))));
         }
     };
     if settings.audit.is_some() {

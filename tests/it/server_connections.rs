@@ -183,3 +183,77 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     );
     server.shutdown().await;
 }
+
+/// The server process's peak resident memory, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sends a request head, then `body` while reading the answer; its status code.
+async fn status_while_sending(addr: &str, head: &[u8], body: &[u8]) -> u16 {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    stream
+        .write_all(head)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (mut reader, mut writer) = stream.into_split();
+    let body = body.to_vec();
+    // The server may answer and close before the body is through: writing then fails.
+    let sender = tokio::spawn(async move {
+        let _ = writer.write_all(&body).await;
+    });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no answer within 20 s");
+    sender.abort();
+    let text = String::from_utf8_lossy(&answer);
+    text.get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"))
+}
+
+/// A 40 MiB body is refused 413, whether it declares its length (refused unread: the
+/// server's peak memory does not move by more than a few MiB) or comes chunked
+/// (refused once past the largest valid request).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forty_mib_body_gets_413_declared_or_chunked() {
+    let server = crate::support::ServerProcess::start(&["--create-delay-ms", "0"]);
+    let addr = server.endpoint.trim_start_matches("http://").to_owned();
+    let pid = server.child.id();
+    let shape = "Authorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=00\r\nX-Amz-Date: 20260101T000000Z\r\n";
+    let forty_mib = vec![b'x'; 40 << 20];
+    let before = peak_rss_kib(pid);
+    let declared = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.PutRecords\r\n{shape}Content-Length: {}\r\n\r\n",
+        forty_mib.len()
+    );
+    assert_eq!(
+        status_while_sending(&addr, declared.as_bytes(), &forty_mib).await,
+        413
+    );
+    let grown_mib = peak_rss_kib(pid).saturating_sub(before) as f64 / 1024.0;
+    println!("peak RSS grew {grown_mib:.1} MiB for a declared 40 MiB body");
+    assert!(grown_mib < 4.0, "peak RSS grew {grown_mib:.1} MiB");
+
+    let chunked_head = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.PutRecords\r\n{shape}Transfer-Encoding: chunked\r\n\r\n"
+    );
+    let mut chunked = Vec::with_capacity(forty_mib.len() + 1024);
+    for chunk in forty_mib.chunks(1 << 20) {
+        chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        chunked.extend_from_slice(chunk);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(
+        status_while_sending(&addr, chunked_head.as_bytes(), &chunked).await,
+        413
+    );
+}
