@@ -554,6 +554,17 @@ impl Flow {
     /// Transforms, keys and sends the frames; acknowledges dropped ranges at once.
     /// Returns false if the flow was asked to stop before the producer took them all.
     async fn send(&mut self, tracked: &TrackedFile, out: Framed) -> bool {
+        // Records are cut to the stream's limit, which is known once the stream has
+        // been listed: cut to the 1 MiB default before then, a line that fits a
+        // stream taking larger records would be split for nothing. Only such lines
+        // wait; the rest go on as before (an outage fills the budget as usual).
+        let default_limit = self.producer.max_record_bytes();
+        if !self.producer.record_limit_known()
+            && out.frames.iter().any(|f| f.data.len() > default_limit)
+            && !self.await_record_limit(tracked).await
+        {
+            return false;
+        }
         let made = self.records.make(
             &Source {
                 reading: tracked.reading,
@@ -572,6 +583,23 @@ impl Flow {
             self.ledger.acknowledge_all(made.handled);
         }
         true
+    }
+
+    /// Waits until the producer knows the stream's record limit, keeping the gauges
+    /// current (the stream may be unreachable); false if the flow must stop first.
+    async fn await_record_limit(&self, tracked: &TrackedFile) -> bool {
+        let mut stop = self.stop.clone();
+        let known = self.producer.stream_record_limit();
+        tokio::pin!(known);
+        let mut report =
+            tokio::time::interval_at(Instant::now() + REPORT_INTERVAL, REPORT_INTERVAL);
+        loop {
+            tokio::select! {
+                () = &mut known => return true,
+                _ = stop.wait_for(|stop| *stop) => return false,
+                _ = report.tick() => self.report(Some(tracked)),
+            }
+        }
     }
 
     /// Hands records to the producer, waiting while the in-flight budget is full. The

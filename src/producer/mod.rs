@@ -188,6 +188,7 @@ pub struct ProducerHandle<T> {
     drain: Arc<watch::Sender<bool>>,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
     record_limit: Arc<std::sync::atomic::AtomicUsize>,
+    limit_known: Arc<watch::Sender<bool>>,
     health: health::Health,
 }
 
@@ -201,6 +202,7 @@ impl<T> Clone for ProducerHandle<T> {
             drain: self.drain.clone(),
             task: self.task.clone(),
             record_limit: self.record_limit.clone(),
+            limit_known: self.limit_known.clone(),
             health: self.health.clone(),
         }
     }
@@ -279,11 +281,13 @@ impl Producer {
             drain_rx,
         );
         let record_limit = router.record_limit();
+        let limit_known = router.limit_known();
         let health = router.health();
         let task = tokio::spawn(router.run());
         let handle = ProducerHandle {
             input: input_tx,
             record_limit,
+            limit_known,
             health,
             budget,
             budget_total,
@@ -300,6 +304,18 @@ impl<T: Send + 'static> ProducerHandle<T> {
     /// the configured limit and the stream's. It can grow once the stream is known.
     pub fn max_record_bytes(&self) -> usize {
         self.record_limit.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether [`Self::max_record_bytes`] includes the stream's own limit yet. Until the
+    /// stream has been listed once it is the smaller of the configured limit and 1 MiB.
+    pub fn record_limit_known(&self) -> bool {
+        *self.limit_known.borrow()
+    }
+
+    /// Resolves once the stream's record limit is known (see [`Self::record_limit_known`]).
+    pub async fn stream_record_limit(&self) {
+        let mut known = self.limit_known.subscribe();
+        let _ = known.wait_for(|known| *known).await;
     }
 
     /// Hands a record to the producer, waiting while the in-flight budget is full.

@@ -70,6 +70,9 @@ pub struct Router<T, S> {
     /// The record limit applied now (configured and stream limits, the smaller),
     /// shared with the handles so sources can size records to it.
     record_limit: Arc<AtomicUsize>,
+    /// Whether `record_limit` includes the stream's own limit yet (true after the
+    /// first successful shard listing).
+    limit_known: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl<T: Send + 'static, S: StreamService> Router<T, S> {
@@ -120,7 +123,13 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
             spread: None,
             filling: None,
             record_limit,
+            limit_known: Arc::new(tokio::sync::watch::channel(false).0),
         }
+    }
+
+    /// Whether the record limit includes the stream's yet, shared.
+    pub fn limit_known(&self) -> Arc<tokio::sync::watch::Sender<bool>> {
+        self.limit_known.clone()
     }
 
     /// The record limit applied now, shared.
@@ -700,6 +709,7 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
         if self.record_limit.swap(limit, Ordering::Relaxed) != limit {
             tracing::info!(stream.name = %self.config.stream, bytes = limit, "record limit");
         }
+        self.limit_known.send_replace(true);
         metrics::counter!("shardcar_shard_map_refreshes_total", "stream" => self.config.stream.clone()).increment(1);
         let changed = self
             .topology

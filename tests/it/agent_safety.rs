@@ -721,3 +721,61 @@ async fn only_regular_files_match_and_double_star_is_the_way_into_directories() 
             .all(|l| l.starts_with(b"top") || l.starts_with(b"inside line"))
     );
 }
+
+/// A long line read before the stream has been listed (the endpoint is slow to
+/// answer) is cut to the stream's limit once known, not to the 1 MiB default: with a
+/// stream that takes 2 MiB records, a 1.5 MB line arrives whole, in one record.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_line_read_before_the_stream_is_listed_waits_for_the_streams_record_limit() {
+    let server = crate::support::ServerProcess::start(&["--create-delay-ms", "0", "--no-limits"]);
+    let client = crate::support::kinesis_client(&server.endpoint);
+    client
+        .create_stream()
+        .stream_name("logs")
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    client
+        .update_max_record_size()
+        .stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/logs")
+        .max_record_size_in_kib(2048)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let big = format!("big {}", "d".repeat(1_500_000)).into_bytes();
+    append(&dir.path().join("app.log"), std::slice::from_ref(&big));
+    // Frozen: the agent's calls connect and wait, so it reads before it lists.
+    server.signal("STOP");
+    let config = format!(
+        "[agent]\nstate_dir = \"{}\"\nshutdown_grace_period_secs = 5\n[kinesis]\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\n[[flows]]\nname = \"test\"\nstream = \"logs\"\nstart_at = \"start\"\ninclude = [\"{}\"]\nmax_record_bytes = 2097152\n",
+        dir.path().join("state").display(),
+        server.endpoint,
+        dir.path().join("app.log").display(),
+    );
+    let agent = shardcar::agent::Agent::start(parse_config(&config), Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Reading has begun while the stream cannot be listed.
+    eventually(Duration::from_secs(20), async || {
+        (agent.flow_stats("test")?.bytes_read > 0).then_some(())
+    })
+    .await;
+    server.signal("CONT");
+    let records = eventually(Duration::from_secs(30), async || {
+        let (users, _) =
+            crate::support::kcl_user_records(&crate::support::read_stream(&client, "logs").await);
+        let data: Vec<Vec<u8>> = users.into_iter().map(|(_, u)| u.data.to_vec()).collect();
+        (data.iter().map(Vec::len).sum::<usize>() >= big.len()).then_some(data)
+    })
+    .await;
+    agent.stop().await;
+    assert_eq!(
+        records.len(),
+        1,
+        "the line was cut into {} records",
+        records.len()
+    );
+    assert!(records[0] == big, "the record is not the line");
+}
