@@ -498,7 +498,11 @@ fn signature(request: &Signed<'_>, parts: &Authorization, secret: &str) -> Strin
     for name in &parts.signed_headers {
         let name = name.as_str();
         let values: Vec<String> = match (name, request.headers.get_all(name).iter().next()) {
-            ("host", None) => request.authority.map(str::to_owned).into_iter().collect(),
+            // HTTP/2 has no Host header but the `:authority` pseudo-header, which
+            // the JavaScript SDK (HTTP/2 by default for Kinesis) signs by that name.
+            ("host" | ":authority", None) => {
+                request.authority.map(str::to_owned).into_iter().collect()
+            }
             _ => request
                 .headers
                 .get_all(name)

@@ -19,6 +19,7 @@ mod server_auth;
 mod server_bad_input;
 mod server_connections;
 mod server_encryption;
+mod server_js;
 mod server_persistence;
 mod server_policy;
 mod server_python;
