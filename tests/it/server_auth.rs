@@ -13,16 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::support::{kinesis_client, start_server, verifying_server_config};
 
 fn client_with(endpoint: &str, key: &str, secret: &str) -> aws_sdk_kinesis::Client {
-    let config = aws_sdk_kinesis::Config::builder()
-        .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
-        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
-            key, secret, None, None, "test",
-        ))
-        .endpoint_url(endpoint)
-        .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_kinesis::Client::from_conf(config)
+    crate::support::kinesis_client_as(endpoint, key, secret, None)
 }
 
 /// The producer's PutRecords, in both body formats, pass verification: the body the
@@ -208,20 +199,7 @@ async fn temporary_credentials_are_accepted_only_with_their_session_token() {
     let server = start_server(config).await;
     let endpoint = server.endpoint_url();
     let with_token = |key: &str, secret: &str, token: Option<&str>| {
-        let config = aws_sdk_kinesis::Config::builder()
-            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
-            .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
-                key,
-                secret,
-                token.map(str::to_owned),
-                None,
-                "test",
-            ))
-            .endpoint_url(&endpoint)
-            .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
-            .build();
-        aws_sdk_kinesis::Client::from_conf(config)
+        crate::support::kinesis_client_as(&endpoint, key, secret, token)
     };
     let code = async |client: aws_sdk_kinesis::Client| {
         client

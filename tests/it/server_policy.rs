@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use shardcar::server::ServerConfig;
 use shardcar::server::audit::AuditLog;
@@ -29,13 +28,7 @@ fn policies(value: serde_json::Value) -> Arc<Policies> {
 }
 
 fn client_as(endpoint: &str, key: &str, secret: &str) -> aws_sdk_kinesis::Client {
-    let config = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(key, secret, None, None, "test"))
-        .endpoint_url(endpoint)
-        .build();
-    aws_sdk_kinesis::Client::from_conf(config)
+    crate::support::kinesis_client_as(endpoint, key, secret, None)
 }
 
 const LOGS: &str = "arn:aws:kinesis:us-east-1:000000000000:stream/logs";

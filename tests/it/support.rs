@@ -69,6 +69,30 @@ pub fn kinesis_client(endpoint: &str) -> aws_sdk_kinesis::Client {
     aws_sdk_kinesis::Client::from_conf(config)
 }
 
+/// A real client signing as `key`/`secret` (and `session_token`), without retries, so
+/// that a refusal is seen as the server gave it.
+pub fn kinesis_client_as(
+    endpoint: &str,
+    key: &str,
+    secret: &str,
+    session_token: Option<&str>,
+) -> aws_sdk_kinesis::Client {
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            key,
+            secret,
+            session_token.map(str::to_owned),
+            None,
+            "test",
+        ))
+        .endpoint_url(endpoint)
+        .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_kinesis::Client::from_conf(config)
+}
+
 /// Server config for API tests: no status delay, no throughput limits (tests of the
 /// limits turn them on with a frozen clock, so refills happen only when advanced).
 pub fn test_server_config() -> ServerConfig {
