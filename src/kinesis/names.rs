@@ -102,6 +102,21 @@ impl ShardId {
         ShardId(format!("shardId-{index:012}"))
     }
 
+    /// The shard index a request's shard id names, read as Kinesis reads it: the text
+    /// after the first `-` (or all of it), a decimal number up to 2^31 - 1. So
+    /// `shardId-000000000005`, `anything-5` and `5` all name shard 5.
+    pub fn resolve_index(text: &str) -> Option<u32> {
+        let digits = text
+            .split('-')
+            .nth(1)
+            .filter(|d| !d.is_empty())
+            .unwrap_or(text);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse::<u32>().ok().filter(|i| *i <= i32::MAX as u32)
+    }
+
     /// The number in a Kinesis-style id (`shardId-000000000007` -> 7), if it has one.
     pub fn index(&self) -> Option<u64> {
         self.0.strip_prefix("shardId-")?.parse().ok()
@@ -172,6 +187,13 @@ mod tests {
     fn shard_ids_are_zero_padded_to_twelve_digits() {
         let id = ShardId::from_index(7);
         assert_eq!(id.as_str(), "shardId-000000000007");
+        assert_eq!(ShardId::resolve_index("shardId-000000000005"), Some(5));
+        assert_eq!(ShardId::resolve_index("anything-5"), Some(5));
+        assert_eq!(ShardId::resolve_index("5"), Some(5));
+        assert_eq!(ShardId::resolve_index("shardId-5-extra"), Some(5));
+        assert_eq!(ShardId::resolve_index("shardId-"), None);
+        assert_eq!(ShardId::resolve_index("shardId-x"), None);
+        assert_eq!(ShardId::resolve_index("2147483648"), None);
         assert_eq!(id.index(), Some(7));
     }
 

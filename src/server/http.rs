@@ -21,14 +21,13 @@ use super::auth::{self, Identities, Signed};
 use super::error::KinesisError;
 use super::ops;
 use super::policy::{self, Policies};
+use super::protocol;
 use super::store::Store;
 use super::wire::{self, ErrorBody, Format};
 
 /// Largest request body: a full PutRecords (5 MiB of data), or one 10 MiB record on a
 /// stream that takes them, base64-encoded, with room.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-
-const TARGET_PREFIX: &str = "Kinesis_20131202.";
 
 /// A response body: whole, or SubscribeToShard's event stream.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -109,9 +108,11 @@ pub async fn handle(
             headers: &seen.headers,
             request_id: &request_id,
             error: match &answered {
-                Err(Failed::Kinesis(error)) => Some(error),
+                Err(Failed::Kinesis(error)) => Some(error.clone()),
+                Err(Failed::Refused(refusal)) => Some(refusal.error()),
                 _ => None,
-            },
+            }
+            .as_ref(),
         });
         let mut response = respond_to(answered, format, body_timeout);
         if let Ok(id) = HeaderValue::from_str(&request_id) {
@@ -143,6 +144,13 @@ fn respond_to(
             response
         }
         Err(Failed::Kinesis(error)) => error_response(format.unwrap_or(Format::Json), &error),
+        Err(Failed::Refused(refusal)) => {
+            let mut response = refusal.response();
+            response
+                .headers_mut()
+                .insert("x-amzn-RequestId", request_id());
+            response
+        }
         Err(Failed::TooLarge) => too_large(),
         Err(Failed::BodyTimeout) => closing(
             StatusCode::REQUEST_TIMEOUT,
@@ -157,6 +165,8 @@ fn respond_to(
 /// What [`answer`] can end in besides a Kinesis answer: a body that did not come.
 enum Failed {
     Kinesis(KinesisError),
+    /// Refused before it was a call (see `protocol`).
+    Refused(protocol::Refusal),
     BodyTimeout,
     TooLarge,
 }
@@ -194,28 +204,26 @@ async fn answer(
     settings: &Settings,
     seen: &mut Seen,
 ) -> Result<Answer, Failed> {
-    if request.method() != http::Method::POST {
-        return Err(Failed::Kinesis(KinesisError {
-            kind: super::error::ErrorKind::AccessDenied,
-            message: "Unable to determine service/operation name to be authorized".into(),
-        }));
-    }
-    // The body first: a signature covers it.
     let (parts, body) = request.into_parts();
-    let collecting = Limited::new(body, MAX_BODY_BYTES).collect();
-    let body = match tokio::time::timeout(settings.body_timeout, collecting).await {
-        Err(_) => return Err(Failed::BodyTimeout),
-        Ok(Ok(collected)) => collected.to_bytes(),
-        // A body without a Content-Length that runs past the limit: refused as one
-        // that declared its size would have been.
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-            return Err(Failed::TooLarge);
+    let body = if parts.method == http::Method::POST {
+        let collecting = Limited::new(body, MAX_BODY_BYTES).collect();
+        match tokio::time::timeout(settings.body_timeout, collecting).await {
+            Err(_) => return Err(Failed::BodyTimeout),
+            Ok(Ok(collected)) => collected.to_bytes(),
+            // A body without a Content-Length that runs past the limit: refused as one
+            // that declared its size would have been.
+            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+                return Err(Failed::TooLarge);
+            }
+            Ok(Err(_)) => {
+                return Err(Failed::Refused(protocol::Refusal::Bare {
+                    format: format.unwrap_or(Format::Json),
+                    kind: super::error::ErrorKind::Serialization,
+                }));
+            }
         }
-        Ok(Err(error)) => {
-            return Err(Failed::Kinesis(KinesisError::serialization(format!(
-                "The request body could not be read: {error}"
-            ))));
-        }
+    } else {
+        Bytes::new()
     };
     if settings.audit.is_some() {
         seen.body = body.clone();
@@ -229,6 +237,26 @@ async fn answer(
         headers: &parts.headers,
         body: &body,
     };
+    // A presigned call carries its parameters in the query instead of a body.
+    let presigned_body = match auth::presigned_parameters(signed.query) {
+        Some(parameters) if body.is_empty() => Some(Bytes::from(parameters)),
+        _ => None,
+    };
+    let call_body = presigned_body.as_ref().unwrap_or(&body);
+    let header =
+        |name: http::header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let call = protocol::check(protocol::Front {
+        method: &parts.method,
+        content_type: header(http::header::CONTENT_TYPE),
+        target: header(http::header::HeaderName::from_static("x-amz-target")),
+        body: call_body,
+        signed: presigned_body.is_some() || parts.headers.contains_key(http::header::AUTHORIZATION),
+    })
+    .map_err(Failed::Refused)?;
+    let (format, action) = (call.format, call.action);
+    if settings.audit.is_some() {
+        seen.action = Some(action.clone());
+    }
     let signer = match &settings.identities {
         Some(identities) => Some(identities.verify(&signed, std::time::SystemTime::now())?),
         None => {
@@ -236,39 +264,7 @@ async fn answer(
             None
         }
     };
-    // A presigned call carries its parameters in the query instead of a body.
-    let presigned_body = match auth::presigned_parameters(signed.query) {
-        Some(parameters) if body.is_empty() => Some(Bytes::from(parameters)),
-        _ => None,
-    };
-    let body = presigned_body.as_ref().unwrap_or(&body);
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let Some(action) = target.strip_prefix(TARGET_PREFIX) else {
-        return Err(KinesisError::unknown_operation(format!(
-            "X-Amz-Target {target:?} does not name a Kinesis_20131202 operation."
-        ))
-        .into());
-    };
-    let action = action.to_owned();
-    if settings.audit.is_some() {
-        seen.action = Some(action.clone());
-    }
-    let Some(format) = format else {
-        let given = parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_else(|| "nothing".into());
-        return Err(KinesisError::serialization(format!(
-            "Content-Type must be application/x-amz-json-1.1 or application/x-amz-cbor-1.1, not {given}."
-        ))
-        .into());
-    };
+    let body = call_body;
     if let Some(policies) = &settings.policies {
         // Unverified (no credentials file), the key a request claims is who it is.
         let access_key_id = signer
@@ -323,13 +319,7 @@ fn respond(
 /// The single mapping from [`KinesisError`] to an HTTP response.
 pub fn error_response(format: Format, error: &KinesisError) -> Response<Body> {
     let status = StatusCode::from_u16(error.kind.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-    let body = wire::encode(
-        format,
-        &ErrorBody {
-            kind: error.kind.wire_name(),
-            message: error.message.clone(),
-        },
-    );
+    let body = wire::encode(format, &ErrorBody::of(error));
     if status.is_server_error() {
         tracing::warn!(error = %error, "answering an internal failure");
     }

@@ -50,6 +50,9 @@ pub struct ShardLimits {
     write_bytes: TokenBucket,
     read_calls: TokenBucket,
     read_bytes: TokenBucket,
+    /// A write was refused since the last [`ShardLimits::take_throttled`]: what
+    /// makes an ON_DEMAND stream split this shard.
+    throttled: bool,
 }
 
 impl ShardLimits {
@@ -59,6 +62,7 @@ impl ShardLimits {
             write_bytes: TokenBucket::new(limits::SHARD_WRITE_BYTES_PER_SEC, now_ms),
             read_calls: TokenBucket::new(limits::SHARD_READ_CALLS_PER_SEC, now_ms),
             read_bytes: TokenBucket::new(limits::SHARD_READ_BYTES_PER_SEC, now_ms),
+            throttled: false,
         }
     }
 
@@ -73,8 +77,14 @@ impl ShardLimits {
             self.write_bytes.take(bytes);
             true
         } else {
+            self.throttled = true;
             false
         }
+    }
+
+    /// Whether a write was refused since the last call, and forgets it.
+    pub fn take_throttled(&mut self) -> bool {
+        std::mem::take(&mut self.throttled)
     }
 
     /// Admits one GetRecords call if the shard has calls left and is not in byte debt.

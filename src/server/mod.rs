@@ -14,6 +14,7 @@ mod http;
 pub mod limits;
 mod ops;
 pub mod policy;
+mod protocol;
 pub mod store;
 pub mod tls;
 pub mod wire;
@@ -383,7 +384,7 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
     .await;
 }
 
-/// Drops expired records and fsyncs shard files every `interval` until `stopped`.
+/// Runs [`maintain`] every `interval` until `stopped`.
 async fn upkeep(
     store: Store,
     audit: Option<Arc<audit::AuditLog>>,
@@ -412,11 +413,13 @@ async fn upkeep(
     }
 }
 
-/// Periodic upkeep: drop expired records, fsync shard files.
+/// Periodic upkeep: drop expired records, scale ON_DEMAND streams that throttled,
+/// fsync shard files.
 async fn maintain(store: &Store, persistent: bool) {
     let store = store.clone();
     let result = tokio::task::spawn_blocking(move || {
         store.trim_expired();
+        store.scale_on_demand();
         if persistent {
             store.sync_files()
         } else {

@@ -24,13 +24,12 @@ impl Format {
         }
     }
 
-    /// The format a Content-Type names; `application/json` is accepted as JSON.
+    /// The format a Content-Type names (the old `application/json` protocol is
+    /// answered by `protocol`, not spoken).
     pub fn from_content_type(value: &str) -> Option<Format> {
         match value.split(';').next().unwrap_or("").trim() {
-            "application/x-amz-json-1.1" | "application/json" | "application/x-amz-json-1.0" => {
-                Some(Format::Json)
-            }
-            "application/x-amz-cbor-1.1" | "application/cbor" => Some(Format::Cbor),
+            "application/x-amz-json-1.1" => Some(Format::Json),
+            "application/x-amz-cbor-1.1" => Some(Format::Cbor),
             _ => None,
         }
     }
@@ -52,8 +51,79 @@ pub fn decode<T: DeserializeOwned>(format: Format, body: &[u8]) -> Result<T, Kin
     }
 }
 
+/// The message of a body that parsed but holds a member of the wrong type, as
+/// Kinesis's Java front end words it ("class java.lang.Boolean can not be converted
+/// to an String"); other problems keep serde's description.
 fn serialization_message(detail: &str) -> String {
+    // serde_json appends where in the body it was; Kinesis does not say.
+    let detail = match detail.rfind(" at line ") {
+        Some(at) if detail[at..].contains(" column ") => &detail[..at],
+        _ => detail,
+    };
+    if let Some(message) = java_type_message(detail) {
+        return message;
+    }
+    if detail.contains("can not be converted to") {
+        return detail.to_owned();
+    }
     format!("Unable to parse the request body: {detail}")
+}
+
+/// What serde found where a member of another type belonged.
+enum Found<'a> {
+    Boolean,
+    Number,
+    Text(&'a str),
+    List,
+    Map,
+}
+
+fn java_type_message(detail: &str) -> Option<String> {
+    let rest = detail.strip_prefix("invalid type: ")?;
+    let (found, expected) = rest.split_once(", expected ")?;
+    let expected = expected.split(" at line ").next().unwrap_or(expected);
+    let found = match found {
+        "sequence" => Found::List,
+        "map" => Found::Map,
+        f if f.starts_with("boolean") => Found::Boolean,
+        f if f.starts_with("integer") || f.starts_with("floating point") => Found::Number,
+        f if f.starts_with("string") => {
+            let quoted = f.strip_prefix("string ")?;
+            Found::Text(
+                quoted
+                    .strip_prefix('"')
+                    .and_then(|q| q.strip_suffix('"'))
+                    .unwrap_or(quoted),
+            )
+        }
+        _ => return None,
+    };
+    let java = match expected {
+        "a string" => "String",
+        "i64" | "i32" | "u32" | "u64" => "Integer",
+        "a boolean" => "Boolean",
+        "a base64 string or a byte string" => "Blob",
+        "a sequence" => "List",
+        "a map" => "Map",
+        e if e.starts_with("struct ") => "Structure",
+        _ => return None,
+    };
+    let converted = |class: &str| {
+        let article = if java == "Blob" { "a" } else { "an" };
+        format!("{class} can not be converted to {article} {java}")
+    };
+    Some(match (found, java) {
+        (Found::List, _) => "Start of list found where not expected".to_owned(),
+        (Found::Map, "List") => "Start of structure or map found where not expected.".to_owned(),
+        (Found::Map, _) => "Start of structure or map found where not expected.".to_owned(),
+        (_, "List") => "Expected list or null".to_owned(),
+        (_, "Map") => "Expected map or null".to_owned(),
+        (_, "Structure") => "Expected null".to_owned(),
+        (Found::Boolean, _) => converted("class java.lang.Boolean"),
+        (Found::Number, _) => converted("class java.math.BigDecimal"),
+        (Found::Text(text), "Boolean") => converted(&format!("'{}'", text.to_uppercase())),
+        (Found::Text(_), _) => converted("class java.lang.String"),
+    })
 }
 
 /// Encodes a response body.
@@ -68,23 +138,48 @@ pub fn encode<T: Serialize>(format: Format, value: &T) -> Vec<u8> {
             let mut out = Vec::new();
             if let Err(e) = ciborium::into_writer(value, &mut out) {
                 out.clear();
-                let fallback = ErrorBody {
-                    kind: "InternalFailure",
-                    message: format!("cannot encode the response: {e}"),
-                };
-                let _ = ciborium::into_writer(&fallback, &mut out);
+                let failure = KinesisError::internal(format!("cannot encode the response: {e}"));
+                let _ = ciborium::into_writer(&ErrorBody::of(&failure), &mut out);
             }
             out
         }
     }
 }
 
-/// The body of every error response.
-#[derive(Debug, Serialize)]
-pub struct ErrorBody {
-    #[serde(rename = "__type")]
+/// The body of every error response: `__type`, and the message unless there is none
+/// (protocol errors carry none). Serialization errors name the member `Message`, the
+/// rest `message`, as Kinesis writes them.
+#[derive(Debug)]
+pub struct ErrorBody<'a> {
     pub kind: &'static str,
-    pub message: String,
+    pub message: &'a str,
+    message_key: &'static str,
+}
+
+impl<'a> ErrorBody<'a> {
+    pub fn of(error: &'a KinesisError) -> Self {
+        ErrorBody {
+            kind: error.kind.wire_name(),
+            message: &error.message,
+            message_key: match error.kind {
+                crate::server::error::ErrorKind::Serialization => "Message",
+                _ => "message",
+            },
+        }
+    }
+}
+
+impl Serialize for ErrorBody<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let with_message = !self.message.is_empty();
+        let mut map = serializer.serialize_map(Some(1 + usize::from(with_message)))?;
+        map.serialize_entry("__type", self.kind)?;
+        if with_message {
+            map.serialize_entry(self.message_key, self.message)?;
+        }
+        map.end()
+    }
 }
 
 /// Binary data: base64 text in JSON, a byte string in CBOR.
@@ -111,13 +206,15 @@ impl<'de> Deserialize<'de> for Blob {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Blob, E> {
                 BASE64.decode_to_vec(v).map(|b| Blob(Bytes::from(b))).map_err(|_| {
-                    let why = if v.len().is_multiple_of(4) {
-                        "Base64 encoded data holds a character outside the alphabet or bad padding".to_owned()
-                    } else {
+                    let why = if !v.len().is_multiple_of(4) {
                         format!(
                             "Base64 encoded length is expected a multiple of 4 bytes but found: {}",
                             v.len()
                         )
+                    } else if let Some(bad) = first_bad_base64(v) {
+                        format!("Invalid Base64 character: '{bad}'")
+                    } else {
+                        "Invalid last non-pad Base64 character dectected".to_owned()
                     };
                     E::custom(format!(
                         "'{}' can not be converted to a Blob: {why}",
@@ -134,6 +231,21 @@ impl<'de> Deserialize<'de> for Blob {
         }
         deserializer.deserialize_any(BlobVisitor)
     }
+}
+
+/// The first character that cannot stand where it is in base64: outside the
+/// alphabet, or anything after a `=` but another `=`.
+fn first_bad_base64(text: &str) -> Option<char> {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=')) {
+            return Some(c);
+        }
+        if c == '=' && chars.peek().is_some_and(|next| *next != '=') {
+            return Some(c);
+        }
+    }
+    None
 }
 
 fn truncate(text: &str) -> &str {
@@ -231,6 +343,79 @@ mod tests {
         assert!(cbor.windows(3).any(|w| w == [0x42, 0xff, 0x00]));
         assert!(cbor.contains(&0xc1), "tag 1");
         assert_eq!(decode::<Sample>(Format::Cbor, &cbor).unwrap(), sample);
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    #[allow(dead_code)]
+    struct Typed {
+        name: Option<String>,
+        count: Option<i64>,
+        flag: Option<bool>,
+        data: Option<Blob>,
+        list: Option<Vec<String>>,
+        tags: Option<std::collections::BTreeMap<String, String>>,
+        inner: Option<Sample>,
+    }
+
+    #[test]
+    fn a_member_of_the_wrong_type_is_described_as_kinesis_does() {
+        let cases = [
+            (
+                r#"{"Name":true}"#,
+                "class java.lang.Boolean can not be converted to an String",
+            ),
+            (
+                r#"{"Name":12}"#,
+                "class java.math.BigDecimal can not be converted to an String",
+            ),
+            (r#"{"Name":[]}"#, "Start of list found where not expected"),
+            (
+                r#"{"Name":{}}"#,
+                "Start of structure or map found where not expected.",
+            ),
+            (
+                r#"{"Count":true}"#,
+                "class java.lang.Boolean can not be converted to an Integer",
+            ),
+            (
+                r#"{"Count":"two"}"#,
+                "class java.lang.String can not be converted to an Integer",
+            ),
+            (
+                r#"{"Flag":1}"#,
+                "class java.math.BigDecimal can not be converted to an Boolean",
+            ),
+            (
+                r#"{"Flag":"yes"}"#,
+                "'YES' can not be converted to an Boolean",
+            ),
+            (
+                r#"{"Data":false}"#,
+                "class java.lang.Boolean can not be converted to a Blob",
+            ),
+            (
+                r#"{"Data":"abc"}"#,
+                "'abc' can not be converted to a Blob: Base64 encoded length is expected a multiple of 4 bytes but found: 3",
+            ),
+            (
+                r#"{"Data":"ab?d"}"#,
+                "'ab?d' can not be converted to a Blob: Invalid Base64 character: '?'",
+            ),
+            (r#"{"List":"x"}"#, "Expected list or null"),
+            (
+                r#"{"List":{}}"#,
+                "Start of structure or map found where not expected.",
+            ),
+            (r#"{"Tags":5}"#, "Expected map or null"),
+            (r#"{"Tags":[]}"#, "Start of list found where not expected"),
+            (r#"{"Inner":"x"}"#, "Expected null"),
+        ];
+        for (body, message) in cases {
+            let error = decode::<Typed>(Format::Json, body.as_bytes()).unwrap_err();
+            assert_eq!(error.kind, crate::server::error::ErrorKind::Serialization);
+            assert_eq!(error.message, message, "{body}");
+        }
     }
 
     #[test]

@@ -59,7 +59,8 @@ fn raw_request(
     (status, body)
 }
 
-/// name, method, extra headers, body, claimed Content-Length (0: the real one), status, `__type`.
+/// name, method, extra headers, body, claimed Content-Length (0: the real one), status,
+/// error type, and the member its message is in (`""`: no message at all).
 type Case<'a> = (
     &'a str,
     &'a str,
@@ -67,6 +68,7 @@ type Case<'a> = (
     Vec<u8>,
     usize,
     u16,
+    &'a str,
     &'a str,
 );
 
@@ -76,6 +78,10 @@ fn target(action: &str) -> String {
     format!("Kinesis_20131202.{action}")
 }
 
+/// Each malformed request gets the error Kinesis gives it, in Kinesis's order of
+/// checks: protocol errors (no target, no body, a body that is not JSON, an unknown
+/// operation) name only their type; type errors say what could not be converted in
+/// `Message`; everything later says why in `message`.
 #[tokio::test(flavor = "multi_thread")]
 async fn each_malformed_request_gets_its_error_type() {
     let server = start_server(test_server_config()).await;
@@ -83,25 +89,27 @@ async fn each_malformed_request_gets_its_error_type() {
     let huge = vec![b'x'; 9 * 1024 * 1024];
     let ok_stream = br#"{"StreamName":"ok","ShardCount":1}"#;
     let cases: Vec<Case> = vec![
-        ("malformed json", "POST", vec![("X-Amz-Target", target("CreateStream"))], b"{\"StreamName\":".to_vec(), 0, 400, "SerializationException"),
-        ("unknown action", "POST", vec![("X-Amz-Target", target("MakeCoffee"))], b"{}".to_vec(), 0, 400, "UnknownOperationException"),
-        ("unsigned", "POST", vec![("Authorization", "-".into()), ("X-Amz-Target", target("ListStreams"))], b"{}".to_vec(), 0, 403, "MissingAuthenticationTokenException"),
-        ("signature without its parts", "POST", vec![("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDTEST".into()), ("X-Amz-Target", target("ListStreams"))], b"{}".to_vec(), 0, 400, "IncompleteSignatureException"),
-        ("no target", "POST", vec![], b"{}".to_vec(), 0, 400, "UnknownOperationException"),
-        ("wrong service", "POST", vec![("X-Amz-Target", "DynamoDB_20120810.ListTables".into())], b"{}".to_vec(), 0, 400, "UnknownOperationException"),
-        ("wrong method", "GET", vec![("X-Amz-Target", target("ListStreams"))], vec![], 0, 400, "AccessDeniedException"),
-        ("wrong type", "POST", vec![("X-Amz-Target", target("CreateStream"))], br#"{"StreamName":"s","ShardCount":"two"}"#.to_vec(), 0, 400, "SerializationException"),
-        ("bad base64", "POST", vec![("X-Amz-Target", target("PutRecord"))], br#"{"StreamName":"ok","PartitionKey":"k","Data":"***"}"#.to_vec(), 0, 400, "SerializationException"),
-        ("validation", "POST", vec![("X-Amz-Target", target("CreateStream"))], br#"{"StreamName":"s","ShardCount":0}"#.to_vec(), 0, 400, "ValidationException"),
-        ("missing stream", "POST", vec![("X-Amz-Target", target("DescribeStream"))], br#"{"StreamName":"nope"}"#.to_vec(), 0, 400, "ResourceNotFoundException"),
-        ("hash key too big", "POST", vec![("X-Amz-Target", target("PutRecord"))], br#"{"StreamName":"ok","PartitionKey":"k","Data":"eA==","ExplicitHashKey":"999999999999999999999999999999999999999"}"#.to_vec(), 0, 400, "InvalidArgumentException"),
-        ("iterator without sequence", "POST", vec![("X-Amz-Target", target("GetShardIterator"))], br#"{"StreamName":"ok","ShardId":"shardId-000000000000","ShardIteratorType":"AT_SEQUENCE_NUMBER"}"#.to_vec(), 0, 400, "InvalidArgumentException"),
-        ("unknown shard", "POST", vec![("X-Amz-Target", target("GetShardIterator"))], br#"{"StreamName":"ok","ShardId":"shardId-000000000009","ShardIteratorType":"LATEST"}"#.to_vec(), 0, 400, "ResourceNotFoundException"),
-        ("bad iterator", "POST", vec![("X-Amz-Target", target("GetRecords"))], br#"{"ShardIterator":"AAAA"}"#.to_vec(), 0, 400, "InvalidArgumentException"),
-        ("stream exists", "POST", vec![("X-Amz-Target", target("CreateStream"))], ok_stream.to_vec(), 0, 400, "ResourceInUseException"),
-        ("too many shards", "POST", vec![("X-Amz-Target", target("CreateStream"))], br#"{"StreamName":"big","ShardCount":100000}"#.to_vec(), 0, 400, "LimitExceededException"),
-        ("huge body", "POST", vec![("X-Amz-Target", target("PutRecords"))], huge.clone(), huge.len(), 400, "SerializationException"),
-        ("truncated body", "POST", vec![("X-Amz-Target", target("PutRecords"))], b"{\"Stre".to_vec(), 500, 400, "SerializationException"),
+        ("malformed json", "POST", vec![("X-Amz-Target", target("CreateStream"))], b"{\"StreamName\":".to_vec(), 0, 400, "SerializationException", ""),
+        ("no body", "POST", vec![("X-Amz-Target", target("ListStreams"))], vec![], 0, 400, "SerializationException", ""),
+        ("no body, unknown action", "POST", vec![("X-Amz-Target", target("MakeCoffee"))], vec![], 0, 400, "UnknownOperationException", ""),
+        ("unknown action", "POST", vec![("X-Amz-Target", target("MakeCoffee"))], b"{}".to_vec(), 0, 400, "UnknownOperationException", ""),
+        ("unknown action, unsigned", "POST", vec![("Authorization", "-".into()), ("X-Amz-Target", target("MakeCoffee"))], b"{}".to_vec(), 0, 400, "UnknownOperationException", ""),
+        ("unsigned", "POST", vec![("Authorization", "-".into()), ("X-Amz-Target", target("ListStreams"))], b"{}".to_vec(), 0, 403, "MissingAuthenticationTokenException", "message"),
+        ("signature without its parts", "POST", vec![("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDTEST".into()), ("X-Amz-Target", target("ListStreams"))], b"{}".to_vec(), 0, 400, "IncompleteSignatureException", "message"),
+        ("no target", "POST", vec![], b"{}".to_vec(), 0, 400, "UnknownOperationException", ""),
+        ("wrong service", "POST", vec![("X-Amz-Target", "DynamoDB_20120810.ListTables".into())], b"{}".to_vec(), 0, 400, "UnknownOperationException", ""),
+        ("wrong type", "POST", vec![("X-Amz-Target", target("CreateStream"))], br#"{"StreamName":"s","ShardCount":"two"}"#.to_vec(), 0, 400, "SerializationException", "Message"),
+        ("bad base64", "POST", vec![("X-Amz-Target", target("PutRecord"))], br#"{"StreamName":"ok","PartitionKey":"k","Data":"***"}"#.to_vec(), 0, 400, "SerializationException", "Message"),
+        ("validation", "POST", vec![("X-Amz-Target", target("CreateStream"))], br#"{"StreamName":"s","ShardCount":0}"#.to_vec(), 0, 400, "ValidationException", "message"),
+        ("missing stream", "POST", vec![("X-Amz-Target", target("DescribeStream"))], br#"{"StreamName":"nope"}"#.to_vec(), 0, 400, "ResourceNotFoundException", "message"),
+        ("hash key too big", "POST", vec![("X-Amz-Target", target("PutRecord"))], br#"{"StreamName":"ok","PartitionKey":"k","Data":"eA==","ExplicitHashKey":"999999999999999999999999999999999999999"}"#.to_vec(), 0, 400, "InvalidArgumentException", "message"),
+        ("iterator without sequence", "POST", vec![("X-Amz-Target", target("GetShardIterator"))], br#"{"StreamName":"ok","ShardId":"shardId-000000000000","ShardIteratorType":"AT_SEQUENCE_NUMBER"}"#.to_vec(), 0, 400, "InvalidArgumentException", "message"),
+        ("unknown shard", "POST", vec![("X-Amz-Target", target("GetShardIterator"))], br#"{"StreamName":"ok","ShardId":"shardId-000000000009","ShardIteratorType":"LATEST"}"#.to_vec(), 0, 400, "ResourceNotFoundException", "message"),
+        ("bad iterator", "POST", vec![("X-Amz-Target", target("GetRecords"))], br#"{"ShardIterator":"AAAA"}"#.to_vec(), 0, 400, "InvalidArgumentException", "message"),
+        ("stream exists", "POST", vec![("X-Amz-Target", target("CreateStream"))], ok_stream.to_vec(), 0, 400, "ResourceInUseException", "message"),
+        ("too many shards", "POST", vec![("X-Amz-Target", target("CreateStream"))], br#"{"StreamName":"big","ShardCount":100000}"#.to_vec(), 0, 400, "LimitExceededException", "message"),
+        ("huge body", "POST", vec![("X-Amz-Target", target("PutRecords"))], huge.clone(), huge.len(), 400, "SerializationException", ""),
+        ("truncated body", "POST", vec![("X-Amz-Target", target("PutRecords"))], b"{\"Stre".to_vec(), 500, 400, "SerializationException", ""),
     ];
     // The stream the cases that need one refer to.
     let (status, _) = raw_request(
@@ -113,7 +121,7 @@ async fn each_malformed_request_gets_its_error_type() {
     );
     assert_eq!(status, 200);
 
-    for (name, method, headers, body, claimed_len, want_status, want_type) in cases {
+    for (name, method, headers, body, claimed_len, want_status, want_type, message_key) in cases {
         let mut all: Vec<(&str, &str)> = vec![JSON];
         all.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
         let len = if claimed_len > 0 {
@@ -123,28 +131,82 @@ async fn each_malformed_request_gets_its_error_type() {
         };
         let (status, response) = raw_request(addr, method, &all, &body, len);
         assert_eq!(status, want_status, "{name}: {response}");
-        assert!(
-            response.contains(&format!("\"__type\":\"{want_type}\"")),
-            "{name}: {response}"
-        );
-        assert!(response.contains("\"message\""), "{name}: {response}");
+        let answer: serde_json::Value = serde_json::from_str(&response)
+            .unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {response}"));
+        assert_eq!(answer["__type"], want_type, "{name}: {response}");
+        let members: Vec<&String> = answer
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        let expected: Vec<&str> = if message_key.is_empty() {
+            vec!["__type"]
+        } else {
+            vec![message_key, "__type"]
+        };
+        let mut members: Vec<&str> = members.iter().map(|m| m.as_str()).collect();
+        members.sort_unstable();
+        let mut expected = expected;
+        expected.sort_unstable();
+        assert_eq!(members, expected, "{name}: {response}");
     }
 
-    let wrong_content = raw_request(
+    // Requests the service cannot even name an operation for: 403 with an XML body,
+    // `AccessDeniedException` when signed, `MissingAuthenticationTokenException` when not.
+    type XmlCase<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let xml_cases: [XmlCase; 4] = [
+        (
+            "GET, signed",
+            "GET",
+            vec![JSON, ("X-Amz-Target", "Kinesis_20131202.ListStreams")],
+            "AccessDeniedException",
+        ),
+        (
+            "GET, unsigned",
+            "GET",
+            vec![("Authorization", "-")],
+            "MissingAuthenticationTokenException",
+        ),
+        (
+            "text/plain",
+            "POST",
+            vec![
+                ("Content-Type", "text/plain"),
+                ("X-Amz-Target", "Kinesis_20131202.ListStreams"),
+            ],
+            "AccessDeniedException",
+        ),
+        (
+            "no content type",
+            "POST",
+            vec![("X-Amz-Target", "Kinesis_20131202.ListStreams")],
+            "AccessDeniedException",
+        ),
+    ];
+    for (name, method, headers, kind) in xml_cases {
+        let (status, response) = raw_request(addr, method, &headers, b"{}", 2);
+        assert_eq!(status, 403, "{name}: {response}");
+        assert!(
+            response.starts_with(&format!("<{kind}>\n  <Message>")),
+            "{name}: {response}"
+        );
+    }
+
+    // The deprecated `application/json` protocol never reaches an operation.
+    let (status, response) = raw_request(
         addr,
         "POST",
         &[
-            ("Content-Type", "text/plain"),
-            ("X-Amz-Target", &target("ListStreams")),
+            ("Content-Type", "application/json"),
+            ("X-Amz-Target", "Kinesis_20131202.ListStreams"),
         ],
         b"{}",
         2,
     );
-    assert_eq!(wrong_content.0, 400);
-    assert!(
-        wrong_content.1.contains("SerializationException"),
-        "{}",
-        wrong_content.1
+    assert_eq!(status, 200, "{response}");
+    let answer: serde_json::Value = serde_json::from_str(&response).unwrap_or_default();
+    assert_eq!(
+        answer,
+        serde_json::json!({"Output": {"__type": "com.amazon.coral.service#UnknownOperationException", "message": null}, "Version": "1.0"})
     );
 
     // Still serving after all of that.

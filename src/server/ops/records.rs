@@ -396,7 +396,7 @@ pub(super) fn records_output(
                 approximate_arrival_timestamp: Timestamp::from_millis(r.arrival_ms),
                 data: Blob(r.data),
                 partition_key: r.partition_key,
-                encryption_type: "NONE",
+                encryption_type: if r.sealed { "KMS" } else { "NONE" },
             })
             .collect(),
         next_shard_iterator: output.next_iterator,

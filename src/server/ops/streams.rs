@@ -45,6 +45,10 @@ pub struct CreateStreamInput {
     shard_count: Option<i64>,
     stream_mode_details: Option<StreamModeDetails>,
     tags: Option<BTreeMap<String, String>>,
+    #[serde(rename = "WarmThroughputMiBps")]
+    warm_throughput_mibps: Option<i64>,
+    #[serde(rename = "MaxRecordSizeInKiB")]
+    max_record_size_in_kib: Option<i64>,
 }
 
 pub fn create_stream(store: &Store, input: CreateStreamInput) -> OpResult<Empty> {
@@ -53,6 +57,18 @@ pub fn create_stream(store: &Store, input: CreateStreamInput) -> OpResult<Empty>
     v.stream(input.stream_name.as_deref(), None);
     v.range("shardCount", input.shard_count, 1, 100_000);
     let mode = parse_mode(&input.stream_mode_details, &mut v);
+    v.range(
+        "warmThroughputMiBps",
+        input.warm_throughput_mibps,
+        0,
+        i64::from(i32::MAX),
+    );
+    v.range(
+        "maxRecordSizeInKiB",
+        input.max_record_size_in_kib,
+        (limits::DEFAULT_MAX_RECORD_BYTES / 1024) as i64,
+        (limits::MAX_RECORD_BYTES_UPPER_BOUND / 1024) as i64,
+    );
     v.finish()?;
     let name = input.stream_name.unwrap_or_default();
     let mode = mode.unwrap_or(StreamMode::Provisioned);
@@ -72,7 +88,21 @@ pub fn create_stream(store: &Store, input: CreateStreamInput) -> OpResult<Empty>
     };
     let tags = input.tags.unwrap_or_default();
     check_tags(&tags)?;
+    if let Some(mibps) = input.warm_throughput_mibps {
+        super::capacity::check_warm_throughput(store, &name, mode, mibps)?;
+    }
     store.create_stream(&name, shards, mode, tags, false)?;
+    let stream = store.stream(&name)?;
+    if let Some(kib) = input.max_record_size_in_kib {
+        stream.set_max_record_bytes(kib as usize * 1024);
+    }
+    if let Some(mibps) = input.warm_throughput_mibps {
+        lock(&stream.state).warm_throughput_mibps = Some(mibps as u32);
+        store.warm_to(&stream, mibps as usize)?;
+    }
+    if input.max_record_size_in_kib.is_some() || input.warm_throughput_mibps.is_some() {
+        store.save_metadata()?;
+    }
     Ok(Empty {})
 }
 
@@ -130,7 +160,7 @@ pub struct DescribeStreamOutput {
 }
 
 pub(super) fn shard_index(id: &str) -> Option<u32> {
-    id.strip_prefix("shardId-").unwrap_or(id).parse().ok()
+    crate::kinesis::ShardId::resolve_index(id)
 }
 
 /// Shards still within retention: a closed shard drops out once its last records expire.
@@ -221,6 +251,8 @@ pub struct StreamDescriptionSummary {
     consumer_count: usize,
     #[serde(rename = "MaxRecordSizeInKiB")]
     max_record_size_in_kib: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warm_throughput: Option<super::capacity::WarmThroughputShape>,
 }
 
 #[derive(Debug, Serialize)]
@@ -238,6 +270,7 @@ pub fn describe_stream_summary(
     v.finish()?;
     let name = input.target().resolve(store)?;
     let stream = store.stream(&name)?;
+    let warm_throughput = super::capacity::warm_throughput_of(store, &stream);
     let state = lock(&stream.state);
     Ok(DescribeStreamSummaryOutput {
         stream_description_summary: StreamDescriptionSummary {
@@ -257,6 +290,7 @@ pub fn describe_stream_summary(
             open_shard_count: state.open_shard_count(),
             consumer_count: state.consumers.len(),
             max_record_size_in_kib: stream.max_record_bytes() / 1024,
+            warm_throughput,
         },
     })
 }

@@ -21,6 +21,9 @@ pub type Position = u64;
 struct Entry {
     start: u32,
     partition_key_len: u16,
+    /// Written while the stream was encrypted (`EncryptionType: KMS`); fits in what
+    /// would otherwise be padding, so it costs no memory.
+    sealed: bool,
     arrival_ms: Millis,
 }
 
@@ -55,6 +58,7 @@ impl Segment {
         StoredRecord {
             position: self.first_position + index as u64,
             arrival_ms: entry.arrival_ms,
+            sealed: entry.sealed,
             partition_key: String::from_utf8_lossy(&self.bytes[start..key_end]).into_owned(),
             data: Bytes::copy_from_slice(&self.bytes[key_end..end]),
         }
@@ -70,6 +74,7 @@ impl Segment {
 pub struct StoredRecord {
     pub position: Position,
     pub arrival_ms: Millis,
+    pub sealed: bool,
     pub partition_key: String,
     pub data: Bytes,
 }
@@ -96,20 +101,38 @@ impl ShardLog {
         }
     }
 
-    /// Appends a record; returns its position and the arrival time recorded.
+    /// Appends a record written in the clear; returns its position and arrival time.
     pub fn append(
         &mut self,
         partition_key: &str,
         data: &[u8],
         now_ms: Millis,
     ) -> (Position, Millis) {
+        self.append_sealed(partition_key, data, now_ms, false)
+    }
+
+    /// Appends a record, noting whether it was written encrypted; returns its
+    /// position and the arrival time recorded.
+    pub fn append_sealed(
+        &mut self,
+        partition_key: &str,
+        data: &[u8],
+        now_ms: Millis,
+        sealed: bool,
+    ) -> (Position, Millis) {
         let arrival_ms = now_ms.max(self.last_arrival_ms);
-        self.append_at(partition_key, data, arrival_ms);
+        self.append_at(partition_key, data, arrival_ms, sealed);
         (self.next_position - 1, arrival_ms)
     }
 
     /// Appends with a given arrival time (replay from disk keeps the original one).
-    pub fn append_at(&mut self, partition_key: &str, data: &[u8], arrival_ms: Millis) {
+    pub fn append_at(
+        &mut self,
+        partition_key: &str,
+        data: &[u8],
+        arrival_ms: Millis,
+        sealed: bool,
+    ) {
         let size = partition_key.len() + data.len();
         let fits = self.segments.back().is_some_and(|s| {
             s.bytes.capacity() - s.bytes.len() >= size && s.bytes.len() + size <= u32::MAX as usize
@@ -124,6 +147,7 @@ impl ShardLog {
         segment.entries.push(Entry {
             start: segment.bytes.len() as u32,
             partition_key_len: partition_key.len() as u16,
+            sealed,
             arrival_ms,
         });
         segment.bytes.extend_from_slice(partition_key.as_bytes());
@@ -214,6 +238,19 @@ impl ShardLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_encryption_flag_costs_no_memory_per_record() {
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
+        let mut log = ShardLog::default();
+        log.append_sealed("k", b"secret", 1, true);
+        log.append("k", b"plain", 2);
+        let read = log.read(0, 10, 1 << 20);
+        assert_eq!(
+            read.iter().map(|r| r.sealed).collect::<Vec<_>>(),
+            [true, false]
+        );
+    }
 
     #[test]
     fn appended_records_read_back_in_order() {

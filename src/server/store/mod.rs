@@ -4,7 +4,9 @@
 //! returns typed [`KinesisError`]s; request parsing and field validation live in
 //! `ops`, and the HTTP framing in `http`.
 
+pub mod account;
 pub mod at_rest;
+pub mod capacity;
 pub mod iterator;
 pub mod log;
 pub mod persist;
@@ -70,6 +72,7 @@ struct StoreInner {
     control: Mutex<()>,
     /// Records still to drop under `faults.drop_records`.
     drops_left: std::sync::atomic::AtomicU64,
+    account: Mutex<account::AccountSettings>,
 }
 
 impl Store {
@@ -78,9 +81,9 @@ impl Store {
         clock: Clock,
         persist: Option<Persist>,
     ) -> std::io::Result<Store> {
-        let streams = match &persist {
-            Some(p) => p.load(&clock, &config)?,
-            None => BTreeMap::new(),
+        let (streams, account) = match &persist {
+            Some(p) => (p.load(&clock, &config)?, p.load_account()?),
+            None => (BTreeMap::new(), account::AccountSettings::default()),
         };
         Ok(Store {
             inner: Arc::new(StoreInner {
@@ -90,6 +93,7 @@ impl Store {
                 drops_left: std::sync::atomic::AtomicU64::new(config.faults.drop_records),
                 persist,
                 control: Mutex::new(()),
+                account: Mutex::new(account),
             }),
         })
     }
@@ -302,6 +306,8 @@ impl Store {
                 encryption_key_id: None,
                 shard_level_metrics: Default::default(),
                 consumers: Vec::new(),
+                warm_throughput_mibps: None,
+                scalings_ms: Vec::new(),
                 mode,
                 next_shard_index: shard_count,
                 shards,
@@ -357,14 +363,34 @@ impl Store {
         }
     }
 
+    pub fn account_settings(&self) -> account::AccountSettings {
+        lock(&self.inner.account).clone()
+    }
+
+    /// Changes the account settings and saves them; returns them as changed.
+    pub fn update_account(
+        &self,
+        change: impl FnOnce(&mut account::AccountSettings),
+    ) -> OpResult<account::AccountSettings> {
+        let _control = lock(&self.inner.control);
+        let settings = {
+            let mut account = lock(&self.inner.account);
+            change(&mut account);
+            account.clone()
+        };
+        self.save_metadata()?;
+        Ok(settings)
+    }
+
     /// Writes stream metadata to the data directory, if there is one.
     pub fn save_metadata(&self) -> OpResult<()> {
         let Some(persist) = &self.inner.persist else {
             return Ok(());
         };
         let streams: Vec<Arc<Stream>> = self.read_streams().values().cloned().collect();
+        let account = self.account_settings();
         persist
-            .save_metadata(&streams)
+            .save_metadata(&streams, &account)
             .map_err(|e| KinesisError::internal(format!("cannot save stream metadata: {e}")))
     }
 

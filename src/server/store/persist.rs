@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use super::StoreConfig;
+use super::account::AccountSettings;
 use super::at_rest::{DataKey, MasterKey, NONCE_LEN};
 use super::log::ShardLog;
 use super::shard_file::{DATA_KEY, HEADER_LEN, LENGTH_MASK, SEALED, ShardFile};
@@ -43,6 +44,9 @@ struct Metadata {
     /// sealed under it may be in the shard files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     master_key: Option<String>,
+    /// Account-level settings (absent in directories written before they existed).
+    #[serde(default)]
+    account: AccountSettings,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -69,6 +73,9 @@ struct StreamRecord {
     /// Registered enhanced fan-out consumers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     consumers: Vec<super::stream::Consumer>,
+    /// UpdateStreamWarmThroughput's target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    warm_throughput_mibps: Option<u32>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -152,7 +159,11 @@ impl Persist {
         }
     }
 
-    pub fn save_metadata(&self, streams: &[Arc<Stream>]) -> io::Result<()> {
+    pub fn save_metadata(
+        &self,
+        streams: &[Arc<Stream>],
+        account: &AccountSettings,
+    ) -> io::Result<()> {
         let _write = lock(&self.write);
         let records = streams
             .iter()
@@ -170,6 +181,7 @@ impl Persist {
                     encryption_key_id: state.encryption_key_id.clone(),
                     shard_level_metrics: state.shard_level_metrics.clone(),
                     consumers: state.consumers.clone(),
+                    warm_throughput_mibps: state.warm_throughput_mibps,
                     mode: state.mode,
                     next_shard_index: state.next_shard_index,
                     max_record_size_kib: Some((stream.max_record_bytes() / 1024) as u32),
@@ -196,6 +208,7 @@ impl Persist {
                 .sealed_ever
                 .load(Ordering::Relaxed)
                 .then(|| self.master.fingerprint().to_owned()),
+            account: account.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&metadata).map_err(io::Error::other)?;
         let temp = self.dir.join(format!("{METADATA_FILE}.tmp"));
@@ -206,6 +219,13 @@ impl Persist {
         }
         fs::rename(&temp, self.dir.join(METADATA_FILE))?;
         File::open(&self.dir)?.sync_all()
+    }
+
+    /// The account settings last saved.
+    pub fn load_account(&self) -> io::Result<AccountSettings> {
+        Ok(read_metadata(&self.dir.join(METADATA_FILE))?
+            .map(|m| m.account)
+            .unwrap_or_default())
     }
 
     /// Rebuilds every stream from the data directory.
@@ -298,6 +318,8 @@ impl Persist {
                 encryption_key_id: record.encryption_key_id.clone(),
                 shard_level_metrics: record.shard_level_metrics,
                 consumers: record.consumers,
+                warm_throughput_mibps: record.warm_throughput_mibps,
+                scalings_ms: Vec::new(),
                 mode: record.mode,
                 shards,
                 next_shard_index: record.next_shard_index,
@@ -392,7 +414,7 @@ fn replay(path: &Path, master: &MasterKey) -> io::Result<ShardLog> {
                 .ok_or_else(|| unreadable("a sealed record whose key overruns it"))?;
             let partition_key = String::from_utf8_lossy(&plain[2..2 + key_len]);
             let arrival = i64::from_le_bytes(arrival.try_into().unwrap_or_default());
-            log.append_at(&partition_key, &plain[2 + key_len..], arrival);
+            log.append_at(&partition_key, &plain[2 + key_len..], arrival, true);
         } else {
             let Some(header) = bytes.get(at..at + HEADER_LEN) else {
                 break;
@@ -404,7 +426,7 @@ fn replay(path: &Path, master: &MasterKey) -> io::Result<ShardLog> {
             }
             let key_start = at + HEADER_LEN;
             let key = String::from_utf8_lossy(&bytes[key_start..key_start + key_len]);
-            log.append_at(&key, &bytes[key_start + key_len..end], arrival);
+            log.append_at(&key, &bytes[key_start + key_len..end], arrival, false);
         }
         at = end;
     }

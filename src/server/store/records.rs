@@ -108,9 +108,10 @@ impl Store {
             if self.config().limits && !state.limits.admit_write(size, now) {
                 return Err(self.throughput_error(&shard.id, &stream.name));
             }
-            let (position, arrival_ms) = state.log.append(partition_key, data, now);
+            let sealing = stream.sealing();
+            let (position, arrival_ms) = state.log.append_sealed(partition_key, data, now, sealing);
             if let Some(file) = state.file.as_mut() {
-                file.append(partition_key, data, arrival_ms, stream.sealing())
+                file.append(partition_key, data, arrival_ms, sealing)
                     .map_err(|e| {
                         KinesisError::internal(format!("Internal service failure: {e}"))
                     })?;
@@ -150,14 +151,17 @@ impl Store {
     }
 
     fn shard_by_id(&self, stream: &Stream, shard_id: &str) -> OpResult<Arc<Shard>> {
-        let index = shard_id
-            .strip_prefix("shardId-")
-            .unwrap_or(shard_id)
-            .parse::<u32>()
-            .ok();
-        index.and_then(|i| stream.shard(i)).ok_or_else(|| {
-            KinesisError::not_found(format!(
+        let Some(index) = ShardId::resolve_index(shard_id) else {
+            return Err(KinesisError::not_found(format!(
                 "Could not find shard {shard_id} in stream {} under account {}.",
+                stream.name,
+                self.account_id()
+            )));
+        };
+        stream.shard(index).ok_or_else(|| {
+            KinesisError::not_found(format!(
+                "Shard {} in stream {} under account {} does not exist",
+                ShardId::from_index(u64::from(index)),
                 stream.name,
                 self.account_id()
             ))
@@ -170,7 +174,22 @@ impl Store {
         shard_id: &str,
         start: IteratorStart,
     ) -> OpResult<String> {
-        let stream = self.readable_stream(stream_name)?;
+        // Kinesis names the shard, not the stream, when the stream is missing.
+        let stream =
+            self.readable_stream(stream_name).map_err(|error| {
+                match ShardId::resolve_index(shard_id) {
+                    Some(index)
+                        if error.kind == crate::server::error::ErrorKind::ResourceNotFound =>
+                    {
+                        KinesisError::not_found(format!(
+                            "Shard {} in stream {stream_name} under account {} does not exist",
+                            ShardId::from_index(u64::from(index)),
+                            self.account_id()
+                        ))
+                    }
+                    _ => error,
+                }
+            })?;
         let shard = self.shard_by_id(&stream, shard_id)?;
         let cutoff = self.retention_cutoff(&stream);
         let mut state = lock(&shard.state);

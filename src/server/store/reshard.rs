@@ -7,12 +7,16 @@
 use std::sync::Arc;
 
 use super::Store;
-use super::stream::{OpenShards, Shard, Stream, StreamState, lock};
+use super::stream::{OpenShards, Shard, Stream, StreamMode, StreamState, lock};
 use crate::kinesis::{HashKey, HashKeyRange, ShardId};
 use crate::server::error::{KinesisError, OpResult};
 
+/// UpdateShardCount may run this many times per stream in [`SCALING_WINDOW_MS`].
+const SCALINGS_PER_WINDOW: usize = 10;
+const SCALING_WINDOW_MS: i64 = 24 * 3_600_000;
+
 impl Store {
-    fn add_shard(
+    pub(super) fn add_shard(
         &self,
         stream: &Stream,
         state: &mut StreamState,
@@ -35,7 +39,7 @@ impl Store {
         Ok(shard)
     }
 
-    fn publish(&self, stream: &Stream) -> OpResult<()> {
+    pub(super) fn publish(&self, stream: &Stream) -> OpResult<()> {
         let open: Vec<Arc<Shard>> = lock(&stream.state)
             .shards
             .iter()
@@ -51,11 +55,7 @@ impl Store {
     }
 
     fn open_shard(&self, stream: &Stream, shard_id: &str, operation: &str) -> OpResult<Arc<Shard>> {
-        let index = shard_id
-            .strip_prefix("shardId-")
-            .unwrap_or(shard_id)
-            .parse::<u32>()
-            .ok();
+        let index = ShardId::resolve_index(shard_id);
         let shard = index.and_then(|i| stream.shard(i)).ok_or_else(|| {
             KinesisError::not_found(format!(
                 "Could not find shard {shard_id} in stream {} under account {}.",
@@ -166,6 +166,12 @@ impl Store {
     /// shard has at most two parents and consumers can follow the lineage.
     pub fn update_shard_count(&self, stream_name: &str, target: u32) -> OpResult<u32> {
         let (stream, _control) = self.active_stream(stream_name)?;
+        if lock(&stream.state).mode == StreamMode::OnDemand {
+            return Err(KinesisError::validation(format!(
+                "UpdateShardCount is not supported for stream {stream_name} under account {} because it is in ON_DEMAND mode.",
+                self.account_id()
+            )));
+        }
         let current: Vec<Arc<Shard>> = stream.open_shards().shards.clone();
         let count = current.len() as u32;
         let limit_message = |what: &str| {
@@ -187,9 +193,20 @@ impl Store {
         if target == count {
             return Ok(count);
         }
+        let now = self.now_ms();
+        {
+            let mut state = lock(&stream.state);
+            state.scalings_ms.retain(|at| now - at < SCALING_WINDOW_MS);
+            if state.scalings_ms.len() >= SCALINGS_PER_WINDOW {
+                return Err(KinesisError::limit_exceeded(format!(
+                    "UpdateShardCount failed for stream {stream_name} under account {}. Rate exceeded: a stream may be scaled {SCALINGS_PER_WINDOW} times per rolling 24 hours.",
+                    self.account_id()
+                )));
+            }
+            state.scalings_ms.push(now);
+        }
         self.check_shard_limit((target as usize).saturating_sub(count as usize))?;
         let targets = HashKeyRange::even_split(target);
-        let now = self.now_ms();
         let mut to_close: Vec<Arc<Shard>> = Vec::new();
         {
             let mut state = lock(&stream.state);

@@ -234,6 +234,11 @@ pub struct StreamState {
     /// Registered consumers, in registration order.
     pub consumers: Vec<Consumer>,
     pub mode: StreamMode,
+    /// The write throughput, in MiB/s, UpdateStreamWarmThroughput asked an ON_DEMAND
+    /// stream to be ready for.
+    pub warm_throughput_mibps: Option<u32>,
+    /// When UpdateShardCount last ran (within its rolling 24-hour window).
+    pub scalings_ms: Vec<Millis>,
     /// Every shard ever created, open or closed, in id order.
     pub shards: Vec<Arc<Shard>>,
     pub next_shard_index: u32,
