@@ -47,8 +47,8 @@ fn shape(store: &Store, consumer: &Consumer) -> ConsumerShape {
 }
 
 fn check_name(v: &mut Violations, name: Option<&str>) {
-    v.length("consumerName", name, 1, 128);
     v.pattern("consumerName", name, CONSUMER_NAME_PATTERN, is_name);
+    v.length("consumerName", name, 1, 128);
 }
 
 fn stream_by_arn(store: &Store, arn: Option<&str>) -> OpResult<std::sync::Arc<Stream>> {

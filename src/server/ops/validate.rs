@@ -1,6 +1,10 @@
 //! Field validation with Kinesis's own messages: every violation is listed, as in
-//! "2 validation errors detected: Value null at 'streamName' failed to satisfy
-//! constraint: Member must not be null; ...".
+//! "2 validation errors detected: Value null at 'shardCount' failed to satisfy
+//! constraint: Member must not be null; Value null at 'streamName' ...".
+//!
+//! Kinesis lists violations by member name, alphabetically (a list's members in
+//! index order under their list), and within one member checks its pattern before
+//! its length. `finish` sorts by member; the helpers check in that order.
 
 use std::fmt::Display;
 
@@ -12,10 +16,10 @@ pub const SHARD_ID_PATTERN: &str = "[a-zA-Z0-9_.-]+";
 pub const HASH_KEY_PATTERN: &str = "0|([1-9]\\d{0,38})";
 pub const SEQUENCE_PATTERN: &str = "0|([1-9]\\d{0,128})";
 
-/// Collects violations in field order.
+/// Collects violations, each with the top-level member it is under.
 #[derive(Debug, Default)]
 pub struct Violations {
-    errors: Vec<String>,
+    errors: Vec<(String, String)>,
 }
 
 pub fn is_name(text: &str) -> bool {
@@ -40,8 +44,10 @@ pub fn is_decimal(text: &str, max_digits: usize) -> bool {
 impl Violations {
     fn push(&mut self, field: &str, value: Option<String>, constraint: impl Display) {
         let value = value.map_or_else(|| "null".to_owned(), |v| format!("'{v}'"));
-        self.errors.push(format!(
-            "Value {value} at '{field}' failed to satisfy constraint: Member {constraint}"
+        let member = field.split('.').next().unwrap_or(field).to_owned();
+        self.errors.push((
+            member,
+            format!("Value {value} at '{field}' failed to satisfy constraint: Member {constraint}"),
         ));
     }
 
@@ -77,7 +83,6 @@ impl Violations {
         matches: impl Fn(&str) -> bool,
     ) {
         if let Some(value) = value
-            && !value.is_empty()
             && !matches(value)
         {
             self.push(
@@ -148,24 +153,30 @@ impl Violations {
 
     /// Stream name and ARN rules shared by every action that names a stream.
     pub fn stream(&mut self, name: Option<&str>, arn: Option<&str>) {
-        self.length("streamName", name, 1, 128);
         self.pattern("streamName", name, STREAM_NAME_PATTERN, is_name);
+        self.length("streamName", name, 1, 128);
         self.length("streamARN", arn, 1, 2048);
     }
 
-    /// A shard id field: its length, then its pattern, as Kinesis checks them.
+    /// A shard id field: its pattern, then its length, as Kinesis checks them.
     pub fn shard_id(&mut self, field: &str, value: Option<&str>) {
-        self.length(field, value, 1, 128);
         self.pattern(field, value, SHARD_ID_PATTERN, is_name);
+        self.length(field, value, 1, 128);
     }
 
-    pub fn finish(self) -> OpResult<()> {
+    pub fn finish(mut self) -> OpResult<()> {
+        // Stable: a member's own checks, and a list's members, keep their order.
+        self.errors.sort_by(|a, b| a.0.cmp(&b.0));
         match self.errors.len() {
             0 => Ok(()),
             n => Err(KinesisError::validation(format!(
                 "{n} validation error{} detected: {}",
                 if n == 1 { "" } else { "s" },
-                self.errors.join("; ")
+                self.errors
+                    .iter()
+                    .map(|(_, e)| e.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ))),
         }
     }
@@ -224,14 +235,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn messages_match_kinesis() {
+    fn violations_are_listed_by_member_and_a_members_pattern_before_its_length() {
         let mut v = Violations::default();
-        v.required::<String>("streamName", &None);
+        v.stream(Some(""), None);
         v.range("shardCount", Some(0), 1, 100_000);
         let err = v.finish().unwrap_err();
         assert_eq!(
             err.message,
-            "2 validation errors detected: Value null at 'streamName' failed to satisfy constraint: Member must not be null; Value '0' at 'shardCount' failed to satisfy constraint: Member must have value greater than or equal to 1"
+            "3 validation errors detected: Value '0' at 'shardCount' failed to satisfy constraint: Member must have value greater than or equal to 1; Value '' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+; Value '' at 'streamName' failed to satisfy constraint: Member must have length greater than or equal to 1"
+        );
+    }
+
+    #[test]
+    fn a_lists_members_keep_their_order_under_the_list() {
+        let mut v = Violations::default();
+        v.required::<String>("records.2.member.partitionKey", &None);
+        v.required::<String>("records.10.member.partitionKey", &None);
+        v.required::<String>("streamName", &None);
+        v.count("records", 0, 1, 500);
+        let err = v.finish().unwrap_err();
+        let order: Vec<&str> = err
+            .message
+            .split("; ")
+            .map(|e| {
+                e.split(" at '")
+                    .nth(1)
+                    .and_then(|rest| rest.split('\'').next())
+                    .unwrap_or("")
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "records.2.member.partitionKey",
+                "records.10.member.partitionKey",
+                "records",
+                "streamName"
+            ]
         );
     }
 }
