@@ -149,3 +149,27 @@ fn boto3_round_trip() {
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("boto3 ok"));
 }
+
+/// boto3 calls every action the server answers (all 39 of the Kinesis Data Streams
+/// API) with valid input, then a table of invalid inputs that must get Kinesis's
+/// exact error types and messages (`tests/python/all_actions.py`).
+#[test]
+fn boto3_calls_every_action_and_gets_kinesis_errors_for_invalid_input() {
+    let server = ServerProcess::start(&["--create-delay-ms", "0", "--account-id", "123456789012"]);
+    let actions = shardcar::server::actions();
+    assert_eq!(actions.len(), 39, "{actions:?}");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/all_actions.py");
+    let output = Command::new(python_env().join("bin/python"))
+        .arg(script)
+        .arg(&server.endpoint)
+        .arg("123456789012")
+        .args(&actions)
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("all actions ok"));
+}

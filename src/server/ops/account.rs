@@ -76,7 +76,9 @@ fn change_monitoring(
     input.target().check(&mut v);
     v.required("shardLevelMetrics", &input.shard_level_metrics);
     if let Some(metrics) = &input.shard_level_metrics {
-        v.count("shardLevelMetrics", metrics.len(), 1, 7);
+        v.count("shardLevelMetrics", metrics.len(), 1, 7, || {
+            super::validate::java_list(metrics)
+        });
         for (i, metric) in metrics.iter().enumerate() {
             let mut allowed: Vec<&str> = METRICS.to_vec();
             allowed.push("ALL");

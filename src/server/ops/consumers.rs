@@ -73,7 +73,7 @@ pub struct RegisterOutput {
 pub fn register(store: &Store, input: RegisterInput) -> OpResult<RegisterOutput> {
     let mut v = Violations::default();
     v.required("streamARN", &input.stream_arn);
-    v.length("streamARN", input.stream_arn.as_deref(), 1, 2048);
+    v.stream_arn("streamARN", input.stream_arn.as_deref());
     v.required("consumerName", &input.consumer_name);
     check_name(&mut v, input.consumer_name.as_deref());
     v.finish()?;
@@ -125,9 +125,9 @@ pub struct ConsumerInput {
 /// The stream and the consumer's index in it.
 fn find(store: &Store, input: &ConsumerInput) -> OpResult<(std::sync::Arc<Stream>, String)> {
     let mut v = Violations::default();
-    v.length("streamARN", input.stream_arn.as_deref(), 1, 2048);
+    v.stream_arn("streamARN", input.stream_arn.as_deref());
     check_name(&mut v, input.consumer_name.as_deref());
-    v.length("consumerARN", input.consumer_arn.as_deref(), 1, 2048);
+    v.consumer_arn("consumerARN", input.consumer_arn.as_deref());
     v.finish()?;
     let (stream_arn, name) = match (&input.consumer_arn, &input.stream_arn, &input.consumer_name) {
         (Some(arn), _, _) => {
@@ -214,7 +214,7 @@ pub struct ListOutput {
 pub fn list(store: &Store, input: ListInput) -> OpResult<ListOutput> {
     let mut v = Violations::default();
     v.required("streamARN", &input.stream_arn);
-    v.length("streamARN", input.stream_arn.as_deref(), 1, 2048);
+    v.stream_arn("streamARN", input.stream_arn.as_deref());
     v.range("maxResults", input.max_results, 1, 10_000);
     v.length("nextToken", input.next_token.as_deref(), 1, 1048576);
     v.finish()?;

@@ -38,7 +38,7 @@ pub struct GetResourcePolicyOutput {
 
 fn check_arn(v: &mut Violations, arn: &Option<String>) {
     v.required("resourceARN", arn);
-    v.length("resourceARN", arn.as_deref(), 1, 2048);
+    v.resource_arn("resourceARN", arn.as_deref());
 }
 
 /// The stream a resource ARN names; consumers have no policies here, as they have no

@@ -167,7 +167,28 @@ pub fn put_records(store: &Store, input: PutRecordsInput) -> OpResult<PutRecords
     v.required("records", &input.records);
     let entries = input.records.as_deref().unwrap_or_default();
     if input.records.is_some() {
-        v.count("records", entries.len(), 1, limits::PUT_RECORDS_MAX_ENTRIES);
+        // Each entry shows as the Java object it is: its class and a hash.
+        v.count(
+            "records",
+            entries.len(),
+            1,
+            limits::PUT_RECORDS_MAX_ENTRIES,
+            || {
+                let shown: Vec<String> = entries
+                    .iter()
+                    .map(|e| {
+                        use std::hash::{Hash, Hasher};
+                        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                        e.partition_key.hash(&mut hasher);
+                        format!(
+                            "com.amazonaws.kinesis.v20131202.PutRecordsRequestEntry@{:08x}",
+                            hasher.finish() as u32
+                        )
+                    })
+                    .collect();
+                super::validate::java_list(&shown)
+            },
+        );
     }
     for (i, entry) in entries.iter().enumerate() {
         let at = format!("records.{}.member.", i + 1);

@@ -429,12 +429,12 @@ pub struct UpdateStreamModeInput {
 pub fn update_stream_mode(store: &Store, input: UpdateStreamModeInput) -> OpResult<Empty> {
     let mut v = Violations::default();
     v.required("streamARN", &input.stream_arn);
-    v.length("streamARN", input.stream_arn.as_deref(), 1, 2048);
+    v.stream_arn("streamARN", input.stream_arn.as_deref());
     v.required("streamModeDetails", &input.stream_mode_details);
-    let mode = parse_mode(&input.stream_mode_details, &mut v);
-    if input.stream_mode_details.is_some() {
-        v.required("streamModeDetails.streamMode", &mode);
+    if let Some(details) = &input.stream_mode_details {
+        v.required("streamModeDetails.streamMode", &details.stream_mode);
     }
+    let mode = parse_mode(&input.stream_mode_details, &mut v);
     v.finish()?;
     let name = validate::stream_name(store, None, input.stream_arn.as_deref())?;
     let (stream, _control) = store.active_stream(&name)?;
@@ -456,7 +456,7 @@ pub struct UpdateMaxRecordSizeInput {
 /// UpdateMaxRecordSize: the largest record the stream takes, 1 to 10 MiB.
 pub fn update_max_record_size(store: &Store, input: UpdateMaxRecordSizeInput) -> OpResult<Empty> {
     let mut v = Violations::default();
-    v.length("streamARN", input.stream_arn.as_deref(), 1, 2048);
+    v.stream_arn("streamARN", input.stream_arn.as_deref());
     v.required("maxRecordSizeInKiB", &input.max_record_size_in_kib);
     v.range(
         "maxRecordSizeInKiB",

@@ -64,7 +64,7 @@ pub fn subscribe(store: &Store, format: Format, body: &[u8]) -> OpResult<mpsc::R
     let input: SubscribeInput = wire::decode(format, body)?;
     let mut v = Violations::default();
     v.required("consumerARN", &input.consumer_arn);
-    v.length("consumerARN", input.consumer_arn.as_deref(), 1, 2048);
+    v.consumer_arn("consumerARN", input.consumer_arn.as_deref());
     v.required("shardId", &input.shard_id);
     v.shard_id("shardId", input.shard_id.as_deref());
     v.required("startingPosition", &input.starting_position);

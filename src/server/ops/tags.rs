@@ -52,7 +52,9 @@ pub fn add_tags(store: &Store, input: AddTagsInput) -> OpResult<Empty> {
     input.target().check(&mut v);
     v.required("tags", &input.tags);
     if let Some(tags) = &input.tags {
-        v.count("tags", tags.len(), 1, limits::MAX_TAGS_PER_CALL);
+        v.count("tags", tags.len(), 1, limits::MAX_TAGS_PER_CALL, || {
+            super::validate::java_map(tags)
+        });
     }
     v.finish()?;
     let name = input.target().resolve(store)?;
@@ -82,7 +84,9 @@ pub fn remove_tags(store: &Store, input: RemoveTagsInput) -> OpResult<Empty> {
     input.target().check(&mut v);
     v.required("tagKeys", &input.tag_keys);
     if let Some(keys) = &input.tag_keys {
-        v.count("tagKeys", keys.len(), 1, limits::MAX_TAGS_PER_CALL);
+        v.count("tagKeys", keys.len(), 1, limits::MAX_TAGS_PER_CALL, || {
+            super::validate::java_list(keys)
+        });
     }
     v.finish()?;
     let name = input.target().resolve(store)?;
@@ -193,7 +197,7 @@ pub struct ListTagsForResourceOutput {
 
 fn check_resource(v: &mut Violations, arn: &Option<String>) {
     v.required("resourceARN", arn);
-    v.length("resourceARN", arn.as_deref(), 1, 2048);
+    v.resource_arn("resourceARN", arn.as_deref());
 }
 
 pub fn tag_resource(store: &Store, input: TagResourceInput) -> OpResult<Empty> {

@@ -22,6 +22,83 @@ pub struct Violations {
     errors: Vec<(String, String)>,
 }
 
+/// A list as Java's `toString` shows it: `[a, b]`.
+pub fn java_list<T: Display>(items: &[T]) -> String {
+    let items: Vec<String> = items.iter().map(ToString::to_string).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// A map as Java's `toString` shows it: `{k=v, k2=v2}`.
+pub fn java_map(map: &std::collections::BTreeMap<String, String>) -> String {
+    let entries: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{{{}}}", entries.join(", "))
+}
+
+pub const STREAM_ARN_PATTERN: &str = "arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+";
+pub const RESOURCE_ARN_PATTERN: &str = "arn:aws.*:kinesis:.*:\\d{12}:.*(stream|channel|queue)/\\S+";
+pub const CONSUMER_ARN_PATTERN: &str = "^(arn):aws.*:kinesis:.*:\\d{12}:.*stream\\/[a-zA-Z0-9_.-]+\\/consumer\\/[a-zA-Z0-9_.-]+:[0-9]+";
+
+/// Whether `text` matches `arn:aws.*:kinesis:.*:\d{12}:TAIL` for some split, with
+/// `tail` judging what follows the account id: the shape every Kinesis ARN pattern
+/// shares. (Patterns match whole values, as Kinesis's validation does.)
+fn is_kinesis_arn(text: &str, tail: impl Fn(&str) -> bool) -> bool {
+    if !text.starts_with("arn:aws") {
+        return false;
+    }
+    let Some(service) = text.find(":kinesis:") else {
+        return false;
+    };
+    let bytes = text.as_bytes();
+    // The `:` before the account may be the one that ends `:kinesis:`.
+    (service + ":kinesis".len()..bytes.len()).any(|at| {
+        bytes[at] == b':'
+            && bytes
+                .get(at + 1..at + 13)
+                .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+            && bytes.get(at + 13) == Some(&b':')
+            && tail(&text[at + 14..])
+    })
+}
+
+fn is_non_space(text: &str) -> bool {
+    !text.is_empty() && !text.chars().any(char::is_whitespace)
+}
+
+pub fn is_stream_arn(text: &str) -> bool {
+    is_kinesis_arn(text, |tail| {
+        tail.strip_prefix("stream/").is_some_and(is_non_space)
+    })
+}
+
+pub fn is_resource_arn(text: &str) -> bool {
+    is_kinesis_arn(text, |tail| {
+        tail.char_indices().any(|(at, _)| {
+            ["stream/", "channel/", "queue/"]
+                .iter()
+                .any(|kind| tail[at..].strip_prefix(kind).is_some_and(is_non_space))
+        })
+    })
+}
+
+pub fn is_consumer_arn(text: &str) -> bool {
+    let consumer = |rest: &str| -> bool {
+        let Some((stream, rest)) = rest.split_once("/consumer/") else {
+            return false;
+        };
+        let Some((name, created)) = rest.rsplit_once(':') else {
+            return false;
+        };
+        is_name(stream)
+            && is_name(name)
+            && !created.is_empty()
+            && created.bytes().all(|b| b.is_ascii_digit())
+    };
+    is_kinesis_arn(text, |tail| {
+        tail.char_indices()
+            .any(|(at, _)| tail[at..].strip_prefix("stream/").is_some_and(consumer))
+    })
+}
+
 pub fn is_name(text: &str) -> bool {
     !text.is_empty()
         && text
@@ -122,18 +199,26 @@ impl Violations {
         }
     }
 
-    /// A list's or map's number of members, reported as Kinesis does (by length).
-    pub fn count(&mut self, field: &str, len: usize, min: usize, max: usize) {
+    /// A list's or map's number of members. The value is shown as Java shows the
+    /// collection (`[a, b]`, `{k=v}`), which `shown` renders only when it is reported.
+    pub fn count(
+        &mut self,
+        field: &str,
+        len: usize,
+        min: usize,
+        max: usize,
+        shown: impl FnOnce() -> String,
+    ) {
         if len < min {
             self.push(
                 field,
-                Some(format!("{len} members")),
+                Some(shown()),
                 format!("must have length greater than or equal to {min}"),
             );
         } else if len > max {
             self.push(
                 field,
-                Some(format!("{len} members")),
+                Some(shown()),
                 format!("must have length less than or equal to {max}"),
             );
         }
@@ -155,7 +240,25 @@ impl Violations {
     pub fn stream(&mut self, name: Option<&str>, arn: Option<&str>) {
         self.pattern("streamName", name, STREAM_NAME_PATTERN, is_name);
         self.length("streamName", name, 1, 128);
-        self.length("streamARN", arn, 1, 2048);
+        self.stream_arn("streamARN", arn);
+    }
+
+    /// A stream ARN member: its pattern, then its length.
+    pub fn stream_arn(&mut self, field: &str, value: Option<&str>) {
+        self.pattern(field, value, STREAM_ARN_PATTERN, is_stream_arn);
+        self.length(field, value, 1, 2048);
+    }
+
+    /// A consumer ARN member: its pattern, then its length.
+    pub fn consumer_arn(&mut self, field: &str, value: Option<&str>) {
+        self.pattern(field, value, CONSUMER_ARN_PATTERN, is_consumer_arn);
+        self.length(field, value, 1, 2048);
+    }
+
+    /// A tagged or policy-holding resource's ARN: its pattern, then its length.
+    pub fn resource_arn(&mut self, field: &str, value: Option<&str>) {
+        self.pattern(field, value, RESOURCE_ARN_PATTERN, is_resource_arn);
+        self.length(field, value, 1, 2048);
     }
 
     /// A shard id field: its pattern, then its length, as Kinesis checks them.
@@ -247,12 +350,43 @@ mod tests {
     }
 
     #[test]
+    fn arns_match_kinesis_patterns_as_whole_values() {
+        assert!(is_stream_arn(
+            "arn:aws:kinesis:us-east-1:123456789012:stream/s"
+        ));
+        assert!(is_stream_arn("arn:aws-cn:kinesis::123456789012:stream/a.b"));
+        assert!(!is_stream_arn(
+            "arn:aws:kinesis:us-east-1:12345678901:stream/s"
+        ));
+        assert!(!is_stream_arn(
+            "arn:aws:kinesis:us-east-1:123456789012:stream/"
+        ));
+        assert!(!is_stream_arn("arn:aws:s3:us-east-1:123456789012:stream/s"));
+        assert!(!is_stream_arn("not-an-arn"));
+        assert!(is_resource_arn(
+            "arn:aws:kinesis:us-east-1:123456789012:stream/s/consumer/c:1"
+        ));
+        assert!(!is_resource_arn(
+            "arn:aws:kinesis:us-east-1:123456789012:table/s"
+        ));
+        assert!(is_consumer_arn(
+            "arn:aws:kinesis:us-east-1:123456789012:stream/s/consumer/c:1700000000"
+        ));
+        assert!(!is_consumer_arn(
+            "arn:aws:kinesis:us-east-1:123456789012:stream/s/consumer/c"
+        ));
+        assert!(!is_consumer_arn(
+            "arn:aws:kinesis:us-east-1:123456789012:stream/s"
+        ));
+    }
+
+    #[test]
     fn a_lists_members_keep_their_order_under_the_list() {
         let mut v = Violations::default();
         v.required::<String>("records.2.member.partitionKey", &None);
         v.required::<String>("records.10.member.partitionKey", &None);
         v.required::<String>("streamName", &None);
-        v.count("records", 0, 1, 500);
+        v.count("records", 0, 1, 500, || "[]".into());
         let err = v.finish().unwrap_err();
         let order: Vec<&str> = err
             .message
