@@ -50,9 +50,28 @@ pub struct ShardLimits {
     write_bytes: TokenBucket,
     read_calls: TokenBucket,
     read_bytes: TokenBucket,
-    /// A write was refused since the last [`ShardLimits::take_throttled`]: what
-    /// makes an ON_DEMAND stream split this shard.
-    throttled: bool,
+    /// Writes since the last [`ShardLimits::take_load`]: what makes an ON_DEMAND
+    /// stream split this shard.
+    load: Load,
+}
+
+/// The writes a shard took, and whether it refused any, over a span of time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    pub bytes: u64,
+    pub records: u64,
+    pub throttled: bool,
+}
+
+impl Load {
+    /// Whether a shard with this load over `elapsed_ms` ran at or near its write
+    /// limits (90% of either) or refused writes.
+    pub fn is_hot(&self, elapsed_ms: i64) -> bool {
+        let seconds = elapsed_ms.max(1) as f64 / 1000.0;
+        self.throttled
+            || self.bytes as f64 / seconds >= 0.9 * limits::SHARD_WRITE_BYTES_PER_SEC as f64
+            || self.records as f64 / seconds >= 0.9 * limits::SHARD_WRITE_RECORDS_PER_SEC as f64
+    }
 }
 
 impl ShardLimits {
@@ -62,7 +81,7 @@ impl ShardLimits {
             write_bytes: TokenBucket::new(limits::SHARD_WRITE_BYTES_PER_SEC, now_ms),
             read_calls: TokenBucket::new(limits::SHARD_READ_CALLS_PER_SEC, now_ms),
             read_bytes: TokenBucket::new(limits::SHARD_READ_BYTES_PER_SEC, now_ms),
-            throttled: false,
+            load: Load::default(),
         }
     }
 
@@ -75,16 +94,18 @@ impl ShardLimits {
         if self.write_records.has(1.0, now_ms) && self.write_bytes.has(room, now_ms) {
             self.write_records.take(1.0);
             self.write_bytes.take(bytes);
+            self.load.bytes += bytes as u64;
+            self.load.records += 1;
             true
         } else {
-            self.throttled = true;
+            self.load.throttled = true;
             false
         }
     }
 
-    /// Whether a write was refused since the last call, and forgets it.
-    pub fn take_throttled(&mut self) -> bool {
-        std::mem::take(&mut self.throttled)
+    /// The load since the last call, which starts a new span.
+    pub fn take_load(&mut self) -> Load {
+        std::mem::take(&mut self.load)
     }
 
     /// Admits one GetRecords call if the shard has calls left and is not in byte debt.

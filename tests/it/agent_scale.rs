@@ -45,6 +45,51 @@ async fn a_500_shard_stream_gets_every_line_once_with_every_aggregate_inside_its
     agent.stop().await;
 }
 
+/// An ON_DEMAND stream written to faster than the 4 MiB/s it starts with splits its
+/// busy shards (the server's limits on, on the real clock), and the agent follows the
+/// new shards as they open: every line arrives once, as a KCL reads them, and the
+/// stream ends with more shards than it began with.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_on_demand_stream_under_load_scales_out_and_the_agent_follows_losing_nothing() {
+    use aws_sdk_kinesis::types::{ShardFilter, ShardFilterType};
+    let mut config = crate::support::verifying_server_config();
+    config.store.limits = true;
+    let setup = Setup::on_demand(config).await;
+    // 24 MB of 1 KB lines: six seconds at the first capacity, fewer as it grows.
+    let written: Vec<Vec<u8>> = (0..24_000)
+        .map(|i| format!("od {i:06} {}", "x".repeat(1000)).into_bytes())
+        .collect();
+    append(&setup.logs().join("busy.log"), &written);
+    let agent = setup.start(setup.config(&["busy.log"], &[], "")).await;
+    let arrived = setup.wait_for(&written, Duration::from_secs(90)).await;
+    agent.stop().await;
+    let twice = arrived.values().filter(|n| **n > 1).count();
+    assert_eq!(twice, 0, "lines delivered more than once");
+    let open = setup
+        .client
+        .list_shards()
+        .stream_name("logs")
+        .shard_filter(
+            ShardFilter::builder()
+                .r#type(ShardFilterType::AtLatest)
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .shards
+        .unwrap_or_default();
+    assert!(
+        open.len() > 4,
+        "{} open shards: the stream did not scale",
+        open.len()
+    );
+    // An aggregate sent just before a split can straddle the new boundary: a KCL drops
+    // it whole (as `arrived` does), and the producer sends its records again. The
+    // once-each check above is what covers that.
+}
+
 /// 2,000 files, each appended to by one of four writers while the agent reads: every
 /// line arrives once.
 #[tokio::test(flavor = "multi_thread")]

@@ -27,19 +27,34 @@ impl Setup {
 
     /// A setup whose server runs with `config` (which must know the test keys).
     pub async fn on(config: shardcar::server::ServerConfig, shards: i32) -> Setup {
+        Setup::with_stream(config, Some(shards)).await
+    }
+
+    /// A setup whose stream is ON_DEMAND (four shards to start with).
+    pub async fn on_demand(config: shardcar::server::ServerConfig) -> Setup {
+        Setup::with_stream(config, None).await
+    }
+
+    /// `shards` for a PROVISIONED stream, `None` for an ON_DEMAND one.
+    async fn with_stream(config: shardcar::server::ServerConfig, shards: Option<i32>) -> Setup {
+        use aws_sdk_kinesis::types::{StreamMode, StreamModeDetails};
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
         let server = start_server(config).await;
         let client = kinesis_client(&server.endpoint_url());
-        client
-            .create_stream()
-            .stream_name("logs")
-            .shard_count(shards)
-            .send()
-            .await
-            .unwrap();
+        let create = client.create_stream().stream_name("logs");
+        let create = match shards {
+            Some(shards) => create.shard_count(shards),
+            None => create.stream_mode_details(
+                StreamModeDetails::builder()
+                    .stream_mode(StreamMode::OnDemand)
+                    .build()
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
+        };
+        create.send().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("logs")).unwrap();
         Setup {

@@ -2,11 +2,12 @@
 //!
 //! An ON_DEMAND stream starts with four shards (4 MiB/s and 4,000 records/s of
 //! writes). Each shard keeps its own limits, so a burst above the stream's capacity is
-//! throttled; the next upkeep pass then splits every shard that throttled since the
-//! last pass. A pass at most doubles a stream's capacity: the stream takes up to
-//! twice its previous peak at once, and a larger burst is throttled again until the
-//! following pass (AWS documents the same doubling, over minutes rather than
-//! seconds). Warm throughput (UpdateStreamWarmThroughput) splits ahead of the load
+//! throttled; the next upkeep pass then splits every shard that refused writes or ran
+//! at 90% of a limit since the last pass (a producer that paces itself to the shard
+//! limits, as shardcar's does, is never throttled, yet needs the room). A pass at
+//! most doubles a stream's capacity: the stream takes up to twice its previous peak
+//! at once, and a larger burst is throttled again until the following pass (AWS
+//! documents the same doubling, over minutes rather than seconds). Warm throughput (UpdateStreamWarmThroughput) splits ahead of the load
 //! until the stream has a shard per MiB/s asked for.
 //!
 //! Splits are ordinary SplitShards: parents close, children open, ListShards shows
@@ -33,9 +34,15 @@ fn midpoint(range: HashKeyRange) -> Option<HashKey> {
 }
 
 impl Store {
-    /// Splits the shards of every ACTIVE ON_DEMAND stream that throttled writes
-    /// since the last pass. Returns the number of shards split.
+    /// Splits the hot shards of every ACTIVE ON_DEMAND stream (see the module's doc).
+    /// Returns the number of shards split.
     pub fn scale_on_demand(&self) -> usize {
+        let now = self.now_ms();
+        let elapsed = now
+            - self
+                .inner
+                .last_scaling_ms
+                .swap(now, std::sync::atomic::Ordering::Relaxed);
         let streams: Vec<Arc<Stream>> = self.read_streams().values().cloned().collect();
         let mut split = 0;
         for stream in streams {
@@ -51,7 +58,7 @@ impl Store {
                 .open_shards()
                 .shards
                 .iter()
-                .filter(|s| lock(&s.state).limits.take_throttled())
+                .filter(|s| lock(&s.state).limits.take_load().is_hot(elapsed))
                 .cloned()
                 .collect();
             let room = (ON_DEMAND_MAX_MIBPS as usize)
@@ -168,13 +175,30 @@ mod tests {
         // 8,000 records of 1 KiB in one second: twice the 4 MiB/s a new stream takes.
         let throttled = burst(&store, &stream, 8000);
         assert!(throttled > 3000, "{throttled} throttled");
+        clock.advance(std::time::Duration::from_secs(1));
         assert_eq!(store.scale_on_demand(), 4);
         assert_eq!(stream.open_shards().shards.len(), 8);
         assert_eq!(lock(&stream.state).shards.len(), 12, "parents stay, closed");
         clock.advance(std::time::Duration::from_secs(1));
         assert_eq!(burst(&store, &stream, 7000), 0);
-        // Nothing throttled, nothing more to split.
+        // Nothing throttled, and 7 MiB over two seconds on 8 shards is half their room.
+        clock.advance(std::time::Duration::from_secs(2));
         assert_eq!(store.scale_on_demand(), 0);
+    }
+
+    #[test]
+    fn shards_run_near_their_limit_split_though_nothing_was_refused() {
+        let (store, clock) = store();
+        store
+            .create_stream("paced", 4, StreamMode::OnDemand, Default::default(), true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stream = store.stream("paced").unwrap_or_else(|e| panic!("{e}"));
+        clock.advance(std::time::Duration::from_secs(1));
+        store.scale_on_demand();
+        // 3,800 records of 1 KiB in a second: 95% of four shards, none refused.
+        assert_eq!(burst(&store, &stream, 3800), 0);
+        clock.advance(std::time::Duration::from_secs(1));
+        assert_eq!(store.scale_on_demand(), 4);
     }
 
     #[test]

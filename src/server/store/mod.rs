@@ -73,6 +73,8 @@ struct StoreInner {
     /// Records still to drop under `faults.drop_records`.
     drops_left: std::sync::atomic::AtomicU64,
     account: Mutex<account::AccountSettings>,
+    /// When ON_DEMAND streams were last looked at for scaling.
+    last_scaling_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Store {
@@ -81,6 +83,7 @@ impl Store {
         clock: Clock,
         persist: Option<Persist>,
     ) -> std::io::Result<Store> {
+        let started_ms = clock.now_ms();
         let (streams, account) = match &persist {
             Some(p) => (p.load(&clock, &config)?, p.load_account()?),
             None => (BTreeMap::new(), account::AccountSettings::default()),
@@ -94,6 +97,7 @@ impl Store {
                 persist,
                 control: Mutex::new(()),
                 account: Mutex::new(account),
+                last_scaling_ms: std::sync::atomic::AtomicI64::new(started_ms),
             }),
         })
     }
