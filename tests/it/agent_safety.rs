@@ -678,6 +678,81 @@ async fn a_stream_that_takes_two_mib_records_gets_a_one_and_a_half_mib_line_whol
     assert_eq!(arrived[&big], 1);
 }
 
+/// A stream raised to 10 MiB records (UpdateMaxRecordSize 10240) takes 8 MiB lines
+/// from the agent as single records, and `shardcar consume` reads them back whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn eight_mib_lines_ship_as_single_records_to_a_ten_mib_stream_and_consume_reads_them_whole() {
+    let setup = Setup::new(1).await;
+    let arn = setup
+        .client
+        .describe_stream_summary()
+        .stream_name("logs")
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary
+        .unwrap()
+        .stream_arn;
+    setup
+        .client
+        .update_max_record_size()
+        .stream_arn(&arn)
+        .max_record_size_in_kib(10240)
+        .send()
+        .await
+        .unwrap();
+    let eight_mib = 8 * 1024 * 1024;
+    let big: Vec<Vec<u8>> = ["first", "second"]
+        .iter()
+        .map(|tag| {
+            let mut line = format!("{tag} ").into_bytes();
+            line.resize(eight_mib, b'z');
+            line
+        })
+        .collect();
+    append(&setup.logs().join("app.log"), &big);
+    let agent = setup
+        .start(setup.config(
+            &["app.log"],
+            &[],
+            "max_record_bytes = 10485504\n[flows.throttle]\nenabled = false",
+        ))
+        .await;
+    let arrived = setup.wait_for(&big, Duration::from_secs(60)).await;
+    agent.stop().await;
+    assert!(big.iter().all(|line| arrived[line] == 1), "each line once");
+    // One Kinesis record per line: no line was split.
+    let stored = crate::support::read_stream(&setup.client, "logs").await;
+    let sizes: Vec<usize> = stored.iter().map(|r| r.data.len()).collect();
+    assert!(sizes.iter().all(|size| *size >= eight_mib), "{sizes:?}");
+    let endpoint = setup.server.endpoint_url();
+    let output = tokio::task::spawn_blocking(move || {
+        crate::support::shardcar(&["consume", "logs", "--endpoint-url", &endpoint], b"")
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read: Vec<Vec<u8>> = crate::support::json_lines(&output)
+        .iter()
+        .map(|line| {
+            line["data"]
+                .as_str()
+                .unwrap_or_default()
+                .as_bytes()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(read.len(), 2);
+    assert!(
+        read == big,
+        "consume read the 8 MiB lines back whole and in order"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn only_regular_files_match_and_double_star_is_the_way_into_directories() {
     let setup = Setup::new(1).await;
