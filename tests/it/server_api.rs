@@ -1189,3 +1189,153 @@ async fn subscribe_to_shard_pushes_stored_then_new_records_in_order() {
     drop(subscription);
     server.shutdown().await;
 }
+
+/// The Rust SDK's `subscribe_to_shard` across a reshard: the parent's subscription
+/// pushes its records, ends with an event naming both children once the split closed
+/// it, and subscriptions to the children push what was written after the split.
+/// A second subscription to the same shard while the first is young is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn subscriptions_follow_a_split_from_parent_to_children_and_one_is_live_per_shard() {
+    use aws_sdk_kinesis::types::{StartingPosition, SubscribeToShardEventStream};
+    let server = start_server(test_server_config()).await;
+    let client = kinesis_client(&server.endpoint_url());
+    create(&client, "split", 1).await;
+    let put = async |range: std::ops::Range<u32>| {
+        for i in range {
+            client
+                .put_record()
+                .stream_name("split")
+                .partition_key(format!("key {i}"))
+                .data(Blob::new(format!("event {i:03}")))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e:?}"));
+        }
+    };
+    put(0..20).await;
+    let consumer_arn = client
+        .register_stream_consumer()
+        .stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/split")
+        .consumer_name("follower")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .consumer()
+        .map(|c| c.consumer_arn().to_owned())
+        .unwrap_or_default();
+    let subscribe = async |consumer: &str, shard: &str| {
+        client
+            .subscribe_to_shard()
+            .consumer_arn(consumer)
+            .shard_id(shard)
+            .starting_position(
+                StartingPosition::builder()
+                    .r#type(ShardIteratorType::TrimHorizon)
+                    .build()
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+            .send()
+            .await
+    };
+    // Reads one subscription until it ends; its records and the children it named.
+    let drain = async |consumer: &str, shard: &str| {
+        let mut subscription = subscribe(consumer, shard)
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let mut records = Vec::new();
+        loop {
+            let received =
+                tokio::time::timeout(Duration::from_secs(10), subscription.event_stream.recv())
+                    .await
+                    .unwrap_or_else(|_| panic!("{shard}: no event within 10 s"))
+                    .unwrap_or_else(|e| panic!("{e:?}"));
+            let Some(SubscribeToShardEventStream::SubscribeToShardEvent(event)) = received else {
+                panic!("{shard}: ended without naming its children");
+            };
+            records.extend(
+                event
+                    .records()
+                    .iter()
+                    .map(|r| String::from_utf8_lossy(r.data().as_ref()).into_owned()),
+            );
+            if !event.child_shards().is_empty() {
+                let children: Vec<String> = event
+                    .child_shards()
+                    .iter()
+                    .map(|c| c.shard_id().to_owned())
+                    .collect();
+                return (records, children);
+            }
+        }
+    };
+    let parent = subscribe(&consumer_arn, "shardId-000000000000")
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let refused = subscribe(&consumer_arn, "shardId-000000000000")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.as_service_error().and_then(|e| e.meta().code()),
+        Some("ResourceInUseException")
+    );
+    drop(parent);
+    client
+        .split_shard()
+        .stream_name("split")
+        .shard_to_split("shardId-000000000000")
+        .new_starting_hash_key("170141183460469231731687303715884105728")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    put(20..40).await;
+    // Another consumer-shard pair is its own subscription: a fresh consumer reads the
+    // parent while the first consumer's young subscription would still refuse.
+    let second_arn = client
+        .register_stream_consumer()
+        .stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/split")
+        .consumer_name("second")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .consumer()
+        .map(|c| c.consumer_arn().to_owned())
+        .unwrap_or_default();
+    let (mut seen, children) = drain(&second_arn, "shardId-000000000000").await;
+    assert_eq!(children, ["shardId-000000000001", "shardId-000000000002"]);
+    let expected_parent: Vec<String> = (0..20).map(|i| format!("event {i:03}")).collect();
+    assert_eq!(
+        seen, expected_parent,
+        "the parent holds what came before the split"
+    );
+    for child in &children {
+        let mut subscription = subscribe(&second_arn, child)
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        // Everything a child holds is stored before the subscription: the events
+        // carry it, and the first empty one (a heartbeat) says there is no more.
+        loop {
+            let received =
+                tokio::time::timeout(Duration::from_secs(10), subscription.event_stream.recv())
+                    .await
+                    .unwrap_or_else(|_| panic!("{child}: no event within 10 s"))
+                    .unwrap_or_else(|e| panic!("{e:?}"));
+            let Some(SubscribeToShardEventStream::SubscribeToShardEvent(event)) = received else {
+                panic!("{child}: ended");
+            };
+            if event.records().is_empty() {
+                break;
+            }
+            seen.extend(
+                event
+                    .records()
+                    .iter()
+                    .map(|r| String::from_utf8_lossy(r.data().as_ref()).into_owned()),
+            );
+        }
+    }
+    let mut after: Vec<String> = seen[20..].to_vec();
+    after.sort();
+    let expected_after: Vec<String> = (20..40).map(|i| format!("event {i:03}")).collect();
+    assert_eq!(after, expected_after, "the children hold what came after");
+    server.shutdown().await;
+}

@@ -30,8 +30,9 @@ fn js_env() -> PathBuf {
     .clone()
 }
 
-#[test]
-fn the_javascript_sdk_signs_over_http2_and_round_trips_records() {
+/// Runs `tests/js/SCRIPT` with Node against a server that verifies signatures;
+/// returns what it printed.
+fn run_js(script: &str) -> String {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let credentials = dir.path().join("credentials");
     std::fs::write(&credentials, "AKIDJS js-secret\n").unwrap_or_else(|e| panic!("{e}"));
@@ -43,14 +44,16 @@ fn the_javascript_sdk_signs_over_http2_and_round_trips_records() {
     ]);
     let env = js_env();
     // Node resolves packages next to the script: run a copy inside the npm directory.
-    let script = env.join("roundtrip.mjs");
+    let copy = env.join(script);
     std::fs::copy(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js/roundtrip.mjs"),
-        &script,
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/js")
+            .join(script),
+        &copy,
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let output = Command::new("node")
-        .arg(&script)
+        .arg(&copy)
         .args([server.endpoint.as_str(), "AKIDJS", "js-secret"])
         .output()
         .unwrap_or_else(|e| panic!("run node: {e}"));
@@ -59,5 +62,17 @@ fn the_javascript_sdk_signs_over_http2_and_round_trips_records() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("js sdk ok"));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_javascript_sdk_signs_over_http2_and_round_trips_records() {
+    assert!(run_js("roundtrip.mjs").contains("js sdk ok"));
+}
+
+/// A consumer registered through the JS SDK gets records pushed by SubscribeToShard
+/// over HTTP/2, live and across a split (`tests/js/subscribe.mjs`).
+#[test]
+fn the_javascript_sdk_subscribes_over_http2_and_follows_a_split() {
+    assert!(run_js("subscribe.mjs").contains("js efo ok"));
 }

@@ -367,6 +367,13 @@ pub struct RecordShape {
     encryption_type: &'static str,
 }
 
+impl RecordShape {
+    /// The partition key and data bytes the record carries.
+    pub fn payload_bytes(&self) -> usize {
+        self.partition_key.len() + self.data.0.len()
+    }
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ChildShardShape {

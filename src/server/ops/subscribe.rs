@@ -4,7 +4,9 @@
 //! a `SubscribeToShardEvent` whenever records arrive (and at least once a second),
 //! for five minutes, or until a closed shard has been read to its end (the last
 //! event names its child shards). Records are pushed as they are stored, unmetered
-//! by the shard's GetRecords limits, as each consumer has its own read throughput.
+//! by the shard's GetRecords limits, as each consumer has its own read throughput:
+//! 2 MiB/s per shard. One subscription per consumer and shard is live at a time
+//! (`store::subscriptions`); one taken over ends with a ResourceInUseException event.
 
 use std::time::Duration;
 
@@ -30,6 +32,8 @@ const SUBSCRIPTION: Duration = Duration::from_secs(5 * 60);
 const POLL: Duration = Duration::from_millis(100);
 /// Longest gap between events when nothing arrives.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A consumer's read throughput per shard.
+const PUSH_BYTES_PER_SEC: f64 = 2.0 * 1024.0 * 1024.0;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -144,13 +148,43 @@ pub fn subscribe(store: &Store, format: Format, body: &[u8]) -> OpResult<mpsc::R
         }
     };
     let iterator = store.shard_iterator(&stream_name, &shard_id, start)?;
-    let starting = shard_index(&shard_id)
-        .and_then(|index| stream.shard(index))
+    let index = shard_index(&shard_id).unwrap_or_default();
+    let starting = stream
+        .shard(index)
         .map(|shard| shard.starting_sequence_number())
         .unwrap_or_default();
+    let subscription = store.subscribe(&consumer_arn, &shard_id, index)?;
     let (frames, receiver) = mpsc::channel(4);
-    tokio::spawn(push(store.clone(), format, iterator, starting, frames));
+    tokio::spawn(push(
+        store.clone(),
+        format,
+        iterator,
+        starting,
+        frames,
+        subscription,
+    ));
     Ok(receiver)
+}
+
+/// The frame that ends a subscription another one took over.
+fn taken_over() -> Option<Bytes> {
+    let error = KinesisError::in_use("Another subscription for this consumer and shard took over.");
+    let message = Message::new(wire::encode(Format::Json, &wire::ErrorBody::of(&error)))
+        .add_header(Header::new(
+            ":message-type",
+            HeaderValue::String("exception".into()),
+        ))
+        .add_header(Header::new(
+            ":exception-type",
+            HeaderValue::String(error.kind.wire_name().into()),
+        ))
+        .add_header(Header::new(
+            ":content-type",
+            HeaderValue::String("application/json".into()),
+        ));
+    let mut bytes = Vec::new();
+    write_message_to(&message, &mut bytes).ok()?;
+    Some(Bytes::from(bytes))
 }
 
 /// One event-stream frame.
@@ -177,13 +211,15 @@ fn frame(event_type: &'static str, format: Format, payload: Vec<u8>) -> Option<B
     Some(Bytes::from(bytes))
 }
 
-/// Sends the subscription's events until it lapses, the shard ends or the client goes.
+/// Sends the subscription's events until it lapses, the shard ends, the client goes
+/// or another subscription takes over.
 async fn push(
     store: Store,
     format: Format,
     mut iterator: String,
     mut continuation: String,
     frames: mpsc::Sender<Bytes>,
+    subscription: crate::server::store::subscriptions::Subscription,
 ) {
     let Some(initial) = frame(
         "initial-response",
@@ -195,9 +231,17 @@ async fn push(
     if frames.send(initial).await.is_err() {
         return;
     }
-    let ends = tokio::time::Instant::now() + SUBSCRIPTION;
-    let mut last_event = tokio::time::Instant::now();
+    let started = tokio::time::Instant::now();
+    let ends = started + SUBSCRIPTION;
+    let mut last_event = started;
+    let mut pushed_bytes = 0usize;
     while tokio::time::Instant::now() < ends {
+        if !subscription.is_current() {
+            if let Some(bytes) = taken_over() {
+                let _ = frames.send(bytes).await;
+            }
+            return;
+        }
         let read = match store.read_records(&iterator, limits::GET_RECORDS_MAX_RECORDS, false) {
             Ok(read) => read,
             Err(error) => {
@@ -211,6 +255,11 @@ async fn push(
         if let Some(last) = output.records.last() {
             continuation = last.sequence_number.clone();
         }
+        pushed_bytes += output
+            .records
+            .iter()
+            .map(RecordShape::payload_bytes)
+            .sum::<usize>();
         if !quiet || done || last_event.elapsed() >= HEARTBEAT {
             let event = SubscribeToShardEvent {
                 records: output.records,
@@ -233,6 +282,16 @@ async fn push(
         match output.next_shard_iterator {
             Some(next) => iterator = next,
             None => return,
+        }
+        // Paced to the consumer's throughput: what was pushed, at 2 MiB/s, sets when
+        // the next read may go (one second of it may go at once).
+        let due = Duration::from_secs_f64(pushed_bytes as f64 / PUSH_BYTES_PER_SEC);
+        let allowed = started.elapsed() + HEARTBEAT;
+        if due > allowed {
+            tokio::select! {
+                () = tokio::time::sleep(due - allowed) => {}
+                () = frames.closed() => return,
+            }
         }
         if quiet {
             tokio::select! {

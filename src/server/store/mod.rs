@@ -15,6 +15,7 @@ mod reshard;
 pub mod sequence;
 pub mod shard_file;
 pub mod stream;
+pub mod subscriptions;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -75,6 +76,7 @@ struct StoreInner {
     account: Mutex<account::AccountSettings>,
     /// When ON_DEMAND streams were last looked at for scaling.
     last_scaling_ms: std::sync::atomic::AtomicI64,
+    subscriptions: subscriptions::Subscriptions,
 }
 
 impl Store {
@@ -98,6 +100,7 @@ impl Store {
                 control: Mutex::new(()),
                 account: Mutex::new(account),
                 last_scaling_ms: std::sync::atomic::AtomicI64::new(started_ms),
+                subscriptions: Default::default(),
             }),
         })
     }
