@@ -1244,11 +1244,13 @@ async fn subscriptions_follow_a_split_from_parent_to_children_and_one_is_live_pe
             .unwrap_or_else(|e| panic!("{e:?}"));
         let mut records = Vec::new();
         loop {
-            let received =
+            let Ok(received) =
                 tokio::time::timeout(Duration::from_secs(10), subscription.event_stream.recv())
                     .await
-                    .unwrap_or_else(|_| panic!("{shard}: no event within 10 s"))
-                    .unwrap_or_else(|e| panic!("{e:?}"));
+            else {
+                panic!("{shard}: no event within 10 s");
+            };
+            let received = received.unwrap_or_else(|e| panic!("{e:?}"));
             let Some(SubscribeToShardEventStream::SubscribeToShardEvent(event)) = received else {
                 panic!("{shard}: ended without naming its children");
             };
@@ -1314,11 +1316,13 @@ async fn subscriptions_follow_a_split_from_parent_to_children_and_one_is_live_pe
         // Everything a child holds is stored before the subscription: the events
         // carry it, and the first empty one (a heartbeat) says there is no more.
         loop {
-            let received =
+            let Ok(received) =
                 tokio::time::timeout(Duration::from_secs(10), subscription.event_stream.recv())
                     .await
-                    .unwrap_or_else(|_| panic!("{child}: no event within 10 s"))
-                    .unwrap_or_else(|e| panic!("{e:?}"));
+            else {
+                panic!("{child}: no event within 10 s");
+            };
+            let received = received.unwrap_or_else(|e| panic!("{e:?}"));
             let Some(SubscribeToShardEventStream::SubscribeToShardEvent(event)) = received else {
                 panic!("{child}: ended");
             };
