@@ -50,7 +50,9 @@ pub struct ServerArgs {
     /// Acknowledge this many records without storing them (tests of loss detection).
     #[arg(long, default_value_t = 0, hide = true)]
     fault_drop_records: u64,
-    /// Region named in stream ARNs.
+    /// The home region: the one `--create-stream` creates in and unsigned requests
+    /// use. Each request works in the region its credential scope names (one namespace
+    /// of streams per region, as on AWS).
     #[arg(long, default_value = "us-east-1", env = "AWS_REGION")]
     region: String,
     /// The account named in ARNs, messages and the audit trail (12 digits).

@@ -169,6 +169,13 @@ pub fn claimed_access_key(request: &Signed<'_>) -> Option<String> {
         .map(|parts| parts.access_key_id)
 }
 
+/// The region a request's credential scope names, checked or not.
+pub fn claimed_region(request: &Signed<'_>) -> Option<String> {
+    Authorization::of(request)
+        .ok()
+        .and_then(|parts| parts.scope.split('/').nth(1).map(str::to_owned))
+}
+
 /// The session token a request carries, in its header or its presigned query.
 fn session_token(request: &Signed<'_>) -> Option<String> {
     match request.headers.get("x-amz-security-token") {

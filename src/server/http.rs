@@ -22,7 +22,6 @@ use super::error::KinesisError;
 use super::ops;
 use super::policy::{self, Policies};
 use super::protocol;
-use super::store::Store;
 use super::wire::{self, ErrorBody, Format};
 
 /// Largest request body: a full PutRecords (5 MiB of data), or one 10 MiB record on a
@@ -76,7 +75,7 @@ struct Seen {
 }
 
 pub async fn handle(
-    store: Store,
+    regions: Arc<super::regions::Regions>,
     request: Request<Incoming>,
     settings: Arc<Settings>,
     peer: std::net::SocketAddr,
@@ -97,7 +96,7 @@ pub async fn handle(
         return Ok(too_large());
     }
     let mut seen = Seen::default();
-    let answered = answer(store, request, format, &settings, &mut seen).await;
+    let answered = answer(&regions, request, format, &settings, &mut seen).await;
     if let (Some(audit), Some(action)) = (&settings.audit, &seen.action) {
         let request_id = format!("{:032x}", rand::random::<u128>());
         audit.record(&Call {
@@ -198,7 +197,7 @@ fn closing(status: StatusCode, message: String) -> Response<Body> {
 }
 
 async fn answer(
-    store: Store,
+    regions: &super::regions::Regions,
     request: Request<Incoming>,
     format: Option<Format>,
     settings: &Settings,
@@ -254,6 +253,7 @@ async fn answer(
     })
     .map_err(Failed::Refused)?;
     let (format, action) = (call.format, call.action);
+    let store = regions.store(auth::claimed_region(&signed).as_deref())?;
     if settings.audit.is_some() {
         seen.action = Some(action.clone());
     }

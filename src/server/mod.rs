@@ -15,6 +15,7 @@ pub mod limits;
 mod ops;
 pub mod policy;
 mod protocol;
+pub mod regions;
 pub mod store;
 pub mod tls;
 pub mod wire;
@@ -132,7 +133,7 @@ pub struct Server;
 pub struct RunningServer {
     local_addr: SocketAddr,
     https: bool,
-    store: Store,
+    regions: Arc<regions::Regions>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -185,12 +186,24 @@ impl Server {
             .local_addr()
             .map_err(|source| ServerError::Bind { addr, source })?;
         let (stop, stopped) = watch::channel(false);
+        let regions = Arc::new(
+            regions::Regions::open(
+                store,
+                config.clock.clone(),
+                config.data_dir.as_deref(),
+                config.kms_key_file.as_deref(),
+            )
+            .map_err(|source| ServerError::DataDir {
+                path: config.data_dir.clone().unwrap_or_default(),
+                source,
+            })?,
+        );
         let https = config.tls.is_some();
-        let task = tokio::spawn(serve(listener, store.clone(), config, stopped));
+        let task = tokio::spawn(serve(listener, regions.clone(), config, stopped));
         Ok(RunningServer {
             local_addr,
             https,
-            store,
+            regions,
             stop,
             task,
         })
@@ -208,28 +221,31 @@ impl RunningServer {
         format!("{scheme}://{}", self.local_addr)
     }
 
+    /// The home region's store.
     pub fn store(&self) -> &Store {
-        &self.store
+        self.regions.home()
     }
 
     /// The server clock, which tests advance to expire iterators and records.
     pub fn clock(&self) -> &Clock {
-        self.store.clock()
+        self.regions.home().clock()
     }
 
     /// Stops accepting, lets requests in progress finish (up to 5 s), syncs files.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
-        if let Err(error) = self.store.sync_files() {
-            tracing::error!(%error, "cannot sync shard files at shutdown");
+        for store in self.regions.all() {
+            if let Err(error) = store.sync_files() {
+                tracing::error!(%error, "cannot sync shard files at shutdown");
+            }
         }
     }
 }
 
 async fn serve(
     listener: TcpListener,
-    store: Store,
+    regions: Arc<regions::Regions>,
     config: ServerConfig,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -254,7 +270,7 @@ async fn serve(
     });
     // Upkeep runs on its own, whatever the accept loop is doing.
     let upkeep = tokio::spawn(upkeep(
-        store.clone(),
+        regions.clone(),
         config.audit.clone(),
         config.fsync_interval,
         config.data_dir.is_some(),
@@ -295,14 +311,14 @@ async fn serve(
         };
         let registration = connections.register();
         let _ = stream.set_nodelay(true);
-        let store = store.clone();
+        let regions = regions.clone();
         let settings = settings.clone();
         let connection = registration.connection.clone();
         let tracker = connections.clone();
         let idle_tracker = connections.clone();
         let service = hyper::service::service_fn(move |request| {
             let busy = tracker.busy(&connection);
-            let answer = http::handle(store.clone(), request, settings.clone(), peer);
+            let answer = http::handle(regions.clone(), request, settings.clone(), peer);
             async move {
                 let answered = answer.await;
                 answered.map(|response| response.map(|body| connections::Guarded { body, busy }))
@@ -386,7 +402,7 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
 
 /// Runs [`maintain`] every `interval` until `stopped`.
 async fn upkeep(
-    store: Store,
+    regions: Arc<regions::Regions>,
     audit: Option<Arc<audit::AuditLog>>,
     interval: Duration,
     persistent: bool,
@@ -402,7 +418,9 @@ async fn upkeep(
     loop {
         tokio::select! {
             _ = ticks.tick() => {
-                maintain(&store, persistent).await;
+                for store in regions.all() {
+                    maintain(&store, persistent).await;
+                }
                 sync_audit(audit.clone()).await;
             }
             _ = stopped.changed() => {

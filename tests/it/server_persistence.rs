@@ -189,3 +189,85 @@ async fn resharded_streams_and_retention_come_back_after_restart() {
         .unwrap();
     assert_ne!(child.shard_id, "shardId-000000000000");
 }
+
+/// Each region a client is configured for is its own namespace of streams, as on
+/// AWS: the same name in two regions is two streams with their own ARNs and records,
+/// and with `--data-dir` both come back after a kill -9.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_region_is_its_own_namespace_and_survives_a_restart() {
+    use crate::support::kinesis_client_in;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let args = [
+        "--data-dir",
+        data_dir,
+        "--no-limits",
+        "--create-delay-ms",
+        "0",
+    ];
+    let server = ServerProcess::start(&args);
+    let east = kinesis_client_in(&server.endpoint, "us-east-1");
+    let west = kinesis_client_in(&server.endpoint, "eu-west-1");
+    for (client, shards) in [(&east, 1), (&west, 3)] {
+        client
+            .create_stream()
+            .stream_name("durable")
+            .shard_count(shards)
+            .send()
+            .await
+            .unwrap();
+    }
+    for (client, text) in [(&east, "east"), (&west, "west")] {
+        client
+            .put_record()
+            .stream_name("durable")
+            .partition_key("k")
+            .explicit_hash_key("0")
+            .data(Blob::new(text))
+            .send()
+            .await
+            .unwrap();
+    }
+    let check = async |server: &ServerProcess| {
+        let east = kinesis_client_in(&server.endpoint, "us-east-1");
+        let west = kinesis_client_in(&server.endpoint, "eu-west-1");
+        let summary = |client: aws_sdk_kinesis::Client| async move {
+            client
+                .describe_stream_summary()
+                .stream_name("durable")
+                .send()
+                .await
+                .unwrap()
+                .stream_description_summary
+                .unwrap()
+        };
+        let (e, w) = (summary(east.clone()).await, summary(west.clone()).await);
+        assert_eq!(
+            e.stream_arn,
+            "arn:aws:kinesis:us-east-1:000000000000:stream/durable"
+        );
+        assert_eq!(
+            w.stream_arn,
+            "arn:aws:kinesis:eu-west-1:000000000000:stream/durable"
+        );
+        assert_eq!((e.open_shard_count, w.open_shard_count), (1, 3));
+        let data = |records: Vec<(String, Vec<u8>)>| {
+            records.into_iter().map(|(_, d)| d).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            data(read_shard(&east, "shardId-000000000000").await),
+            [b"east".to_vec()]
+        );
+        assert_eq!(
+            data(read_shard(&west, "shardId-000000000000").await),
+            [b"west".to_vec()]
+        );
+        let other = kinesis_client_in(&server.endpoint, "ap-south-1");
+        let names = other.list_streams().send().await.unwrap().stream_names;
+        assert!(names.is_empty(), "{names:?}");
+    };
+    check(&server).await;
+    server.kill_9();
+    let restarted = ServerProcess::start(&args);
+    check(&restarted).await;
+}

@@ -60,9 +60,14 @@ pub async fn start_server(config: ServerConfig) -> RunningServer {
 
 /// A real `aws-sdk-kinesis` client pointed at `endpoint`, with static test credentials.
 pub fn kinesis_client(endpoint: &str) -> aws_sdk_kinesis::Client {
+    kinesis_client_in(endpoint, "us-east-1")
+}
+
+/// [`kinesis_client`] configured for `region` (which its signatures then name).
+pub fn kinesis_client_in(endpoint: &str, region: &str) -> aws_sdk_kinesis::Client {
     let config = aws_sdk_kinesis::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
+        .region(Region::new(region.to_owned()))
         .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
         .endpoint_url(endpoint)
         .build();
