@@ -23,13 +23,14 @@ use crate::kinesis::limits;
 use crate::server::error::{KinesisError, OpResult};
 use crate::server::store::Store;
 use crate::server::store::records::IteratorStart;
-use crate::server::store::stream::lock;
+use crate::server::store::stream::{Listening, lock};
 use crate::server::wire::{self, Format, Timestamp};
 
 /// How long one subscription lasts, as on Kinesis.
 const SUBSCRIPTION: Duration = Duration::from_secs(5 * 60);
-/// How often the shard is looked at for new records.
-const POLL: Duration = Duration::from_millis(100);
+/// How long a quiet subscription waits for an append before it looks at the shard
+/// anyway (appends wake it at once; this is the safety net).
+const POLL: Duration = Duration::from_millis(250);
 /// Longest gap between events when nothing arrives.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A consumer's read throughput per shard.
@@ -154,6 +155,7 @@ pub fn subscribe(store: &Store, format: Format, body: &[u8]) -> OpResult<mpsc::R
         .map(|shard| shard.starting_sequence_number())
         .unwrap_or_default();
     let subscription = store.subscribe(&consumer_arn, &shard_id, index)?;
+    let listening = stream.shard(index).map(Listening::new);
     let (frames, receiver) = mpsc::channel(4);
     tokio::spawn(push(
         store.clone(),
@@ -161,7 +163,7 @@ pub fn subscribe(store: &Store, format: Format, body: &[u8]) -> OpResult<mpsc::R
         iterator,
         starting,
         frames,
-        subscription,
+        (subscription, listening),
     ));
     Ok(receiver)
 }
@@ -219,7 +221,10 @@ async fn push(
     mut iterator: String,
     mut continuation: String,
     frames: mpsc::Sender<Bytes>,
-    subscription: crate::server::store::subscriptions::Subscription,
+    (subscription, listening): (
+        crate::server::store::subscriptions::Subscription,
+        Option<Listening>,
+    ),
 ) {
     let Some(initial) = frame(
         "initial-response",
@@ -236,6 +241,12 @@ async fn push(
     let mut last_event = started;
     let mut pushed_bytes = 0usize;
     while tokio::time::Instant::now() < ends {
+        // Armed before the read, so an append between the read and the wait wakes it.
+        let mut appended =
+            std::pin::pin!(listening.as_ref().map(|l| l.shard().appended.notified()));
+        if let Some(notified) = appended.as_mut().as_pin_mut() {
+            notified.enable();
+        }
         if !subscription.is_current() {
             if let Some(bytes) = taken_over() {
                 let _ = frames.send(bytes).await;
@@ -294,7 +305,14 @@ async fn push(
             }
         }
         if quiet {
+            let woken = async {
+                match appended.as_mut().as_pin_mut() {
+                    Some(notified) => notified.await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                () = woken => {}
                 () = tokio::time::sleep(POLL) => {}
                 () = frames.closed() => return,
             }

@@ -116,6 +116,8 @@ impl Store {
                         KinesisError::internal(format!("Internal service failure: {e}"))
                     })?;
             }
+            drop(state);
+            shard.announce_append();
             return Ok(PutOutcome {
                 shard: shard.clone(),
                 sequence_number: sequence::format(

@@ -86,9 +86,42 @@ pub struct Shard {
     pub adjacent_parent: Option<ShardId>,
     pub created_ms: Millis,
     pub state: Mutex<ShardState>,
+    /// Woken when a record is appended, for the subscriptions waiting on the shard.
+    pub appended: tokio::sync::Notify,
+    /// Subscriptions waiting on `appended`; a put wakes them only when there are any,
+    /// so a shard nobody subscribes to pays one atomic load per record.
+    pub listeners: AtomicUsize,
+}
+
+/// A subscription's claim on a shard's append notifications, given back on drop.
+#[derive(Debug)]
+pub struct Listening(Arc<Shard>);
+
+impl Listening {
+    pub fn new(shard: Arc<Shard>) -> Self {
+        shard.listeners.fetch_add(1, Ordering::Relaxed);
+        Listening(shard)
+    }
+
+    pub fn shard(&self) -> &Shard {
+        &self.0
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.0.listeners.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Shard {
+    /// Wakes the subscriptions waiting for records, if any.
+    pub fn announce_append(&self) {
+        if self.listeners.load(Ordering::Relaxed) > 0 {
+            self.appended.notify_waiters();
+        }
+    }
+
     pub fn new(
         index: u32,
         range: HashKeyRange,
@@ -108,6 +141,8 @@ impl Shard {
                 limits: ShardLimits::new(now_ms),
                 file: None,
             }),
+            appended: tokio::sync::Notify::new(),
+            listeners: AtomicUsize::new(0),
         }
     }
 
