@@ -13,7 +13,8 @@
 //!    `UnknownOperationException` (anything else); no call is ever made.
 //! 3. No body: `SerializationException` for a known action, else
 //!    `UnknownOperationException`.
-//! 4. A body that is not a JSON object (or CBOR map): `SerializationException`.
+//! 4. A body that is not a JSON object (or CBOR map): `SerializationException`
+//!    (for a known action the first byte is checked here, the rest by its decoding).
 //! 5. A target that is not `Kinesis_20131202.<action this server answers>`:
 //!    `UnknownOperationException`.
 //!
@@ -107,9 +108,15 @@ pub fn check(front: Front<'_>) -> Result<Call, Refusal> {
         };
         return Err(Refusal::Bare { format, kind });
     }
-    let well_formed = match format {
-        Format::Json => is_json_object(front.body),
-        Format::Cbor => is_cbor_map(front.body),
+    // For a known action only the body's first byte is looked at here: the action's
+    // own decoding reads the rest once, and answers a malformed body the same way
+    // (see `wire::decode`). An unknown action's body is read whole, as Kinesis
+    // reports a malformed one before the unknown operation.
+    let well_formed = match (format, action) {
+        (Format::Json, Some(_)) => opens_json_object(front.body),
+        (Format::Json, None) => is_json_object(front.body),
+        (Format::Cbor, Some(_)) => opens_cbor_map(front.body),
+        (Format::Cbor, None) => is_cbor_map(front.body),
     };
     if !well_formed {
         return Err(Refusal::Bare {
@@ -127,6 +134,17 @@ pub fn check(front: Front<'_>) -> Result<Call, Refusal> {
             kind: ErrorKind::UnknownOperation,
         }),
     }
+}
+
+fn opens_json_object(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{')
+}
+
+/// CBOR major type 5 (a map), definite or indefinite length.
+fn opens_cbor_map(body: &[u8]) -> bool {
+    body.first().is_some_and(|b| b >> 5 == 5)
 }
 
 fn is_json_object(body: &[u8]) -> bool {

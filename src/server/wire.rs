@@ -44,10 +44,20 @@ pub fn decode<T: DeserializeOwned>(format: Format, body: &[u8]) -> Result<T, Kin
         body
     };
     match format {
-        Format::Json => serde_json::from_slice(body)
-            .map_err(|e| KinesisError::serialization(serialization_message(&e.to_string()))),
-        Format::Cbor => ciborium::from_reader(body)
-            .map_err(|e| KinesisError::serialization(serialization_message(&e.to_string()))),
+        // A body that is not JSON at all gets a bare SerializationException, as
+        // Kinesis answers it; a member of the wrong type gets a message.
+        Format::Json => serde_json::from_slice(body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                KinesisError::serialization("")
+            }
+            _ => KinesisError::serialization(serialization_message(&e.to_string())),
+        }),
+        Format::Cbor => ciborium::from_reader(body).map_err(|e| match e {
+            ciborium::de::Error::Semantic(_, message) => {
+                KinesisError::serialization(serialization_message(&message))
+            }
+            _ => KinesisError::serialization(""),
+        }),
     }
 }
 
