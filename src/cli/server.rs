@@ -32,6 +32,12 @@ pub struct ServerArgs {
     /// encrypted records is an error at start.
     #[arg(long, value_name = "FILE", requires = "data_dir")]
     kms_key_file: Option<PathBuf>,
+
+    /// Deliver Firehose delivery streams' objects here: the bucket `arn:aws:s3:::NAME`
+    /// is the directory DIR/NAME, an object a file at its Firehose key, written whole
+    /// (temporary name, fsync, rename). Without it CreateDeliveryStream is refused
+    #[arg(long, value_name = "DIR")]
+    s3_dir: Option<PathBuf>,
     /// Create this stream (ACTIVE at once) at start if it does not exist; NAME or NAME:SHARDS.
     #[arg(long, value_name = "NAME[:SHARDS]")]
     create_stream: Vec<String>,
@@ -194,6 +200,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
         },
         data_dir: args.data_dir,
         kms_key_file: args.kms_key_file,
+        s3_dir: args.s3_dir,
         create_streams: args
             .create_stream
             .iter()

@@ -64,6 +64,8 @@ pub struct Settings {
     pub audit: Option<Arc<AuditLog>>,
     /// Who may do what; `None` allows every call.
     pub policies: Option<Arc<Policies>>,
+    /// The delivery streams Firehose calls work on.
+    pub firehose: Arc<super::firehose::Firehose>,
 }
 
 /// What an audited call showed of itself.
@@ -253,6 +255,20 @@ async fn answer(
     })
     .map_err(Failed::Refused)?;
     let (format, action) = (call.format, call.action);
+    if call.service == protocol::Service::Firehose {
+        if settings.audit.is_some() {
+            seen.action = Some(action.clone());
+        }
+        match &settings.identities {
+            Some(identities) => {
+                identities.verify(&signed, std::time::SystemTime::now())?;
+            }
+            None => auth::check_shape(&signed)?,
+        }
+        return Ok(Answer::Body(
+            settings.firehose.dispatch(&action, call_body)?,
+        ));
+    }
     let store = regions.store(auth::claimed_region(&signed).as_deref())?;
     if settings.audit.is_some() {
         seen.action = Some(action.clone());

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod clock;
 mod connections;
 pub mod error;
+pub mod firehose;
 mod http;
 pub mod limits;
 mod ops;
@@ -60,6 +61,8 @@ pub struct ServerConfig {
     /// The master key for encrypted streams' records; `DATA_DIR/master.key` (created
     /// when absent) when `None`.
     pub kms_key_file: Option<PathBuf>,
+    /// Where Firehose delivers S3 objects (`arn:aws:s3:::NAME` is `S3_DIR/NAME`).
+    pub s3_dir: Option<PathBuf>,
     /// Who may sign requests; `None` serves every request unchecked.
     pub identities: Option<Arc<auth::Identities>>,
     /// Who may do what (see [`policy`]); `None` allows every call.
@@ -81,6 +84,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
             kms_key_file: None,
+            s3_dir: None,
             identities: None,
             policies: None,
             audit: None,
@@ -134,6 +138,7 @@ pub struct RunningServer {
     local_addr: SocketAddr,
     https: bool,
     regions: Arc<regions::Regions>,
+    firehose: Arc<firehose::Firehose>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -198,12 +203,25 @@ impl Server {
                 source,
             })?,
         );
+        let firehose = Arc::new(firehose::Firehose::new(
+            config.clock.clone(),
+            &config.store.region,
+            &config.store.account_id,
+            config.s3_dir.clone(),
+        ));
         let https = config.tls.is_some();
-        let task = tokio::spawn(serve(listener, regions.clone(), config, stopped));
+        let task = tokio::spawn(serve(
+            listener,
+            regions.clone(),
+            firehose.clone(),
+            config,
+            stopped,
+        ));
         Ok(RunningServer {
             local_addr,
             https,
             regions,
+            firehose,
             stop,
             task,
         })
@@ -235,6 +253,8 @@ impl RunningServer {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        let firehose = self.firehose.clone();
+        let _ = tokio::task::spawn_blocking(move || firehose.flush_all()).await;
         for store in self.regions.all() {
             if let Err(error) = store.sync_files() {
                 tracing::error!(%error, "cannot sync shard files at shutdown");
@@ -246,6 +266,7 @@ impl RunningServer {
 async fn serve(
     listener: TcpListener,
     regions: Arc<regions::Regions>,
+    firehose: Arc<firehose::Firehose>,
     config: ServerConfig,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -267,10 +288,12 @@ async fn serve(
         identities: config.identities.clone(),
         policies: config.policies.clone(),
         audit: config.audit.clone(),
+        firehose: firehose.clone(),
     });
     // Upkeep runs on its own, whatever the accept loop is doing.
     let upkeep = tokio::spawn(upkeep(
         regions.clone(),
+        firehose,
         config.audit.clone(),
         config.fsync_interval,
         config.data_dir.is_some(),
@@ -403,6 +426,7 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
 /// Runs [`maintain`] every `interval` until `stopped`.
 async fn upkeep(
     regions: Arc<regions::Regions>,
+    firehose: Arc<firehose::Firehose>,
     audit: Option<Arc<audit::AuditLog>>,
     interval: Duration,
     persistent: bool,
@@ -421,6 +445,8 @@ async fn upkeep(
                 for store in regions.all() {
                     maintain(&store, persistent).await;
                 }
+                let firehose = firehose.clone();
+                let _ = tokio::task::spawn_blocking(move || firehose.flush_due()).await;
                 sync_audit(audit.clone()).await;
             }
             _ = stopped.changed() => {

@@ -34,11 +34,19 @@ pub const TARGET_PREFIX: &str = "Kinesis_20131202.";
 /// The content type of the deprecated JSON protocol.
 const DEPRECATED_JSON: &str = "application/json";
 
+/// The service a call is for: Kinesis Data Streams, or Firehose on the same port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Kinesis,
+    Firehose,
+}
+
 /// What a request that passed the checks asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
     pub format: Format,
     pub action: String,
+    pub service: Service,
 }
 
 /// A request refused before it became a call, with the answer Kinesis gives it.
@@ -97,10 +105,18 @@ pub fn check(front: Front<'_>) -> Result<Call, Refusal> {
     let Some(format) = content_type.and_then(Format::from_content_type) else {
         return Err(refused());
     };
-    let action = front
-        .target
-        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
-        .filter(|a| ops::names().any(|name| name == *a));
+    let action = front.target.and_then(|target| {
+        if let Some(action) = target.strip_prefix(TARGET_PREFIX) {
+            ops::names()
+                .any(|name| name == action)
+                .then_some((action, Service::Kinesis))
+        } else {
+            let action = target.strip_prefix(super::firehose::TARGET_PREFIX)?;
+            super::firehose::ACTIONS
+                .contains(&action)
+                .then_some((action, Service::Firehose))
+        }
+    });
     if front.body.is_empty() {
         let kind = match action {
             Some(_) => ErrorKind::Serialization,
@@ -125,9 +141,10 @@ pub fn check(front: Front<'_>) -> Result<Call, Refusal> {
         });
     }
     match action {
-        Some(action) => Ok(Call {
+        Some((action, service)) => Ok(Call {
             format,
             action: action.to_owned(),
+            service,
         }),
         None => Err(Refusal::Bare {
             format,
@@ -350,6 +367,32 @@ mod tests {
                 bare(UnknownOperation),
             ),
             (
+                "firehose",
+                front(
+                    &post,
+                    Some(JSON),
+                    Some("Firehose_20150804.ListDeliveryStreams"),
+                    b"{}",
+                    true,
+                ),
+                Ok(Call {
+                    format: Format::Json,
+                    action: "ListDeliveryStreams".into(),
+                    service: Service::Firehose,
+                }),
+            ),
+            (
+                "firehose, a Kinesis action",
+                front(
+                    &post,
+                    Some(JSON),
+                    Some("Firehose_20150804.ListStreams"),
+                    b"{}",
+                    true,
+                ),
+                bare(UnknownOperation),
+            ),
+            (
                 "deprecated",
                 front(&post, Some("application/json"), list, b"{}", true),
                 Err(Refusal::Deprecated {
@@ -382,6 +425,7 @@ mod tests {
                 Ok(Call {
                     format: Format::Json,
                     action: "ListStreams".into(),
+                    service: Service::Kinesis,
                 }),
             ),
         ];
@@ -399,7 +443,8 @@ mod tests {
             check(front(&post, cbor, list, &[0xa0], false)),
             Ok(Call {
                 format: Format::Cbor,
-                action: "ListStreams".into()
+                action: "ListStreams".into(),
+                service: Service::Kinesis,
             })
         );
         assert_eq!(

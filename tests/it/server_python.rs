@@ -173,3 +173,26 @@ fn boto3_calls_every_action_and_gets_kinesis_errors_for_invalid_input() {
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("all actions ok"));
 }
+
+/// boto3's Firehose client: DirectPut delivery streams deliver GZIP objects on a 1 s
+/// interval and plain ones when the size hint is reached, to `--s3-dir`
+/// (`tests/python/firehose_s3.py`).
+#[test]
+fn boto3_firehose_delivers_objects_to_the_s3_directory() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let s3_dir = dir.path().to_str().unwrap_or_default().to_owned();
+    let server = ServerProcess::start(&["--s3-dir", &s3_dir]);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/firehose_s3.py");
+    let output = Command::new(python_env().join("bin/python"))
+        .arg(script)
+        .arg(&server.endpoint)
+        .arg(&s3_dir)
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("firehose ok"));
+}

@@ -30,7 +30,7 @@ mod shards;
 mod streams;
 mod subscribe;
 mod tags;
-mod validate;
+pub(super) mod validate;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
