@@ -645,9 +645,8 @@ fn config_marker() -> String {
     shardcar::config::DEFAULT_SPLIT_MARKER.to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stream_that_takes_two_mib_records_gets_a_one_and_a_half_mib_line_whole() {
-    let setup = Setup::new(1).await;
+/// UpdateMaxRecordSize on the setup's stream.
+async fn raise_record_limit(setup: &Setup, kib: i32) {
     let arn = setup
         .client
         .describe_stream_summary()
@@ -662,10 +661,16 @@ async fn a_stream_that_takes_two_mib_records_gets_a_one_and_a_half_mib_line_whol
         .client
         .update_max_record_size()
         .stream_arn(&arn)
-        .max_record_size_in_kib(2048)
+        .max_record_size_in_kib(kib)
         .send()
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_that_takes_two_mib_records_gets_a_one_and_a_half_mib_line_whole() {
+    let setup = Setup::new(1).await;
+    raise_record_limit(&setup, 2048).await;
     let big = format!("big {}", "c".repeat(1_500_000)).into_bytes();
     append(&setup.logs().join("app.log"), std::slice::from_ref(&big));
     let agent = setup
@@ -683,24 +688,7 @@ async fn a_stream_that_takes_two_mib_records_gets_a_one_and_a_half_mib_line_whol
 #[tokio::test(flavor = "multi_thread")]
 async fn eight_mib_lines_ship_as_single_records_to_a_ten_mib_stream_and_consume_reads_them_whole() {
     let setup = Setup::new(1).await;
-    let arn = setup
-        .client
-        .describe_stream_summary()
-        .stream_name("logs")
-        .send()
-        .await
-        .unwrap()
-        .stream_description_summary
-        .unwrap()
-        .stream_arn;
-    setup
-        .client
-        .update_max_record_size()
-        .stream_arn(&arn)
-        .max_record_size_in_kib(10240)
-        .send()
-        .await
-        .unwrap();
+    raise_record_limit(&setup, 10240).await;
     let eight_mib = 8 * 1024 * 1024;
     let big: Vec<Vec<u8>> = ["first", "second"]
         .iter()

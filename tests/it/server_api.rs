@@ -1213,16 +1213,19 @@ async fn subscriptions_follow_a_split_from_parent_to_children_and_one_is_live_pe
         }
     };
     put(0..20).await;
-    let consumer_arn = client
-        .register_stream_consumer()
-        .stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/split")
-        .consumer_name("follower")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"))
-        .consumer()
-        .map(|c| c.consumer_arn().to_owned())
-        .unwrap_or_default();
+    let register = async |name: &str| {
+        client
+            .register_stream_consumer()
+            .stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/split")
+            .consumer_name(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .consumer()
+            .map(|c| c.consumer_arn().to_owned())
+            .unwrap_or_default()
+    };
+    let consumer_arn = register("follower").await;
     let subscribe = async |consumer: &str, shard: &str| {
         client
             .subscribe_to_shard()
@@ -1292,16 +1295,7 @@ async fn subscriptions_follow_a_split_from_parent_to_children_and_one_is_live_pe
     put(20..40).await;
     // Another consumer-shard pair is its own subscription: a fresh consumer reads the
     // parent while the first consumer's young subscription would still refuse.
-    let second_arn = client
-        .register_stream_consumer()
-        .stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/split")
-        .consumer_name("second")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"))
-        .consumer()
-        .map(|c| c.consumer_arn().to_owned())
-        .unwrap_or_default();
+    let second_arn = register("second").await;
     let (mut seen, children) = drain(&second_arn, "shardId-000000000000").await;
     assert_eq!(children, ["shardId-000000000001", "shardId-000000000002"]);
     let expected_parent: Vec<String> = (0..20).map(|i| format!("event {i:03}")).collect();

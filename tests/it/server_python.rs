@@ -133,21 +133,29 @@ fn aws_cli_writes_and_reads_back_a_record() {
     assert_eq!(shards["Shards"].as_array().unwrap().len(), 1);
 }
 
-#[test]
-fn boto3_round_trip() {
-    let server = ServerProcess::start(&[]);
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/boto3_roundtrip.py");
+/// Runs `tests/python/SCRIPT ARGS...` in the virtualenv; what it printed, after
+/// checking that it exited 0.
+fn run_python(script: &str, args: &[&str]) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
     let output = Command::new(python_env().join("bin/python"))
-        .arg(script)
-        .arg(&server.endpoint)
+        .arg(path)
+        .args(args)
         .output()
         .expect("run python");
     assert!(
         output.status.success(),
-        "{}",
+        "{script}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("boto3 ok"));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn boto3_round_trip() {
+    let server = ServerProcess::start(&[]);
+    assert!(run_python("boto3_roundtrip.py", &[&server.endpoint]).contains("boto3 ok"));
 }
 
 /// boto3 calls every action the server answers (all 39 of the Kinesis Data Streams
@@ -158,20 +166,9 @@ fn boto3_calls_every_action_and_gets_kinesis_errors_for_invalid_input() {
     let server = ServerProcess::start(&["--create-delay-ms", "0", "--account-id", "123456789012"]);
     let actions = shardcar::server::actions();
     assert_eq!(actions.len(), 39, "{actions:?}");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/all_actions.py");
-    let output = Command::new(python_env().join("bin/python"))
-        .arg(script)
-        .arg(&server.endpoint)
-        .arg("123456789012")
-        .args(&actions)
-        .output()
-        .expect("run python");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("all actions ok"));
+    let mut args = vec![server.endpoint.as_str(), "123456789012"];
+    args.extend(&actions);
+    assert!(run_python("all_actions.py", &args).contains("all actions ok"));
 }
 
 /// boto3's Firehose client: DirectPut delivery streams deliver GZIP objects on a 1 s
@@ -182,17 +179,5 @@ fn boto3_firehose_delivers_objects_to_the_s3_directory() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let s3_dir = dir.path().to_str().unwrap_or_default().to_owned();
     let server = ServerProcess::start(&["--s3-dir", &s3_dir]);
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/firehose_s3.py");
-    let output = Command::new(python_env().join("bin/python"))
-        .arg(script)
-        .arg(&server.endpoint)
-        .arg(&s3_dir)
-        .output()
-        .expect("run python");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("firehose ok"));
+    assert!(run_python("firehose_s3.py", &[&server.endpoint, &s3_dir]).contains("firehose ok"));
 }
