@@ -1,4 +1,4 @@
-//! Building AWS clients from `[kinesis]` settings, and saying in one line what went
+//! Building AWS clients from `[kinesis]` and `[firehose]` settings, and saying in one line what went
 //! wrong with a call.
 //!
 //! Credentials and region come from the SDK's default chain (environment, profile,
@@ -155,6 +155,22 @@ pub async fn kinesis_client(
         builder = builder.retry_config(RetryConfig::disabled());
     }
     Ok(aws_sdk_kinesis::Client::from_conf(builder.build()))
+}
+
+/// Builds a Firehose client from a `[firehose]` section, as [`kinesis_client`] does.
+pub async fn firehose_client(
+    settings: &KinesisConfig,
+    purpose: Purpose,
+) -> Result<aws_sdk_firehose::Client, ClientError> {
+    let sdk_config = sdk_config(settings).await?;
+    let mut builder = aws_sdk_firehose::config::Builder::from(&sdk_config);
+    if let Some(endpoint) = &settings.endpoint_url {
+        builder = builder.endpoint_url(endpoint);
+    }
+    if purpose == Purpose::Producer {
+        builder = builder.retry_config(RetryConfig::disabled());
+    }
+    Ok(aws_sdk_firehose::Client::from_conf(builder.build()))
 }
 
 /// Where the credentials come from, for a message about refused or missing ones.

@@ -281,21 +281,29 @@ impl RunningAgent {
         config: FlowConfig,
         start: FlowStart,
     ) -> Result<PreparedFlow, AgentError> {
-        if let Some(profile) = &config.kinesis.profile
+        if let Some(profile) = &config.service.profile
             && !crate::aws::profile_exists(profile)
         {
             tracing::warn!(flow = %config.name, profile = %profile, "the profile is in neither the AWS config file nor the credentials file (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE, ~/.aws/); calls will fail until it is");
         }
-        let client = crate::aws::kinesis_client(&config.kinesis, crate::aws::Purpose::Producer)
-            .await
-            .map_err(|source| AgentError::Client {
-                flow: config.name.clone(),
-                source,
-            })?;
         let producer_config = producer_config::for_flow(&config, &self.config.agent);
+        let client_error = |source| AgentError::Client {
+            flow: config.name.clone(),
+            source,
+        };
+        let purpose = crate::aws::Purpose::Producer;
+        let (producer, acks) = if config.destination.is_firehose() {
+            let client = crate::aws::firehose_client(&config.service, purpose)
+                .await
+                .map_err(client_error)?;
+            Producer::start_firehose::<Token>(producer_config, client, self.budget.clone())
+        } else {
+            let client = crate::aws::kinesis_client(&config.service, purpose)
+                .await
+                .map_err(client_error)?;
+            Producer::start_with_budget::<Token>(producer_config, client, self.budget.clone())
+        };
         let stats = Arc::new(FlowStats::default());
-        let (producer, acks) =
-            Producer::start_with_budget::<Token>(producer_config, client, self.budget.clone());
         let mut flow = match Flow::new(
             config.clone(),
             producer.clone(),
@@ -359,8 +367,8 @@ impl RunningAgent {
         let reader = reader::Reader::start(&config.name, flow.run(stopped));
         let acks = tokio::spawn(apply_acks(acks, self.ledger.clone(), stats.clone()));
         self.readiness
-            .add(&config.name, config.stream.as_str(), producer.clone());
-        tracing::info!(flow = %config.name, stream.name = %config.stream, include = ?config.include, "flow started");
+            .add(&config.name, config.destination.name(), producer.clone());
+        tracing::info!(flow = %config.name, destination = %config.destination, include = ?config.include, "flow started");
         self.flows.insert(
             config.name.clone(),
             RunningFlow {

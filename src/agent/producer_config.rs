@@ -9,11 +9,11 @@ use crate::producer::ProducerConfig;
 /// The producer a flow runs.
 pub fn for_flow(flow: &FlowConfig, agent: &AgentConfig) -> ProducerConfig {
     ProducerConfig {
-        stream: flow.stream.as_str().to_owned(),
+        stream: flow.destination.name().to_owned(),
         name: flow.name.clone(),
-        credentials: crate::aws::credentials_source(&flow.kinesis),
-        retry_base: flow.kinesis.retry_base,
-        retry_max: flow.kinesis.retry_max,
+        credentials: crate::aws::credentials_source(&flow.service),
+        retry_base: flow.service.retry_base,
+        retry_max: flow.service.retry_max,
         aggregation: flow.aggregation,
         throttle: flow.throttle,
         max_in_flight_bytes: agent.max_in_flight_bytes,
@@ -22,7 +22,12 @@ pub fn for_flow(flow: &FlowConfig, agent: &AgentConfig) -> ProducerConfig {
         // limit, when lower, is applied by the producer and the flow sizes to it.
         max_record_bytes: (flow.max_record_bytes + limits::MAX_PARTITION_KEY_CHARS)
             .min(limits::MAX_RECORD_BYTES_UPPER_BOUND),
-        body_format: flow.kinesis.body_format,
+        body_format: flow.service.body_format,
+        max_request_bytes: if flow.destination.is_firehose() {
+            limits::FIREHOSE_BATCH_MAX_BYTES
+        } else {
+            limits::PUT_RECORDS_MAX_BYTES
+        },
         dead_letter_path: Some(
             agent
                 .state_dir

@@ -1,7 +1,9 @@
 //! Frames into records: each whole line through the flow's transforms, a partition
 //! key chosen (the pieces of a split line share their first piece's), and sized to
-//! the stream's record limit by the `oversize` policy. No I/O: the flow reads, this
-//! decides what is sent, and what is dropped is acknowledged at once.
+//! the stream's record limit by the `oversize` policy. For a Firehose delivery
+//! stream, every line's record ends with its newline: Firehose's objects are its
+//! records end to end, so they read back as the lines did. No I/O: the flow reads,
+//! this decides what is sent, and what is dropped is acknowledged at once.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -74,6 +76,9 @@ impl RecordMaker {
     /// Turns `out`'s frames into records no larger than `limit` (partition key plus
     /// data). Records whose key only has to spread them leave it to the producer.
     pub fn make(&mut self, source: &Source<'_>, out: Framed, limit: usize) -> Made {
+        let newline = self.config.destination.is_firehose();
+        // Room for the newline a Firehose record ends with.
+        let limit = limit.saturating_sub(usize::from(newline)).max(1);
         FlowStats::add(&self.stats.oversize_records, out.oversize);
         let mut handled: Vec<(ReadingId, Range<u64>)> = out
             .dropped
@@ -152,13 +157,19 @@ impl RecordMaker {
             if over {
                 FlowStats::add(&self.stats.oversize_records, 1);
             }
-            let records = match fitted {
+            let mut records = match fitted {
                 Fitted::Skipped => {
                     handled.push((source.reading, frame.range));
                     continue;
                 }
                 Fitted::Records(records) => records,
             };
+            if newline
+                && !piece.continued()
+                && let Some(last) = records.last_mut()
+            {
+                *last = with_newline(last);
+            }
             // Cut again, the parts cover one range: it is acknowledged with the last.
             let group = (records.len() > 1)
                 .then(|| Arc::new(std::sync::atomic::AtomicUsize::new(records.len())));
@@ -187,6 +198,14 @@ impl RecordMaker {
     }
 }
 
+/// `data` and a newline, in one new buffer.
+fn with_newline(data: &bytes::Bytes) -> bytes::Bytes {
+    let mut line = bytes::BytesMut::with_capacity(data.len() + 1);
+    line.extend_from_slice(data);
+    line.extend_from_slice(b"\n");
+    line.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -201,6 +220,36 @@ mod tests {
         );
         let config = Config::parse(&text, "test").unwrap_or_else(|e| panic!("{e}"));
         RecordMaker::new(config.flows[0].clone(), "host-1".into(), Arc::default())
+    }
+
+    fn firehose_maker(flow: &str) -> RecordMaker {
+        let text = format!(
+            "[[flows]]\nname = \"f\"\ndelivery_stream = \"d\"\ninclude = [\"/tmp/*.log\"]\n{flow}\n"
+        );
+        let config = Config::parse(&text, "test").unwrap_or_else(|e| panic!("{e}"));
+        RecordMaker::new(config.flows[0].clone(), "host-1".into(), Arc::default())
+    }
+
+    /// A Firehose object is its records end to end, so each line's record ends with
+    /// the newline, and a line cut to fit ends with it only after its last part.
+    #[test]
+    fn firehose_records_end_with_their_lines_newline() {
+        let mut maker = firehose_maker("split_marker = \"\"");
+        let out = Framed {
+            frames: vec![
+                frame("one", 0..4, Piece::Whole),
+                frame("abcdefghij", 4..15, Piece::Whole),
+            ],
+            ..Framed::default()
+        };
+        let made = maker.make(&source(1), out, SPREAD_KEY_LEN + 7);
+        let data: Vec<&[u8]> = made.records.iter().map(|(r, _)| &r.data[..]).collect();
+        let joined: Vec<u8> = data.concat();
+        assert_eq!(joined, b"one\nabcdefghij\n");
+        assert_eq!(data[0], b"one\n");
+        assert!(data.len() > 2, "the long line is cut: {data:?}");
+        assert!(data[1..data.len() - 1].iter().all(|d| !d.ends_with(b"\n")));
+        assert!(made.records.iter().all(|(_, token)| token.range.start < 15));
     }
 
     fn frame(data: &str, range: Range<u64>, piece: Piece) -> Frame {

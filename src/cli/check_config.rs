@@ -29,9 +29,13 @@ pub fn run(args: CheckConfigArgs) -> Result<()> {
     for flow in &config.flows {
         writeln!(
             stdout,
-            "  flow {:?} -> stream {:?}: {}",
+            "  flow {:?} -> {} {:?}: {}",
             flow.name,
-            flow.stream.as_str(),
+            match flow.destination {
+                crate::config::Destination::Stream(_) => "stream",
+                crate::config::Destination::DeliveryStream(_) => "delivery stream",
+            },
+            flow.destination.name(),
             flow.include.join(", ")
         )?;
     }

@@ -1,5 +1,7 @@
-//! `[[flows]]`: each flow's files, framing, transforms, partition key, aggregation,
-//! throttle and `[flows.kinesis]` overrides, checked value by value.
+//! `[[flows]]`: each flow's files, destination, framing, transforms, partition key,
+//! aggregation, throttle and `[flows.kinesis]`/`[flows.firehose]` overrides, checked
+//! value by value. A flow to a delivery stream gets Firehose's defaults (records of
+//! up to 1,000 KiB of packed lines, the delivery stream's quota as its throttle).
 
 use super::checker::{Checker, TRANSFORMS};
 use super::raw::{
@@ -8,8 +10,8 @@ use super::raw::{
 };
 use super::validate::service_config;
 use super::{
-    AggregationConfig, BytesPattern, DEFAULT_METADATA_KEY, DEFAULT_SPLIT_MARKER, FlowConfig,
-    KinesisConfig, Oversize, PartitionKeyStrategy, StartAt, ThrottleConfig, Transform,
+    AggregationConfig, BytesPattern, DEFAULT_METADATA_KEY, DEFAULT_SPLIT_MARKER, Destination,
+    FlowConfig, KinesisConfig, Oversize, PartitionKeyStrategy, StartAt, ThrottleConfig, Transform,
 };
 use crate::kinesis::{StreamName, limits};
 
@@ -25,35 +27,16 @@ pub(super) fn flow_config(
     key: &str,
     index: usize,
     raw: RawFlow,
-    kinesis: &KinesisConfig,
+    services: (&KinesisConfig, &KinesisConfig),
 ) -> FlowConfig {
     let at = |field: &str| format!("{key}.{field}");
 
-    let stream = match check.leaf(&at("stream"), raw.stream) {
-        None => {
-            check.problem(
-                at("stream"),
-                None,
-                "is required: the name of the Kinesis stream to send to",
-            );
-            None
-        }
-        Some(name) => match StreamName::new(&name) {
-            Ok(stream) => Some(stream),
-            Err(e) => {
-                check.bad(
-                    &at("stream"),
-                    format!("\"{name}\""),
-                    format!("must be {}", e.constraint),
-                );
-                None
-            }
-        },
-    };
+    let destination = destination(check, key, raw.stream, raw.delivery_stream);
+    let firehose = destination.as_ref().is_some_and(Destination::is_firehose);
     let name = check.leaf(&at("name"), raw.name).unwrap_or_else(|| {
-        stream
+        destination
             .as_ref()
-            .map_or_else(|| format!("flow-{index}"), |s| s.as_str().to_owned())
+            .map_or_else(|| format!("flow-{index}"), |d| d.name().to_owned())
     });
     if name.is_empty()
         || !name
@@ -89,13 +72,23 @@ pub(super) fn flow_config(
         StartAt::End,
         &[("end", StartAt::End), ("start", StartAt::Start)],
     );
-    let max_record_bytes = check.int_in(
-        &at("max_record_bytes"),
-        raw.max_record_bytes,
-        FlowConfig::DEFAULT_MAX_RECORD_BYTES as i64,
-        1..=MAX_RECORD_BYTES,
-        "bytes (a stream's record limit less 256 bytes for the partition key)",
-    ) as usize;
+    let max_record_bytes = if firehose {
+        check.int_in(
+            &at("max_record_bytes"),
+            raw.max_record_bytes,
+            FlowConfig::DEFAULT_FIREHOSE_MAX_RECORD_BYTES as i64,
+            1..=(FlowConfig::DEFAULT_FIREHOSE_MAX_RECORD_BYTES as i64),
+            "bytes (Firehose's record limit of 1,000 KiB less 256 bytes)",
+        )
+    } else {
+        check.int_in(
+            &at("max_record_bytes"),
+            raw.max_record_bytes,
+            FlowConfig::DEFAULT_MAX_RECORD_BYTES as i64,
+            1..=MAX_RECORD_BYTES,
+            "bytes (a stream's record limit less 256 bytes for the partition key)",
+        )
+    } as usize;
     let oversize = check.one_of(
         &at("oversize"),
         raw.oversize,
@@ -157,21 +150,50 @@ pub(super) fn flow_config(
         .collect();
     let partition_key = match check.leaf(&at("partition_key"), raw.partition_key) {
         None => PartitionKeyStrategy::Random,
+        Some(_) if firehose => {
+            check.problem(
+                at("partition_key"),
+                None,
+                "applies only to a flow to a Kinesis stream: Firehose records have no partition key; remove it",
+            );
+            PartitionKeyStrategy::Random
+        }
         Some(raw) => partition_key_strategy(check, &at("partition_key"), raw),
     };
     let raw_aggregation = check.section(&at("aggregation"), raw.aggregation);
-    let aggregation = aggregation_config(check, &at("aggregation"), raw_aggregation);
+    let aggregation = aggregation_config(check, &at("aggregation"), raw_aggregation, firehose);
     let raw_throttle = check.section(&at("throttle"), raw.throttle);
-    let throttle = throttle_config(check, &at("throttle"), raw_throttle);
-    let raw_kinesis = check.section(&at("kinesis"), raw.kinesis);
-    let kinesis = service_config(check, &at("kinesis"), raw_kinesis, kinesis);
+    let throttle = throttle_config(check, &at("throttle"), raw_throttle, firehose);
+    let (kinesis, firehose_base) = services;
+    let (section, raw_service, base, other, other_given) = if firehose {
+        let given = raw.kinesis.is_some();
+        ("firehose", raw.firehose, firehose_base, "kinesis", given)
+    } else {
+        let given = raw.firehose.is_some();
+        ("kinesis", raw.kinesis, kinesis, "firehose", given)
+    };
+    let raw_service = check.section(&at(section), raw_service);
+    if other_given {
+        let needs = if firehose {
+            "stream"
+        } else {
+            "delivery_stream"
+        };
+        check.problem(
+            at(other),
+            None,
+            format!("applies only to a flow with {needs} = \"...\"; this flow's service settings go in [flows.{section}]"),
+        );
+    }
+    let service = service_config(check, &at(section), raw_service, base);
 
     FlowConfig {
         name,
         include,
         exclude,
-        stream: stream
-            .unwrap_or_else(|| StreamName::new("invalid").unwrap_or_else(|_| unreachable!())),
+        destination: destination.unwrap_or_else(|| {
+            Destination::Stream(StreamName::new("invalid").unwrap_or_else(|_| unreachable!()))
+        }),
         start_at,
         max_record_bytes,
         oversize,
@@ -184,7 +206,69 @@ pub(super) fn flow_config(
         partition_key,
         aggregation,
         throttle,
-        kinesis,
+        service,
+    }
+}
+
+/// `stream` or `delivery_stream`: exactly one of them.
+fn destination(
+    check: &mut Checker,
+    key: &str,
+    stream: Option<Checked<String>>,
+    delivery_stream: Option<Checked<String>>,
+) -> Option<Destination> {
+    let at = |field: &str| format!("{key}.{field}");
+    let stream = check.leaf(&at("stream"), stream);
+    let delivery_stream = check.leaf(&at("delivery_stream"), delivery_stream);
+    let named =
+        |check: &mut Checker, field: &str, name: String, longest: usize| match StreamName::new(
+            &name,
+        ) {
+            Ok(valid) if name.len() <= longest => Some(valid),
+            Ok(_) => {
+                check.bad(
+                    &at(field),
+                    format!("\"{name}\""),
+                    format!("must be 1 to {longest} characters from [a-zA-Z0-9_.-]"),
+                );
+                None
+            }
+            Err(e) => {
+                check.bad(
+                    &at(field),
+                    format!("\"{name}\""),
+                    format!("must be {}", e.constraint),
+                );
+                None
+            }
+        };
+    match (stream, delivery_stream) {
+        (Some(_), Some(delivery)) => {
+            check.bad(
+                &at("delivery_stream"),
+                format!("\"{delivery}\""),
+                "cannot be set with stream: a flow ships to one Kinesis stream or one Firehose delivery stream; split it into two flows",
+            );
+            None
+        }
+        (Some(name), None) => {
+            named(check, "stream", name, limits::MAX_STREAM_NAME_CHARS).map(Destination::Stream)
+        }
+        (None, Some(name)) => named(
+            check,
+            "delivery_stream",
+            name,
+            limits::MAX_DELIVERY_STREAM_NAME_CHARS,
+        )
+        .map(Destination::DeliveryStream),
+        (None, None) => {
+            check.problem(
+                at("stream"),
+                None,
+                "is required: the name of the Kinesis stream to send to (or delivery_stream = \"...\" for a Firehose delivery stream)",
+            );
+            None
+        }
     }
 }
 
@@ -335,16 +419,33 @@ fn partition_key_strategy(
     }
 }
 
-fn aggregation_config(check: &mut Checker, key: &str, raw: RawAggregation) -> AggregationConfig {
+fn aggregation_config(
+    check: &mut Checker,
+    key: &str,
+    raw: RawAggregation,
+    firehose: bool,
+) -> AggregationConfig {
     let at = |field: &str| format!("{key}.{field}");
-    let default = AggregationConfig::DEFAULT;
+    let (default, largest, what) = if firehose {
+        (
+            AggregationConfig::FIREHOSE,
+            limits::FIREHOSE_MAX_RECORD_BYTES,
+            "bytes (lines packed into one Firehose record; at most its limit of 1,000 KiB, the default)",
+        )
+    } else {
+        (
+            AggregationConfig::DEFAULT,
+            limits::MAX_RECORD_BYTES_UPPER_BOUND,
+            "bytes (at most the stream's record limit; 51200 is the KPL's default)",
+        )
+    };
     let max_bytes = check.int_in(
         &at("max_bytes"),
         raw.max_bytes,
         default.max_bytes as i64,
         // Room for the 1-byte outer key, magic and trailer plus one small record.
-        64..=(limits::MAX_RECORD_BYTES_UPPER_BOUND as i64),
-        "bytes (at most the stream's record limit; 51200 is the KPL's default)",
+        64..=(largest as i64),
+        what,
     );
     let max_records = check.int_in(
         &at("max_records"),
@@ -358,29 +459,89 @@ fn aggregation_config(check: &mut Checker, key: &str, raw: RawAggregation) -> Ag
         enabled: check
             .leaf(&at("enabled"), raw.enabled)
             .unwrap_or(default.enabled),
+        format: default.format,
         max_bytes: max_bytes as usize,
         max_records: max_records as usize,
         linger,
     }
 }
 
-fn throttle_config(check: &mut Checker, key: &str, raw: RawThrottle) -> ThrottleConfig {
+fn throttle_config(
+    check: &mut Checker,
+    key: &str,
+    raw: RawThrottle,
+    firehose: bool,
+) -> ThrottleConfig {
     let at = |field: &str| format!("{key}.{field}");
-    let default = ThrottleConfig::DEFAULT;
-    let records = check.int_in(
-        &at("records_per_second_per_shard"),
-        raw.records_per_second_per_shard,
-        i64::from(default.records_per_second_per_shard),
-        1..=(limits::SHARD_WRITE_RECORDS_PER_SEC as i64),
-        "records per second (a shard accepts at most 1000)",
-    );
-    let bytes = check.int_in(
-        &at("bytes_per_second_per_shard"),
-        raw.bytes_per_second_per_shard,
-        i64::from(default.bytes_per_second_per_shard),
-        1024..=(limits::SHARD_WRITE_BYTES_PER_SEC as i64),
-        "bytes per second (a shard accepts at most 1048576)",
-    );
+    let misplaced = [
+        (
+            "records_per_second_per_shard",
+            raw.records_per_second_per_shard.is_some(),
+            false,
+        ),
+        (
+            "bytes_per_second_per_shard",
+            raw.bytes_per_second_per_shard.is_some(),
+            false,
+        ),
+        ("records_per_second", raw.records_per_second.is_some(), true),
+        ("bytes_per_second", raw.bytes_per_second.is_some(), true),
+    ];
+    for (field, set, for_firehose) in misplaced {
+        if set && for_firehose != firehose {
+            let (applies, instead) = if for_firehose {
+                (
+                    "a flow to a delivery stream",
+                    "records_per_second_per_shard and bytes_per_second_per_shard",
+                )
+            } else {
+                (
+                    "a flow to a Kinesis stream",
+                    "records_per_second and bytes_per_second (the delivery stream's quota)",
+                )
+            };
+            check.problem(
+                at(field),
+                None,
+                format!("applies only to {applies}; this flow's throttle takes {instead}"),
+            );
+        }
+    }
+    let (default, records, bytes) = if firehose {
+        let default = ThrottleConfig::FIREHOSE;
+        let records = check.int_in(
+            &at("records_per_second"),
+            raw.records_per_second,
+            i64::from(default.records_per_second_per_shard),
+            1..=10_000_000,
+            "records per second (the delivery stream's quota: 5000 by default, more where AWS raised it)",
+        );
+        let bytes = check.int_in(
+            &at("bytes_per_second"),
+            raw.bytes_per_second,
+            i64::from(default.bytes_per_second_per_shard),
+            1024..=(u32::MAX as i64),
+            "bytes per second (the delivery stream's quota: 5242880 by default, 1048576 in some regions)",
+        );
+        (default, records, bytes)
+    } else {
+        let default = ThrottleConfig::DEFAULT;
+        let records = check.int_in(
+            &at("records_per_second_per_shard"),
+            raw.records_per_second_per_shard,
+            i64::from(default.records_per_second_per_shard),
+            1..=(limits::SHARD_WRITE_RECORDS_PER_SEC as i64),
+            "records per second (a shard accepts at most 1000)",
+        );
+        let bytes = check.int_in(
+            &at("bytes_per_second_per_shard"),
+            raw.bytes_per_second_per_shard,
+            i64::from(default.bytes_per_second_per_shard),
+            1024..=(limits::SHARD_WRITE_BYTES_PER_SEC as i64),
+            "bytes per second (a shard accepts at most 1048576)",
+        );
+        (default, records, bytes)
+    };
     let share = match check.leaf(&at("share"), raw.share) {
         None => default.share,
         Some(s) if s > 0.0 && s <= 1.0 => s,

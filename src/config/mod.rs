@@ -30,6 +30,8 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/shardcar/agent.toml";
 pub struct Config {
     pub agent: AgentConfig,
     pub kinesis: KinesisConfig,
+    /// `[firehose]`: the same keys as `[kinesis]`, for flows to delivery streams.
+    pub firehose: KinesisConfig,
     pub flows: Vec<FlowConfig>,
 }
 
@@ -140,13 +142,54 @@ impl Default for KinesisConfig {
     }
 }
 
-/// One `[[flows]]` table: a set of files shipped to one stream.
+/// Where a flow's records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A Kinesis data stream (`stream = "..."`).
+    Stream(StreamName),
+    /// A Firehose delivery stream (`delivery_stream = "..."`): lines keep their
+    /// newline and are packed, several to a Firehose record, since the objects Firehose
+    /// writes are the concatenation of its records.
+    DeliveryStream(StreamName),
+}
+
+impl Destination {
+    /// The stream's or delivery stream's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Destination::Stream(name) | Destination::DeliveryStream(name) => name.as_str(),
+        }
+    }
+
+    pub fn is_firehose(&self) -> bool {
+        matches!(self, Destination::DeliveryStream(_))
+    }
+
+    /// The service, for messages.
+    pub fn service(&self) -> &'static str {
+        match self {
+            Destination::Stream(_) => "Kinesis",
+            Destination::DeliveryStream(_) => "Firehose",
+        }
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Stream(name) => write!(f, "stream {name}"),
+            Destination::DeliveryStream(name) => write!(f, "delivery stream {name}"),
+        }
+    }
+}
+
+/// One `[[flows]]` table: a set of files shipped to one stream or delivery stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlowConfig {
     pub name: String,
     pub include: Vec<String>,
     pub exclude: Vec<String>,
-    pub stream: StreamName,
+    pub destination: Destination,
     pub start_at: StartAt,
     pub max_record_bytes: usize,
     pub oversize: Oversize,
@@ -163,8 +206,9 @@ pub struct FlowConfig {
     pub partition_key: PartitionKeyStrategy,
     pub aggregation: AggregationConfig,
     pub throttle: ThrottleConfig,
-    /// The global `[kinesis]` section with this flow's overrides applied.
-    pub kinesis: KinesisConfig,
+    /// The service's settings: the global `[kinesis]` (or, for a delivery stream,
+    /// `[firehose]`) section with this flow's overrides applied.
+    pub service: KinesisConfig,
 }
 
 impl FlowConfig {
@@ -173,6 +217,11 @@ impl FlowConfig {
         - crate::kinesis::limits::MAX_PARTITION_KEY_CHARS;
     pub const DEFAULT_MULTILINE_TIMEOUT: Duration = Duration::from_secs(1);
     pub const DEFAULT_FLUSH_PARTIAL_LINE_AFTER: Duration = Duration::from_secs(5);
+    /// A Firehose record's limit (1,000 KiB), less the room the Kinesis default keeps
+    /// for a partition key, so one line never outgrows its record.
+    pub const DEFAULT_FIREHOSE_MAX_RECORD_BYTES: usize =
+        crate::kinesis::limits::FIREHOSE_MAX_RECORD_BYTES
+            - crate::kinesis::limits::MAX_PARTITION_KEY_CHARS;
 }
 
 /// Where to start reading a file the agent has never seen before.
@@ -259,10 +308,22 @@ impl PartialEq for PartitionKeyStrategy {
     }
 }
 
-/// `[flows.aggregation]`: KPL aggregation per predicted shard.
+/// How records are packed into one service record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackFormat {
+    /// A KPL aggregate (protobuf with an MD5 trailer), for Kinesis streams.
+    Kpl,
+    /// The records' data end to end, for Firehose: its objects are the concatenation
+    /// of its records anyway, so packing changes nothing a reader sees.
+    Concatenated,
+}
+
+/// `[flows.aggregation]`: KPL aggregation per predicted shard, or for a delivery
+/// stream, packing of lines into Firehose records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AggregationConfig {
     pub enabled: bool,
+    pub format: PackFormat,
     pub max_bytes: usize,
     pub max_records: usize,
     pub linger: Duration,
@@ -272,17 +333,33 @@ impl AggregationConfig {
     /// The KPL's defaults: 51,200-byte aggregates, 100 ms of linger.
     pub const DEFAULT: AggregationConfig = AggregationConfig {
         enabled: true,
+        format: PackFormat::Kpl,
         max_bytes: 51_200,
         max_records: 10_000,
         linger: Duration::from_millis(100),
     };
+
+    /// For delivery streams: records as close to Firehose's 1,000 KiB limit as a
+    /// second's lines fill (Firehose bills each record rounded up to 5 KB, and buffers
+    /// for a minute or more before delivering, so a second of linger costs nothing a
+    /// reader sees).
+    pub const FIREHOSE: AggregationConfig = AggregationConfig {
+        enabled: true,
+        format: PackFormat::Concatenated,
+        max_bytes: crate::kinesis::limits::FIREHOSE_MAX_RECORD_BYTES,
+        max_records: 100_000,
+        linger: Duration::from_secs(1),
+    };
 }
 
-/// `[flows.throttle]`: the per-shard rate this producer allows itself.
+/// `[flows.throttle]`: the per-shard rate this producer allows itself; for a delivery
+/// stream, the rate of the whole delivery stream.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ThrottleConfig {
     pub enabled: bool,
+    /// Per shard, or per delivery stream (`records_per_second`).
     pub records_per_second_per_shard: u32,
+    /// Per shard, or per delivery stream (`bytes_per_second`).
     pub bytes_per_second_per_shard: u32,
     pub share: f64,
     pub adaptive: bool,
@@ -294,6 +371,17 @@ impl ThrottleConfig {
         enabled: true,
         records_per_second_per_shard: crate::kinesis::limits::SHARD_WRITE_RECORDS_PER_SEC as u32,
         bytes_per_second_per_shard: crate::kinesis::limits::SHARD_WRITE_BYTES_PER_SEC as u32,
+        share: 1.0,
+        adaptive: true,
+    };
+
+    /// A delivery stream's default quota as Firehose's API reference states it (5,000
+    /// records/s, 5 MiB/s), adapted down when Firehose throttles (some regions grant
+    /// 1 MiB/s).
+    pub const FIREHOSE: ThrottleConfig = ThrottleConfig {
+        enabled: true,
+        records_per_second_per_shard: crate::kinesis::limits::FIREHOSE_RECORDS_PER_SEC as u32,
+        bytes_per_second_per_shard: crate::kinesis::limits::FIREHOSE_BYTES_PER_SEC as u32,
         share: 1.0,
         adaptive: true,
     };

@@ -122,6 +122,7 @@ type Section<T> = Option<Nested<T>>;
 pub struct RawConfig {
     pub agent: Section<RawAgent>,
     pub kinesis: Section<RawService>,
+    pub firehose: Section<RawService>,
     pub flows: Option<NestedList<Nested<RawFlow>>>,
 }
 
@@ -137,7 +138,8 @@ pub struct RawAgent {
     pub log_format: Leaf<String>,
 }
 
-/// `[kinesis]` and a flow's `[flows.kinesis]`: where and as whom to call.
+/// `[kinesis]`, `[firehose]` and a flow's `[flows.kinesis]`/`[flows.firehose]`: where
+/// and as whom to call.
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct RawService {
     pub region: Leaf<String>,
@@ -161,6 +163,7 @@ pub struct RawFlow {
     pub include: Leaf<Vec<String>>,
     pub exclude: Leaf<Vec<String>>,
     pub stream: Leaf<String>,
+    pub delivery_stream: Leaf<String>,
     pub start_at: Leaf<String>,
     pub max_record_bytes: Leaf<i64>,
     pub oversize: Leaf<String>,
@@ -174,6 +177,7 @@ pub struct RawFlow {
     pub aggregation: Section<RawAggregation>,
     pub throttle: Section<RawThrottle>,
     pub kinesis: Section<RawService>,
+    pub firehose: Section<RawService>,
 }
 
 /// One step of `transforms`: a name (`"single_line"`, `"log_to_json:syslog"`) or a
@@ -243,6 +247,8 @@ pub struct RawThrottle {
     pub enabled: Leaf<bool>,
     pub records_per_second_per_shard: Leaf<i64>,
     pub bytes_per_second_per_shard: Leaf<i64>,
+    pub records_per_second: Leaf<i64>,
+    pub bytes_per_second: Leaf<i64>,
     pub share: Leaf<f64>,
     pub adaptive: Leaf<bool>,
 }
@@ -296,9 +302,11 @@ pub fn sections() -> Vec<(&'static str, &'static [&'static str])> {
         ("", keys_of::<RawConfig>()),
         ("agent", keys_of::<RawAgent>()),
         ("kinesis", keys_of::<RawService>()),
+        ("firehose", keys_of::<RawService>()),
         ("flows[]", keys_of::<RawFlow>()),
         ("flows[].aggregation", keys_of::<RawAggregation>()),
         ("flows[].throttle", keys_of::<RawThrottle>()),
         ("flows[].kinesis", keys_of::<RawService>()),
+        ("flows[].firehose", keys_of::<RawService>()),
     ]
 }

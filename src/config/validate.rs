@@ -53,11 +53,18 @@ pub(super) fn validate(text: &str) -> Result<Config, Vec<Problem>> {
 
     let raw_agent: RawAgent = check.section("agent", raw.agent);
     let raw_kinesis: RawService = check.section("kinesis", raw.kinesis);
+    let raw_firehose: RawService = check.section("firehose", raw.firehose);
     let agent = agent_config(&mut check, raw_agent);
     let kinesis = service_config(
         &mut check,
         "kinesis",
         raw_kinesis,
+        &KinesisConfig::default(),
+    );
+    let firehose = service_config(
+        &mut check,
+        "firehose",
+        raw_firehose,
         &KinesisConfig::default(),
     );
     let flows = match raw.flows.map(|list| list.0) {
@@ -75,7 +82,9 @@ pub(super) fn validate(text: &str) -> Result<Config, Vec<Problem>> {
             .filter_map(|(i, table)| {
                 let key = format!("flows[{i}]");
                 match table {
-                    Nested::Ok(raw) => Some(flow_config(&mut check, &key, i, raw, &kinesis)),
+                    Nested::Ok(raw) => {
+                        Some(flow_config(&mut check, &key, i, raw, (&kinesis, &firehose)))
+                    }
                     Nested::Bad(found) => {
                         check.bad(&key, found, "must be a table: write [[flows]]");
                         None
@@ -108,6 +117,7 @@ pub(super) fn validate(text: &str) -> Result<Config, Vec<Problem>> {
         Ok(Config {
             agent,
             kinesis,
+            firehose,
             flows,
         })
     } else {
@@ -236,12 +246,12 @@ pub(super) fn service_config(
     let region = check.leaf(&at("region"), raw.region);
     check_region(check, &at("region"), &region);
     let endpoint_url = check.leaf(&at("endpoint_url"), raw.endpoint_url);
-    check_url(
-        check,
-        &at("endpoint_url"),
-        &endpoint_url,
-        "https://kinesis.us-east-1.amazonaws.com",
-    );
+    let example = if prefix.ends_with("firehose") {
+        "https://firehose.us-east-1.amazonaws.com"
+    } else {
+        "https://kinesis.us-east-1.amazonaws.com"
+    };
+    check_url(check, &at("endpoint_url"), &endpoint_url, example);
     let role_arn = check.leaf(&at("role_arn"), raw.role_arn);
     if let Some(arn) = &role_arn
         && !(arn.starts_with("arn:") && arn.contains(":role/"))
@@ -351,7 +361,7 @@ pub(super) fn service_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{PartitionKeyStrategy, StartAt};
+    use crate::config::{AggregationConfig, PartitionKeyStrategy, StartAt, ThrottleConfig};
 
     const MINIMAL: &str = r#"
         [[flows]]
@@ -370,6 +380,64 @@ mod tests {
         assert_eq!(flow.throttle.records_per_second_per_shard, 1000);
         assert_eq!(config.agent.max_in_flight_bytes, 8 * 1024 * 1024);
         assert_eq!(config.agent.state_dir, PathBuf::from("/var/lib/shardcar"));
+    }
+
+    /// A flow to a delivery stream gets Firehose's defaults and its own service
+    /// section; Kinesis-only keys on it (and Firehose-only keys on a stream flow) are
+    /// problems naming what to write instead.
+    #[test]
+    fn a_delivery_stream_flow_gets_firehoses_defaults_and_section() {
+        let text = r#"
+            [kinesis]
+            region = "us-east-1"
+            [firehose]
+            region = "eu-west-1"
+            endpoint_url = "http://127.0.0.1:4567"
+            [[flows]]
+            include = ["/var/log/a/*.log"]
+            delivery_stream = "audit"
+        "#;
+        let config = validate(text).unwrap_or_else(|p| panic!("{p:#?}"));
+        let flow = &config.flows[0];
+        assert_eq!(flow.name, "audit");
+        assert!(flow.destination.is_firehose());
+        assert_eq!(flow.service.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(flow.aggregation, AggregationConfig::FIREHOSE);
+        assert_eq!(flow.throttle, ThrottleConfig::FIREHOSE);
+        assert_eq!(flow.max_record_bytes, 1000 * 1024 - 256);
+
+        let text = r#"
+            [[flows]]
+            include = ["/a/*.log"]
+            delivery_stream = "audit"
+            stream = "logs"
+            [[flows]]
+            include = ["/b/*.log"]
+            delivery_stream = "audit"
+            partition_key = "line_hash"
+            [flows.throttle]
+            records_per_second_per_shard = 10
+            [flows.kinesis]
+            region = "us-east-1"
+            [[flows]]
+            include = ["/c/*.log"]
+            stream = "logs"
+            [flows.throttle]
+            bytes_per_second = 2048
+        "#;
+        let problems = validate(text).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "flows[0].delivery_stream",
+                "flows[1].partition_key",
+                "flows[1].throttle.records_per_second_per_shard",
+                "flows[1].kinesis",
+                "flows[2].throttle.bytes_per_second",
+            ],
+            "{problems:#?}"
+        );
     }
 
     #[test]
@@ -416,7 +484,7 @@ mod tests {
         for expected in [
             "agent.stat_dir: unknown key in [agent]; did you mean state_dir?",
             "kinesis.regoin: unknown key in [kinesis]; did you mean region?",
-            "extra: unknown key at the top level; expected one of agent, kinesis, flows",
+            "extra: unknown key at the top level; expected one of agent, kinesis, firehose, flows",
             "flows[0].lingr_ms: unknown key in [flows[]]; expected one of",
         ] {
             assert!(
@@ -506,9 +574,9 @@ stream = \"s\"
             region = "us-east-2"
         "#;
         let config = validate(text).unwrap();
-        assert_eq!(config.flows[0].kinesis.region.as_deref(), Some("us-east-2"));
+        assert_eq!(config.flows[0].service.region.as_deref(), Some("us-east-2"));
         assert_eq!(
-            config.flows[0].kinesis.endpoint_url.as_deref(),
+            config.flows[0].service.endpoint_url.as_deref(),
             Some("http://127.0.0.1:4567")
         );
     }
@@ -611,6 +679,6 @@ mod example_tests {
         let config = validate(&uncommented).unwrap_or_else(|p| panic!("{p:#?}"));
         assert!(config.agent.metrics_listen.is_some());
         assert!(config.kinesis.role_arn.is_some());
-        assert_eq!(config.flows[0].kinesis.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(config.flows[0].service.region.as_deref(), Some("eu-west-1"));
     }
 }

@@ -1,4 +1,4 @@
-//! Kinesis Data Streams service limits, as named constants.
+//! Kinesis Data Streams and Firehose service limits, as named constants.
 //!
 //! The agent sizes its batches and throttles by these, and the shard server enforces
 //! them, so both sides agree on what "too big" and "too fast" mean.
@@ -70,3 +70,25 @@ pub const MAX_TAGS_PER_STREAM: usize = 50;
 
 /// Most tags one AddTagsToStream call may set.
 pub const MAX_TAGS_PER_CALL: usize = 10;
+
+/// Firehose: largest record (data only, before base64): 1,000 KiB.
+pub const FIREHOSE_MAX_RECORD_BYTES: usize = 1000 * 1024;
+
+/// Firehose: most records in one PutRecordBatch.
+pub const FIREHOSE_BATCH_MAX_RECORDS: usize = 500;
+
+/// Firehose: most bytes of record data in one PutRecordBatch (4 MiB).
+pub const FIREHOSE_BATCH_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// Firehose: a delivery stream's default write quota, records per second, as the
+/// API reference states it (PutRecord and PutRecordBatch together).
+pub const FIREHOSE_RECORDS_PER_SEC: u64 = 5_000;
+
+/// Firehose: a delivery stream's default write quota, bytes per second (5 MiB).
+pub const FIREHOSE_BYTES_PER_SEC: u64 = 5 * 1024 * 1024;
+
+/// Firehose: a delivery stream's default quota of calls per second.
+pub const FIREHOSE_CALLS_PER_SEC: u64 = 2_000;
+
+/// Longest Firehose delivery stream name, in characters.
+pub const MAX_DELIVERY_STREAM_NAME_CHARS: usize = 64;

@@ -1,8 +1,7 @@
-//! Classifies what Kinesis said about a PutRecords call: once, here, so the router
-//! only acts on verdicts.
+//! Classifies what Kinesis said about a PutRecords call (or Firehose about a
+//! PutRecordBatch call): once, here, so the router only acts on verdicts.
 
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_kinesis::operation::put_records::PutRecordsError;
 
 /// What to do with the entries of a request that failed as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,9 +48,12 @@ const OPERATOR: &[&str] = &[
     "KMSInvalidStateException",
     "KMSNotFoundException",
     "KMSOptInRequired",
+    // Firehose's: its KMS key or its source stream is unusable.
+    "InvalidKMSResourceException",
+    "InvalidSourceException",
 ];
 
-pub fn request_verdict(error: &SdkError<PutRecordsError>) -> RequestVerdict {
+pub fn request_verdict<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> RequestVerdict {
     let (code, message) = match error {
         SdkError::ServiceError(service) => (
             service.err().code().unwrap_or("Unknown").to_owned(),

@@ -1,14 +1,16 @@
 //! One shard's lane: the aggregate being filled, the entries ready to send, and the
-//! shard's throttle.
+//! shard's throttle. A delivery stream is one lane, its records packed end to end
+//! ([`Packer`]).
 
 use std::collections::VecDeque;
 
 use tokio::time::Instant;
 
+use super::packer::{self, Packer};
 use super::throttle::ShardThrottle;
 use crate::config::AggregationConfig;
 use crate::kinesis::aggregation::deaggregate;
-use crate::kinesis::aggregation::{Aggregator, Pushed, Sealed, complete_all};
+use crate::kinesis::aggregation::{Pushed, Sealed, complete_all};
 use crate::kinesis::{HashKey, KinesisRecord, UserRecord};
 
 /// A user record the producer holds until its outcome is known.
@@ -21,6 +23,9 @@ pub struct Member<T> {
     pub hash_key: HashKey,
     /// Whether `hash_key` was given explicitly (so a recovered record keeps it).
     pub explicit: bool,
+    /// The record's data length, by which a packed Firehose record is cut back into
+    /// its records (it sits in padding: the member is no larger for it).
+    pub data_len: u32,
     pub token: T,
     /// Bytes of in-flight budget it holds.
     pub size: usize,
@@ -46,6 +51,19 @@ impl<T> Entry<T> {
     pub fn into_members(self) -> Vec<Member<T>> {
         if self.members.iter().all(|m| m.record.is_some()) {
             return self.members;
+        }
+        if packer::is_concatenated(&self.record) {
+            let lengths: Vec<usize> = self.members.iter().map(|m| m.data_len as usize).collect();
+            let records = packer::split(&self.record.data, lengths);
+            return self
+                .members
+                .into_iter()
+                .zip(records)
+                .map(|(mut member, record)| {
+                    member.record = member.record.or(Some(record));
+                    member
+                })
+                .collect();
         }
         if !self.record.is_aggregated() {
             // Sent raw: the entry's record is its one member's record.
@@ -100,7 +118,7 @@ impl<T> Entry<T> {
 #[derive(Debug)]
 pub struct Lane<T> {
     pub shard_id: String,
-    aggregator: Aggregator,
+    packer: Packer,
     members: Vec<Member<T>>,
     opened_at: Option<Instant>,
     /// Closed aggregates waiting for their MD5 trailers, which [`Lane::complete_sealed`]
@@ -115,7 +133,7 @@ impl<T> Lane<T> {
     pub fn new(shard_id: &str, aggregation: &AggregationConfig, throttle: ShardThrottle) -> Self {
         Lane {
             shard_id: shard_id.to_owned(),
-            aggregator: Aggregator::new(aggregation.max_bytes),
+            packer: Packer::new(aggregation),
             members: Vec::new(),
             opened_at: None,
             sealed: Vec::new(),
@@ -137,7 +155,7 @@ impl<T> Lane<T> {
         }
         // The aggregator takes the record's only copy; sealing gives it back when the
         // aggregate turns out to hold this one record alone.
-        match self.aggregator.push(record) {
+        match self.packer.push(record) {
             Ok(Pushed::Added) => {
                 self.members.push(member);
                 self.opened_at.get_or_insert(now);
@@ -185,7 +203,7 @@ impl<T> Lane<T> {
     pub fn seal(&mut self) {
         self.opened_at = None;
         let members = std::mem::take(&mut self.members);
-        if let Some(sealed) = self.aggregator.seal() {
+        if let Some(sealed) = self.packer.seal() {
             self.sealed.push((sealed, members));
         }
     }
@@ -205,14 +223,14 @@ impl<T> Lane<T> {
         }
     }
 
-    /// Bytes the open aggregate can still take (see [`Aggregator::room`]).
+    /// Bytes the open aggregate can still take (see [`Packer::room`]).
     pub fn room(&self) -> usize {
-        self.aggregator.room()
+        self.packer.room()
     }
 
     /// Bytes (partition key + data, framed) held in the open aggregate.
     pub fn open_bytes(&self) -> usize {
-        self.aggregator.kinesis_size()
+        self.packer.kinesis_size()
     }
 
     /// Entries waiting to be sent: a lane that cannot send as fast as it is given
@@ -235,7 +253,7 @@ impl<T> Lane<T> {
     pub fn take_unsent(&mut self, now: Instant) -> (Vec<Member<T>>, Vec<Entry<T>>) {
         self.opened_at = None;
         Lane::complete_sealed(std::slice::from_mut(self), now);
-        let records = self.aggregator.take_records();
+        let records = self.packer.take_records();
         let mut members = std::mem::take(&mut self.members);
         for (member, record) in members.iter_mut().zip(records) {
             member.record = Some(record);
@@ -254,6 +272,7 @@ mod tests {
     fn lane(aggregate: bool) -> (Lane<u32>, AggregationConfig) {
         let aggregation = AggregationConfig {
             enabled: aggregate,
+            format: crate::config::PackFormat::Kpl,
             max_bytes: 51_200,
             max_records: 10_000,
             linger: Duration::from_millis(100),
@@ -275,6 +294,7 @@ mod tests {
         Member {
             hash_key: record.hash_key(),
             explicit: record.explicit_hash_key.is_some(),
+            data_len: record.data.len() as u32,
             record: Some(record),
             token,
             size: 1,

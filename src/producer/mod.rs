@@ -21,9 +21,11 @@ mod bucket;
 mod cbor_body;
 mod dead_letter;
 mod delivery;
+mod firehose;
 pub mod health;
 mod judge;
 mod lane;
+mod packer;
 mod put_body;
 mod reshard;
 mod router;
@@ -75,6 +77,9 @@ pub struct ProducerConfig {
     pub dead_letter_path: Option<PathBuf>,
     /// How PutRecords bodies are written.
     pub body_format: BodyFormat,
+    /// Most bytes of records in one call: PutRecords takes 5 MiB, Firehose's
+    /// PutRecordBatch 4 MiB.
+    pub max_request_bytes: usize,
 }
 
 impl ProducerConfig {
@@ -95,6 +100,7 @@ impl ProducerConfig {
             max_record_bytes: limits::DEFAULT_MAX_RECORD_BYTES,
             dead_letter_path: None,
             body_format: BodyFormat::Cbor,
+            max_request_bytes: limits::PUT_RECORDS_MAX_BYTES,
         }
     }
 }
@@ -257,6 +263,17 @@ impl Producer {
     ) -> (ProducerHandle<T>, Acks<T>) {
         let format = config.body_format;
         Producer::start_on(config, service::SdkService { client, format }, shared)
+    }
+
+    /// Starts a producer for a Firehose delivery stream (`config.stream` names it),
+    /// drawing on a shared in-flight budget. `config.aggregation` should pack
+    /// end to end ([`PackFormat::Concatenated`](crate::config::PackFormat)).
+    pub fn start_firehose<T: Send + 'static>(
+        config: ProducerConfig,
+        client: aws_sdk_firehose::Client,
+        shared: Budget,
+    ) -> (ProducerHandle<T>, Acks<T>) {
+        Producer::start_on(config, firehose::FirehoseService { client }, shared)
     }
 
     /// Starts a producer that talks to `service`.

@@ -370,6 +370,7 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
         let member = Member {
             hash_key,
             explicit: input.record.explicit_hash_key.is_some(),
+            data_len: input.record.data.len() as u32,
             record: Some(input.record),
             token: input.token,
             size: input.size,
@@ -474,7 +475,7 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
                 // A record over the request limit (a stream that takes large records)
                 // goes in a call of its own.
                 if batch.len() >= limits::PUT_RECORDS_MAX_ENTRIES
-                    || (!batch.is_empty() && bytes + size > limits::PUT_RECORDS_MAX_BYTES)
+                    || (!batch.is_empty() && bytes + size > self.config.max_request_bytes)
                 {
                     self.cursor = index;
                     return batch;
@@ -686,15 +687,19 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
             Err(error) => {
                 let delay = self.refresh.failed(self.failure_backoff(), now);
                 metrics::counter!("shardcar_shard_listing_failures_total", "stream" => self.config.stream.clone()).increment(1);
-                let failure = match error {
-                    TopologyError::ListShards(failure) => failure,
-                    other => Failure {
-                        trouble: Trouble::Service,
-                        code: "ListShards".into(),
-                        message: other.to_string(),
-                    },
+                let (call, failure) = match error {
+                    TopologyError::ListShards(failure) => ("ListShards", failure),
+                    TopologyError::DeliveryStream(failure) => ("DescribeDeliveryStream", failure),
+                    other => (
+                        "ListShards",
+                        Failure {
+                            trouble: Trouble::Service,
+                            code: "ListShards".into(),
+                            message: other.to_string(),
+                        },
+                    ),
                 };
-                self.alerts.failing("ListShards", failure);
+                self.alerts.failing(call, failure);
                 tracing::debug!(stream.name = %self.config.stream, attempt = self.refresh.failures(), retry_in_ms = delay.as_millis() as u64, "shard listing retried");
                 return;
             }

@@ -26,6 +26,8 @@ pub struct Topology {
 pub enum TopologyError {
     #[error("ListShards failed: {0}")]
     ListShards(Failure),
+    #[error("DescribeDeliveryStream failed: {0}")]
+    DeliveryStream(Failure),
     #[error("the shard listing task failed: {0}")]
     Task(String),
     #[error("ListShards returned a shard with an unreadable hash-key range: {0}")]

@@ -20,6 +20,8 @@ pub enum ErrorKind {
     IncompleteSignature,
     UnrecognizedClient,
     InvalidSignature,
+    /// Firehose's refusal for throughput (and its "back off and retry").
+    ServiceUnavailable,
 }
 
 impl ErrorKind {
@@ -41,6 +43,7 @@ impl ErrorKind {
             ErrorKind::IncompleteSignature => "IncompleteSignatureException",
             ErrorKind::UnrecognizedClient => "UnrecognizedClientException",
             ErrorKind::InvalidSignature => "InvalidSignatureException",
+            ErrorKind::ServiceUnavailable => "ServiceUnavailableException",
         }
     }
 
@@ -48,6 +51,7 @@ impl ErrorKind {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorKind::InternalFailure => 500,
+            ErrorKind::ServiceUnavailable => 503,
             ErrorKind::MissingAuthenticationToken => 403,
             _ => 400,
         }
@@ -92,6 +96,7 @@ constructors! {
     expired_iterator => ExpiredIterator,
     throughput_exceeded => ProvisionedThroughputExceeded,
     internal => InternalFailure,
+    service_unavailable => ServiceUnavailable,
 }
 
 pub type OpResult<T> = Result<T, KinesisError>;

@@ -125,6 +125,46 @@ impl ShardLimits {
     }
 }
 
+/// A Firehose delivery stream's write quota: records, bytes and calls per second.
+#[derive(Debug, Clone)]
+pub struct DeliveryLimits {
+    records: TokenBucket,
+    bytes: TokenBucket,
+    calls: TokenBucket,
+}
+
+impl DeliveryLimits {
+    pub fn new(now_ms: Millis) -> Self {
+        DeliveryLimits {
+            records: TokenBucket::new(limits::FIREHOSE_RECORDS_PER_SEC, now_ms),
+            bytes: TokenBucket::new(limits::FIREHOSE_BYTES_PER_SEC, now_ms),
+            calls: TokenBucket::new(limits::FIREHOSE_CALLS_PER_SEC, now_ms),
+        }
+    }
+
+    /// Admits one call (PutRecord or PutRecordBatch) if the stream has calls left.
+    pub fn admit_call(&mut self, now_ms: Millis) -> bool {
+        let admitted = self.calls.has(1.0, now_ms);
+        if admitted {
+            self.calls.take(1.0);
+        }
+        admitted
+    }
+
+    /// Admits one record of `bytes` if both write buckets have room.
+    pub fn admit_record(&mut self, bytes: usize, now_ms: Millis) -> bool {
+        let bytes = bytes as f64;
+        let room = bytes.min(self.bytes.rate_per_sec);
+        if self.records.has(1.0, now_ms) && self.bytes.has(room, now_ms) {
+            self.records.take(1.0);
+            self.bytes.take(bytes);
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Fails a share of PutRecords entries on purpose, so producers' retry paths run.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FaultInjection {

@@ -205,8 +205,7 @@ impl Server {
         );
         let firehose = Arc::new(firehose::Firehose::new(
             config.clock.clone(),
-            &config.store.region,
-            &config.store.account_id,
+            &config.store,
             config.s3_dir.clone(),
         ));
         let https = config.tls.is_some();

@@ -1,6 +1,7 @@
 //! One integration-test binary, a module per concern.
 
 mod agent;
+mod agent_firehose;
 mod agent_model;
 mod agent_process;
 mod agent_safety;

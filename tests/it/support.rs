@@ -74,6 +74,17 @@ pub fn kinesis_client_in(endpoint: &str, region: &str) -> aws_sdk_kinesis::Clien
     aws_sdk_kinesis::Client::from_conf(config)
 }
 
+/// A real `aws-sdk-firehose` client pointed at `endpoint`, with the test credentials.
+pub fn firehose_client(endpoint: &str) -> aws_sdk_firehose::Client {
+    let config = aws_sdk_firehose::Config::builder()
+        .behavior_version(aws_sdk_firehose::config::BehaviorVersion::latest())
+        .region(aws_sdk_firehose::config::Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_firehose::Client::from_conf(config)
+}
+
 /// A real client signing as `key`/`secret` (and `session_token`), without retries, so
 /// that a refusal is seen as the server gave it.
 pub fn kinesis_client_as(

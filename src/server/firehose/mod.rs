@@ -15,11 +15,16 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use rand::RngExt;
+
 use super::clock::{Clock, Millis};
 use super::error::{KinesisError, OpResult};
+use super::limits::{DeliveryLimits, FaultInjection, InjectedFault};
 use super::ops::validate::{Violations, is_name};
+use super::store::StoreConfig;
 use super::store::stream::lock;
 use super::wire::{self, Blob, Format, Timestamp};
+use crate::kinesis::limits;
 use delivery::Compression;
 
 pub const TARGET_PREFIX: &str = "Firehose_20150804.";
@@ -35,9 +40,9 @@ pub const ACTIONS: &[&str] = &[
 ];
 
 /// Largest record, and largest PutRecordBatch, as Firehose limits them.
-const MAX_RECORD_BYTES: usize = 1000 * 1024;
-const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
-const MAX_BATCH_RECORDS: usize = 500;
+const MAX_RECORD_BYTES: usize = limits::FIREHOSE_MAX_RECORD_BYTES;
+const MAX_BATCH_BYTES: usize = limits::FIREHOSE_BATCH_MAX_BYTES;
+const MAX_BATCH_RECORDS: usize = limits::FIREHOSE_BATCH_MAX_RECORDS;
 
 #[derive(Debug)]
 struct DeliveryStream {
@@ -53,6 +58,8 @@ struct DeliveryStream {
     interval_ms: Millis,
     compression: Compression,
     buffer: Mutex<Buffer>,
+    /// The delivery stream's write quota (when the server enforces limits).
+    quota: Mutex<DeliveryLimits>,
 }
 
 #[derive(Debug, Default)]
@@ -68,16 +75,22 @@ pub struct Firehose {
     region: String,
     account_id: String,
     s3_dir: Option<PathBuf>,
+    /// Whether each delivery stream's quota is enforced (`--no-limits` turns it off).
+    limits: bool,
+    faults: FaultInjection,
     streams: Mutex<BTreeMap<String, Arc<DeliveryStream>>>,
 }
 
 impl Firehose {
-    pub fn new(clock: Clock, region: &str, account_id: &str, s3_dir: Option<PathBuf>) -> Self {
+    /// Delivery streams in `store`'s region and account, with its limits and faults.
+    pub fn new(clock: Clock, store: &StoreConfig, s3_dir: Option<PathBuf>) -> Self {
         Firehose {
             clock,
-            region: region.to_owned(),
-            account_id: account_id.to_owned(),
+            region: store.region.clone(),
+            account_id: store.account_id.clone(),
             s3_dir,
+            limits: store.limits,
+            faults: store.faults,
             streams: Mutex::new(BTreeMap::new()),
         }
     }
@@ -269,6 +282,7 @@ impl Firehose {
             interval_ms: hints.interval_in_seconds.unwrap_or(300) * 1000,
             compression,
             buffer: Mutex::new(Buffer::default()),
+            quota: Mutex::new(DeliveryLimits::new(self.clock.now_ms())),
         };
         let mut streams = lock(&self.streams);
         if streams.contains_key(&name) {
@@ -381,6 +395,14 @@ impl Firehose {
         v.finish()?;
         let stream = self.stream(&input.delivery_stream_name.unwrap_or_default())?;
         let data = input.record.and_then(|r| r.data).unwrap_or_default();
+        self.admit_call(&stream)?;
+        match self.admit_record(&stream, data.0.len()) {
+            None => {}
+            Some(("ServiceUnavailableException", message)) => {
+                return Err(KinesisError::service_unavailable(message));
+            }
+            Some((_, message)) => return Err(KinesisError::internal(message)),
+        }
         self.buffer(&stream, &[&data.0])?;
         Ok(serde_json::json!({ "RecordId": record_id(), "Encrypted": false }))
     }
@@ -413,21 +435,63 @@ impl Firehose {
             )));
         }
         let stream = self.stream(&input.delivery_stream_name.unwrap_or_default())?;
-        let data: Vec<&[u8]> = records
+        self.admit_call(&stream)?;
+        let mut accepted: Vec<&[u8]> = Vec::with_capacity(records.len());
+        let mut failed = 0;
+        let responses: Vec<serde_json::Value> = records
             .iter()
             .filter_map(|r| r.data.as_ref())
-            .map(|d| &d.0[..])
+            .map(|data| match self.admit_record(&stream, data.0.len()) {
+                None => {
+                    accepted.push(&data.0[..]);
+                    serde_json::json!({ "RecordId": record_id() })
+                }
+                Some((code, message)) => {
+                    failed += 1;
+                    serde_json::json!({ "ErrorCode": code, "ErrorMessage": message })
+                }
+            })
             .collect();
-        self.buffer(&stream, &data)?;
-        let responses: Vec<serde_json::Value> = data
-            .iter()
-            .map(|_| serde_json::json!({ "RecordId": record_id() }))
-            .collect();
+        self.buffer(&stream, &accepted)?;
         Ok(serde_json::json!({
-            "FailedPutCount": 0,
+            "FailedPutCount": failed,
             "Encrypted": false,
             "RequestResponses": responses,
         }))
+    }
+}
+
+impl Firehose {
+    /// Refuses a call past the delivery stream's calls-per-second quota.
+    fn admit_call(&self, stream: &DeliveryStream) -> OpResult<()> {
+        if self.limits && !lock(&stream.quota).admit_call(self.clock.now_ms()) {
+            return Err(KinesisError::service_unavailable("Slow down."));
+        }
+        Ok(())
+    }
+
+    /// Why one record of `bytes` is refused (its error code and message), or `None`
+    /// when it is taken: an injected fault, or the delivery stream's quota.
+    fn admit_record(
+        &self,
+        stream: &DeliveryStream,
+        bytes: usize,
+    ) -> Option<(&'static str, &'static str)> {
+        if self.faults.is_active() {
+            match self.faults.decide(rand::rng().random::<f64>()) {
+                InjectedFault::None => {}
+                InjectedFault::Throttle => {
+                    return Some(("ServiceUnavailableException", "Slow down."));
+                }
+                InjectedFault::Internal => {
+                    return Some(("InternalFailure", "Internal service failure."));
+                }
+            }
+        }
+        if self.limits && !lock(&stream.quota).admit_record(bytes, self.clock.now_ms()) {
+            return Some(("ServiceUnavailableException", "Slow down."));
+        }
+        None
     }
 }
 
