@@ -38,6 +38,11 @@ pub struct ServerArgs {
     /// (temporary name, fsync, rename). Without it CreateDeliveryStream is refused
     #[arg(long, value_name = "DIR")]
     s3_dir: Option<PathBuf>,
+    /// Where a delivery stream reading a Kinesis stream (KinesisStreamAsSource) starts
+    /// in the shards open when it is created: their start, or their end. Shards that
+    /// open later are always read from their start.
+    #[arg(long, value_name = "POSITION", default_value = "trim-horizon", value_parser = ["trim-horizon", "latest"])]
+    firehose_source_start: String,
     /// Create this stream (ACTIVE at once) at start if it does not exist; NAME or NAME:SHARDS.
     #[arg(long, value_name = "NAME[:SHARDS]")]
     create_stream: Vec<String>,
@@ -201,6 +206,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
         data_dir: args.data_dir,
         kms_key_file: args.kms_key_file,
         s3_dir: args.s3_dir,
+        firehose_from_latest: args.firehose_source_start == "latest",
         create_streams: args
             .create_stream
             .iter()

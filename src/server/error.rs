@@ -22,6 +22,8 @@ pub enum ErrorKind {
     InvalidSignature,
     /// Firehose's refusal for throughput (and its "back off and retry").
     ServiceUnavailable,
+    /// Firehose's answer to an update made against an old version.
+    ConcurrentModification,
 }
 
 impl ErrorKind {
@@ -44,6 +46,7 @@ impl ErrorKind {
             ErrorKind::UnrecognizedClient => "UnrecognizedClientException",
             ErrorKind::InvalidSignature => "InvalidSignatureException",
             ErrorKind::ServiceUnavailable => "ServiceUnavailableException",
+            ErrorKind::ConcurrentModification => "ConcurrentModificationException",
         }
     }
 
@@ -97,6 +100,7 @@ constructors! {
     throughput_exceeded => ProvisionedThroughputExceeded,
     internal => InternalFailure,
     service_unavailable => ServiceUnavailable,
+    concurrent_modification => ConcurrentModification,
 }
 
 pub type OpResult<T> = Result<T, KinesisError>;

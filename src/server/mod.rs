@@ -63,6 +63,9 @@ pub struct ServerConfig {
     pub kms_key_file: Option<PathBuf>,
     /// Where Firehose delivers S3 objects (`arn:aws:s3:::NAME` is `S3_DIR/NAME`).
     pub s3_dir: Option<PathBuf>,
+    /// Delivery streams reading a Kinesis stream start at the end of its open shards
+    /// (LATEST) rather than at their start (TRIM_HORIZON).
+    pub firehose_from_latest: bool,
     /// Who may sign requests; `None` serves every request unchecked.
     pub identities: Option<Arc<auth::Identities>>,
     /// Who may do what (see [`policy`]); `None` allows every call.
@@ -85,6 +88,7 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(30),
             kms_key_file: None,
             s3_dir: None,
+            firehose_from_latest: false,
             identities: None,
             policies: None,
             audit: None,
@@ -203,11 +207,20 @@ impl Server {
                 source,
             })?,
         );
-        let firehose = Arc::new(firehose::Firehose::new(
-            config.clock.clone(),
-            &config.store,
-            config.s3_dir.clone(),
-        ));
+        let firehose = Arc::new(
+            firehose::Firehose::open(firehose::FirehoseConfig {
+                clock: config.clock.clone(),
+                store: &config.store,
+                s3_dir: config.s3_dir.clone(),
+                data_dir: config.data_dir.as_deref(),
+                kinesis: regions.home().clone(),
+                from_latest: config.firehose_from_latest,
+            })
+            .map_err(|source| ServerError::DataDir {
+                path: config.data_dir.clone().unwrap_or_default(),
+                source,
+            })?,
+        );
         let https = config.tls.is_some();
         let task = tokio::spawn(serve(
             listener,
@@ -445,7 +458,7 @@ async fn upkeep(
                     maintain(&store, persistent).await;
                 }
                 let firehose = firehose.clone();
-                let _ = tokio::task::spawn_blocking(move || firehose.flush_due()).await;
+                let _ = tokio::task::spawn_blocking(move || firehose.tick()).await;
                 sync_audit(audit.clone()).await;
             }
             _ = stopped.changed() => {

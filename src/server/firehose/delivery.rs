@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use crate::server::clock::Millis;
 
 /// How a buffer's bytes are compressed into an object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Compression {
     Uncompressed,
     Gzip,

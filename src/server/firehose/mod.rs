@@ -1,98 +1,216 @@
 //! Kinesis Data Firehose on the shard server's port (`X-Amz-Target:
-//! Firehose_20150804.<Action>`): DirectPut delivery streams that buffer records and
-//! deliver them as objects to an S3-style directory (`--s3-dir`), as Firehose does.
+//! Firehose_20150804.<Action>`): delivery streams that take records by PutRecord and
+//! PutRecordBatch (DirectPut) or read a Kinesis stream of this server
+//! (KinesisStreamAsSource), buffer them, and deliver them as objects to an S3-style
+//! directory (`--s3-dir`) or by POST to an HTTP endpoint.
 //!
-//! Answered: CreateDeliveryStream, DescribeDeliveryStream, ListDeliveryStreams,
-//! DeleteDeliveryStream, PutRecord and PutRecordBatch. A buffer is flushed when it
-//! holds `BufferingHints.SizeInMBs` or its first record is `IntervalInSeconds` old,
-//! whichever comes first (the upkeep pass checks the interval every second).
+//! A buffer is delivered when it holds its size hint or its first record is as old as
+//! its interval hint, whichever comes first (upkeep looks every second). One delivery
+//! per delivery stream runs at a time, in a task of its own: an S3 object is retried
+//! until written; an HTTP endpoint is retried for its retry duration, then the
+//! records are backed up to its bucket under the error prefix.
+//!
+//! Modules: `actions` (the API), `config` (destinations), `buffer` (what is held,
+//! and its file), `delivery` (S3 objects), `endpoint` (HTTP endpoints), `source`
+//! (reading a Kinesis stream), `saved` (delivery streams across restarts).
 
+mod actions;
+pub mod buffer;
+mod config;
 pub mod delivery;
+mod endpoint;
+mod saved;
+mod source;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use rand::RngExt;
-
 use super::clock::{Clock, Millis};
 use super::error::{KinesisError, OpResult};
-use super::limits::{DeliveryLimits, FaultInjection, InjectedFault};
-use super::ops::validate::{Violations, is_name};
-use super::store::StoreConfig;
+use super::limits::{DeliveryLimits, FaultInjection};
 use super::store::stream::lock;
-use super::wire::{self, Blob, Format, Timestamp};
-use crate::kinesis::limits;
-use delivery::Compression;
+use super::store::{Store, StoreConfig};
+use buffer::{Batch, Buffer};
+use config::{BackupMode, Destination, Http, S3};
+use endpoint::{AttemptFailure, Endpoints};
+use source::Positions;
 
 pub const TARGET_PREFIX: &str = "Firehose_20150804.";
 
-/// The actions answered, sorted.
-pub const ACTIONS: &[&str] = &[
-    "CreateDeliveryStream",
-    "DeleteDeliveryStream",
-    "DescribeDeliveryStream",
-    "ListDeliveryStreams",
-    "PutRecord",
-    "PutRecordBatch",
-];
+pub use actions::ACTIONS;
 
-/// Largest record, and largest PutRecordBatch, as Firehose limits them.
-const MAX_RECORD_BYTES: usize = limits::FIREHOSE_MAX_RECORD_BYTES;
-const MAX_BATCH_BYTES: usize = limits::FIREHOSE_BATCH_MAX_BYTES;
-const MAX_BATCH_RECORDS: usize = limits::FIREHOSE_BATCH_MAX_RECORDS;
+/// Where a delivery stream's records come from, when not from PutRecord(Batch).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KinesisSource {
+    pub stream_arn: String,
+    pub stream_name: String,
+    pub role_arn: String,
+    pub from_latest: bool,
+    pub started_ms: Millis,
+}
+
+/// What UpdateDestination, tags and encryption change (and what is saved).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Settings {
+    pub version: u64,
+    pub destination: Destination,
+    pub tags: BTreeMap<String, String>,
+    /// `(KeyType, KeyARN)` while StartDeliveryStreamEncryption is in effect.
+    pub encryption: Option<(String, Option<String>)>,
+    pub updated_ms: Millis,
+}
 
 #[derive(Debug)]
-struct DeliveryStream {
-    name: String,
-    arn: String,
-    created_ms: Millis,
-    bucket_arn: String,
-    bucket: PathBuf,
-    prefix: String,
-    error_prefix: Option<String>,
-    role_arn: String,
-    size_bytes: usize,
-    interval_ms: Millis,
-    compression: Compression,
+pub struct DeliveryStream {
+    pub name: String,
+    pub arn: String,
+    pub created_ms: Millis,
+    pub source: Option<KinesisSource>,
+    settings: Mutex<Settings>,
     buffer: Mutex<Buffer>,
-    /// The delivery stream's write quota (when the server enforces limits).
+    positions: Mutex<Positions>,
     quota: Mutex<DeliveryLimits>,
+    /// A delivery task is running (at most one per delivery stream).
+    delivering: AtomicBool,
+    deleted: AtomicBool,
 }
 
-#[derive(Debug, Default)]
-struct Buffer {
-    bytes: Vec<u8>,
-    first_ms: Option<Millis>,
+impl DeliveryStream {
+    fn settings(&self) -> Settings {
+        lock(&self.settings).clone()
+    }
+
+    /// Whether the buffer is due: its size hint reached, or its interval passed.
+    fn due(&self, now_ms: Millis) -> bool {
+        let (size, interval) = lock(&self.settings).destination.hints();
+        let buffer = lock(&self.buffer);
+        buffer.bytes() >= size || buffer.first_ms().is_some_and(|t| now_ms - t >= interval)
+    }
 }
 
-/// Every delivery stream of the server.
-#[derive(Debug)]
+/// What a delivery task needs besides its stream.
+#[derive(Clone)]
+struct Context {
+    clock: Clock,
+    s3_dir: Option<PathBuf>,
+    endpoints: Endpoints,
+}
+
+/// Every delivery stream of the server (the home region's).
 pub struct Firehose {
     clock: Clock,
     region: String,
     account_id: String,
     s3_dir: Option<PathBuf>,
+    /// `DATA_DIR/firehose`: delivery streams, their buffers and read positions.
+    dir: Option<PathBuf>,
     /// Whether each delivery stream's quota is enforced (`--no-limits` turns it off).
     limits: bool,
     faults: FaultInjection,
+    /// The home region's Kinesis streams, which KinesisStreamAsSource reads.
+    kinesis: Store,
+    /// Where new Kinesis-sourced delivery streams start: the end of the shards open
+    /// at creation rather than their start.
+    from_latest: bool,
     streams: Mutex<BTreeMap<String, Arc<DeliveryStream>>>,
+    endpoints: Endpoints,
+}
+
+impl std::fmt::Debug for Firehose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Firehose")
+            .field("region", &self.region)
+            .field("streams", &lock(&self.streams).len())
+            .finish()
+    }
+}
+
+/// How a Firehose is set up.
+pub struct FirehoseConfig<'a> {
+    pub clock: Clock,
+    pub store: &'a StoreConfig,
+    pub s3_dir: Option<PathBuf>,
+    pub data_dir: Option<&'a Path>,
+    pub kinesis: Store,
+    pub from_latest: bool,
 }
 
 impl Firehose {
-    /// Delivery streams in `store`'s region and account, with its limits and faults.
-    pub fn new(clock: Clock, store: &StoreConfig, s3_dir: Option<PathBuf>) -> Self {
-        Firehose {
-            clock,
-            region: store.region.clone(),
-            account_id: store.account_id.clone(),
-            s3_dir,
-            limits: store.limits,
-            faults: store.faults,
+    /// Delivery streams in the store's region and account, with its limits and
+    /// faults; with a data directory, those saved there, buffers included.
+    pub fn open(config: FirehoseConfig<'_>) -> std::io::Result<Firehose> {
+        let dir = config.data_dir.map(|d| d.join("firehose"));
+        let firehose = Firehose {
+            clock: config.clock,
+            region: config.store.region.clone(),
+            account_id: config.store.account_id.clone(),
+            s3_dir: config.s3_dir,
+            dir,
+            limits: config.store.limits,
+            faults: config.store.faults,
+            kinesis: config.kinesis,
+            from_latest: config.from_latest,
             streams: Mutex::new(BTreeMap::new()),
+            endpoints: Endpoints::new(),
+        };
+        if let Some(dir) = &firehose.dir {
+            for saved in saved::load(dir)? {
+                let stream = firehose.revive(saved)?;
+                lock(&firehose.streams).insert(stream.name.clone(), Arc::new(stream));
+            }
         }
+        Ok(firehose)
+    }
+
+    fn stream_dir(&self, name: &str) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join("streams").join(name))
+    }
+
+    /// A delivery stream from what was saved, with its buffer and positions.
+    fn revive(&self, saved: saved::Saved) -> std::io::Result<DeliveryStream> {
+        let now = self.clock.now_ms();
+        let buffer = Buffer::open(self.stream_dir(&saved.name).as_deref(), now)?;
+        let positions = buffer
+            .marker()
+            .and_then(Positions::decode)
+            .unwrap_or_default();
+        Ok(DeliveryStream {
+            name: saved.name,
+            arn: saved.arn,
+            created_ms: saved.created_ms,
+            source: saved.source,
+            settings: Mutex::new(saved.settings),
+            buffer: Mutex::new(buffer),
+            positions: Mutex::new(positions),
+            quota: Mutex::new(DeliveryLimits::new(now)),
+            delivering: AtomicBool::new(false),
+            deleted: AtomicBool::new(false),
+        })
+    }
+
+    /// Writes every delivery stream's settings (after a change).
+    fn save(&self) -> OpResult<()> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let all: Vec<saved::Saved> = lock(&self.streams)
+            .values()
+            .map(|s| saved::Saved {
+                name: s.name.clone(),
+                arn: s.arn.clone(),
+                created_ms: s.created_ms,
+                source: s.source.clone(),
+                settings: s.settings(),
+            })
+            .collect();
+        saved::store(dir, &all).map_err(|e| {
+            KinesisError::internal(format!("Internal service failure: cannot save: {e}"))
+        })
     }
 
     fn stream(&self, name: &str) -> OpResult<Arc<DeliveryStream>> {
@@ -104,448 +222,246 @@ impl Firehose {
         })
     }
 
-    /// Delivers every buffer whose interval has passed (the upkeep pass calls this).
-    pub fn flush_due(&self) {
+    fn context(&self) -> Context {
+        Context {
+            clock: self.clock.clone(),
+            s3_dir: self.s3_dir.clone(),
+            endpoints: self.endpoints.clone(),
+        }
+    }
+
+    /// Starts delivering `stream`'s buffer unless a delivery already runs.
+    fn kick(&self, stream: &Arc<DeliveryStream>) {
+        if stream.delivering.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            stream.delivering.store(false, Ordering::Release);
+            return;
+        };
+        runtime.spawn(deliver(stream.clone(), self.context()));
+    }
+
+    /// Upkeep, every second: reads Kinesis sources into their buffers, and starts the
+    /// delivery of every buffer that is due.
+    pub fn tick(&self) {
         let now = self.clock.now_ms();
         let streams: Vec<Arc<DeliveryStream>> = lock(&self.streams).values().cloned().collect();
         for stream in streams {
-            let due = lock(&stream.buffer)
-                .first_ms
-                .is_some_and(|first| now - first >= stream.interval_ms);
-            if due && let Err(error) = flush(&stream) {
-                tracing::error!(delivery_stream = %stream.name, %error, "cannot deliver a Firehose buffer");
+            if let Some(source) = &stream.source {
+                self.pump(&stream, source);
+            }
+            if stream.due(now) {
+                self.kick(&stream);
+            }
+            if let Err(error) = lock(&stream.buffer).sync() {
+                tracing::error!(delivery_stream = %stream.name, %error, "cannot fsync a Firehose buffer");
             }
         }
     }
 
-    /// Delivers every buffer now (at shutdown).
+    /// Moves what the source stream holds past the read position into the buffer, the
+    /// new position with it.
+    fn pump(&self, stream: &DeliveryStream, source: &KinesisSource) {
+        let mut positions = lock(&stream.positions);
+        let mut next = positions.clone();
+        let read = next.read(&self.kinesis, &source.stream_name, source.from_latest);
+        if !read.moved && read.records.is_empty() {
+            return;
+        }
+        let records: Vec<&[u8]> = read.records.iter().map(|r| &r[..]).collect();
+        let marker = next.encode();
+        let pushed = lock(&stream.buffer).push_marked(&records, Some(&marker), self.clock.now_ms());
+        match pushed {
+            Ok(()) => *positions = next,
+            Err(error) => {
+                tracing::error!(delivery_stream = %stream.name, %error, "cannot buffer records read from the source stream; they are read again");
+            }
+        }
+    }
+
+    /// Delivers every S3 buffer now, in this thread (at shutdown). An HTTP endpoint's
+    /// buffer stays in its file (with `--data-dir`) for the next start.
     pub fn flush_all(&self) {
         let streams: Vec<Arc<DeliveryStream>> = lock(&self.streams).values().cloned().collect();
         for stream in streams {
-            if let Err(error) = flush(&stream) {
-                tracing::error!(delivery_stream = %stream.name, %error, "cannot deliver a Firehose buffer");
+            let Destination::S3(s3) = stream.settings().destination else {
+                continue;
+            };
+            if stream.delivering.swap(true, Ordering::AcqRel) {
+                continue;
             }
-        }
-    }
-
-    /// Answers one Firehose action (its name without the target prefix).
-    pub fn dispatch(&self, action: &str, body: &[u8]) -> OpResult<Vec<u8>> {
-        let json = |value: serde_json::Value| Ok(wire::encode(Format::Json, &value));
-        match action {
-            "CreateDeliveryStream" => json(self.create(wire::decode(Format::Json, body)?)?),
-            "DeleteDeliveryStream" => json(self.delete(wire::decode(Format::Json, body)?)?),
-            "DescribeDeliveryStream" => json(self.describe(wire::decode(Format::Json, body)?)?),
-            "ListDeliveryStreams" => json(self.list(wire::decode(Format::Json, body)?)?),
-            "PutRecord" => json(self.put_record(wire::decode(Format::Json, body)?)?),
-            "PutRecordBatch" => json(self.put_record_batch(wire::decode(Format::Json, body)?)?),
-            _ => Err(KinesisError::unknown_operation("")),
-        }
-    }
-}
-
-/// Writes a stream's buffer as one object and empties it.
-fn flush(stream: &DeliveryStream) -> std::io::Result<()> {
-    let (bytes, first_ms) = {
-        let mut buffer = lock(&stream.buffer);
-        let Some(first_ms) = buffer.first_ms.take() else {
-            return Ok(());
-        };
-        (std::mem::take(&mut buffer.bytes), first_ms)
-    };
-    let key = delivery::object_key(&stream.prefix, &stream.name, first_ms, stream.compression);
-    delivery::write_object(&stream.bucket, &key, &bytes, stream.compression).map(|_| ())
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct BufferingHints {
-    #[serde(rename = "SizeInMBs")]
-    size_in_mbs: Option<i64>,
-    interval_in_seconds: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct S3Destination {
-    #[serde(rename = "RoleARN")]
-    role_arn: Option<String>,
-    #[serde(rename = "BucketARN")]
-    bucket_arn: Option<String>,
-    prefix: Option<String>,
-    error_output_prefix: Option<String>,
-    buffering_hints: Option<BufferingHints>,
-    compression_format: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct CreateInput {
-    delivery_stream_name: Option<String>,
-    delivery_stream_type: Option<String>,
-    extended_s3_destination_configuration: Option<S3Destination>,
-    s3_destination_configuration: Option<S3Destination>,
-}
-
-impl Firehose {
-    fn create(&self, input: CreateInput) -> OpResult<serde_json::Value> {
-        let mut v = Violations::default();
-        let name = input.delivery_stream_name.as_deref();
-        v.required("deliveryStreamName", &input.delivery_stream_name);
-        v.pattern("deliveryStreamName", name, "[a-zA-Z0-9_.-]+", is_name);
-        v.length("deliveryStreamName", name, 1, 64);
-        v.one_of(
-            "deliveryStreamType",
-            input.delivery_stream_type.as_deref(),
-            &[
-                "DirectPut",
-                "KinesisStreamAsSource",
-                "MSKAsSource",
-                "DatabaseAsSource",
-            ],
-        );
-        let destination = input
-            .extended_s3_destination_configuration
-            .or(input.s3_destination_configuration);
-        let (field, d) = ("extendedS3DestinationConfiguration", destination.as_ref());
-        if let Some(d) = d {
-            v.required(&format!("{field}.roleARN"), &d.role_arn);
-            v.required(&format!("{field}.bucketARN"), &d.bucket_arn);
-            v.one_of(
-                &format!("{field}.compressionFormat"),
-                d.compression_format.as_deref(),
-                &["UNCOMPRESSED", "GZIP", "ZIP", "Snappy", "HADOOP_SNAPPY"],
-            );
-            if let Some(hints) = &d.buffering_hints {
-                v.range(
-                    &format!("{field}.bufferingHints.sizeInMBs"),
-                    hints.size_in_mbs,
-                    1,
-                    128,
-                );
-                v.range(
-                    &format!("{field}.bufferingHints.intervalInSeconds"),
-                    hints.interval_in_seconds,
-                    0,
-                    900,
-                );
+            let taken = lock(&stream.buffer).take();
+            if let Ok(Some(batch)) = taken {
+                match write_raw(self.s3_dir.as_deref(), &stream.name, &s3, &batch) {
+                    Ok(()) => {
+                        let _ = batch.delivered();
+                    }
+                    Err(error) => {
+                        tracing::error!(delivery_stream = %stream.name, %error, "cannot deliver a Firehose buffer at shutdown")
+                    }
+                }
             }
+            stream.delivering.store(false, Ordering::Release);
         }
-        v.finish()?;
-        let name = input.delivery_stream_name.unwrap_or_default();
-        if input
-            .delivery_stream_type
-            .as_deref()
-            .is_some_and(|t| t != "DirectPut")
-        {
-            return Err(KinesisError::invalid_argument(
-                "This server's delivery streams take records by DirectPut only.",
-            ));
-        }
-        let Some(destination) = destination else {
-            return Err(KinesisError::invalid_argument(
-                "Exactly one destination configuration must be given: this server delivers to S3 (ExtendedS3DestinationConfiguration or S3DestinationConfiguration).",
-            ));
-        };
-        let Some(s3_dir) = &self.s3_dir else {
-            return Err(KinesisError::invalid_argument(
-                "This server delivers to S3 only when started with --s3-dir DIR.",
-            ));
-        };
-        let bucket_arn = destination.bucket_arn.unwrap_or_default();
-        let bucket = delivery::bucket_dir(s3_dir, &bucket_arn).ok_or_else(|| {
-            KinesisError::invalid_argument(format!(
-                "BucketARN {bucket_arn} does not name an S3 bucket."
-            ))
-        })?;
-        let compression = match destination.compression_format.as_deref() {
-            None => Compression::Uncompressed,
-            Some(format) => Compression::parse(format).ok_or_else(|| {
-                KinesisError::invalid_argument(format!(
-                    "CompressionFormat {format} is not supported by this server (UNCOMPRESSED and GZIP are)."
-                ))
-            })?,
-        };
-        let hints = destination.buffering_hints.unwrap_or_default();
-        let stream = DeliveryStream {
-            arn: format!(
-                "arn:aws:firehose:{}:{}:deliverystream/{name}",
-                self.region, self.account_id
-            ),
-            name: name.clone(),
-            created_ms: self.clock.now_ms(),
-            bucket_arn,
-            bucket,
-            prefix: destination.prefix.unwrap_or_default(),
-            error_prefix: destination.error_output_prefix,
-            role_arn: destination.role_arn.unwrap_or_default(),
-            size_bytes: hints.size_in_mbs.unwrap_or(5) as usize * 1024 * 1024,
-            interval_ms: hints.interval_in_seconds.unwrap_or(300) * 1000,
-            compression,
-            buffer: Mutex::new(Buffer::default()),
-            quota: Mutex::new(DeliveryLimits::new(self.clock.now_ms())),
-        };
-        let mut streams = lock(&self.streams);
-        if streams.contains_key(&name) {
-            return Err(KinesisError::in_use(format!(
-                "Firehose {name} under accountId {} already exists",
-                self.account_id
-            )));
-        }
-        let arn = stream.arn.clone();
-        streams.insert(name, Arc::new(stream));
-        Ok(serde_json::json!({ "DeliveryStreamARN": arn }))
     }
+}
 
-    fn delete(&self, input: NameInput) -> OpResult<serde_json::Value> {
-        let name = input.checked()?;
-        let stream = self.stream(&name)?;
-        lock(&self.streams).remove(&name);
-        if let Err(error) = flush(&stream) {
-            tracing::error!(delivery_stream = %name, %error, "cannot deliver a deleted stream's buffer");
-        }
-        Ok(serde_json::json!({}))
-    }
-
-    fn describe(&self, input: NameInput) -> OpResult<serde_json::Value> {
-        let stream = self.stream(&input.checked()?)?;
-        let s3 = serde_json::json!({
-            "RoleARN": stream.role_arn,
-            "BucketARN": stream.bucket_arn,
-            "Prefix": stream.prefix,
-            "ErrorOutputPrefix": stream.error_prefix,
-            "BufferingHints": {
-                "SizeInMBs": stream.size_bytes / (1024 * 1024),
-                "IntervalInSeconds": stream.interval_ms / 1000,
-            },
-            "CompressionFormat": stream.compression.as_str(),
-            "EncryptionConfiguration": {"NoEncryptionConfig": "NoEncryption"},
-        });
-        let mut extended = s3.clone();
-        extended["S3BackupMode"] = "Disabled".into();
-        Ok(serde_json::json!({
-            "DeliveryStreamDescription": {
-                "DeliveryStreamName": stream.name,
-                "DeliveryStreamARN": stream.arn,
-                "DeliveryStreamStatus": "ACTIVE",
-                "DeliveryStreamType": "DirectPut",
-                "DeliveryStreamEncryptionConfiguration": {"Status": "DISABLED"},
-                "VersionId": "1",
-                "CreateTimestamp": Timestamp::from_millis(stream.created_ms).0,
-                "Destinations": [{
-                    "DestinationId": "destinationId-000000000001",
-                    "S3DestinationDescription": s3,
-                    "ExtendedS3DestinationDescription": extended,
-                }],
-                "HasMoreDestinations": false,
+/// Delivers what `stream` holds, batch by batch while the buffer stays full.
+async fn deliver(stream: Arc<DeliveryStream>, context: Context) {
+    loop {
+        let taken = lock(&stream.buffer).take();
+        let batch = match taken {
+            Ok(Some(batch)) => batch,
+            Ok(None) => break,
+            Err(error) => {
+                tracing::error!(delivery_stream = %stream.name, %error, "cannot take a Firehose buffer for delivery");
+                break;
             }
-        }))
-    }
-
-    fn list(&self, input: ListInput) -> OpResult<serde_json::Value> {
-        let mut v = Violations::default();
-        v.range("limit", input.limit, 1, 10_000);
-        v.finish()?;
-        let limit = input.limit.unwrap_or(10) as usize;
-        let names: Vec<String> = lock(&self.streams)
-            .keys()
-            .filter(|n| {
-                input
-                    .exclusive_start_delivery_stream_name
-                    .as_ref()
-                    .is_none_or(|s| *n > s)
-            })
-            .cloned()
-            .collect();
-        let more = names.len() > limit;
-        Ok(serde_json::json!({
-            "DeliveryStreamNames": names.into_iter().take(limit).collect::<Vec<_>>(),
-            "HasMoreDeliveryStreams": more,
-        }))
-    }
-
-    /// Buffers records; flushes when the buffer reaches its size hint.
-    fn buffer(&self, stream: &DeliveryStream, records: &[&[u8]]) -> OpResult<()> {
+        };
+        match stream.settings().destination {
+            Destination::S3(s3) => write_until_done(&stream, &context, &s3, batch).await,
+            Destination::Http(http) => post_until_done(&stream, &context, &http, batch).await,
+        }
         let full = {
-            let mut buffer = lock(&stream.buffer);
-            for record in records {
-                buffer.bytes.extend_from_slice(record);
-            }
-            if buffer.first_ms.is_none() {
-                buffer.first_ms = Some(self.clock.now_ms());
-            }
-            buffer.bytes.len() >= stream.size_bytes
+            let (size, _) = lock(&stream.settings).destination.hints();
+            lock(&stream.buffer).bytes() >= size
         };
-        if full {
-            flush(stream)
-                .map_err(|e| KinesisError::internal(format!("Internal service failure: {e}")))?;
+        if !full || stream.deleted.load(Ordering::Acquire) {
+            break;
         }
-        Ok(())
     }
+    stream.delivering.store(false, Ordering::Release);
+}
 
-    fn put_record(&self, input: PutRecordInput) -> OpResult<serde_json::Value> {
-        let mut v = Violations::default();
-        check_name(&mut v, input.delivery_stream_name.as_deref());
-        v.required("record", &input.record);
-        if let Some(record) = &input.record {
-            v.required("record.data", &record.data);
-            if let Some(data) = &record.data {
-                v.blob_length("record.data", data.0.len(), MAX_RECORD_BYTES);
+/// The batch's records end to end as one object; retried every second until written
+/// (a full disk, a bucket directory that cannot be made).
+async fn write_until_done(stream: &DeliveryStream, context: &Context, s3: &S3, batch: Batch) {
+    let batch = Arc::new(batch);
+    loop {
+        let (dir, name, s3c, b) = (
+            context.s3_dir.clone(),
+            stream.name.clone(),
+            s3.clone(),
+            batch.clone(),
+        );
+        let written =
+            tokio::task::spawn_blocking(move || write_raw(dir.as_deref(), &name, &s3c, &b)).await;
+        match written {
+            Ok(Ok(())) => break,
+            Ok(Err(error)) => {
+                tracing::error!(delivery_stream = %stream.name, %error, "cannot write an S3 object; retrying in 1 s")
+            }
+            Err(error) => {
+                tracing::error!(delivery_stream = %stream.name, %error, "an S3 write failed")
             }
         }
-        v.finish()?;
-        let stream = self.stream(&input.delivery_stream_name.unwrap_or_default())?;
-        let data = input.record.and_then(|r| r.data).unwrap_or_default();
-        self.admit_call(&stream)?;
-        match self.admit_record(&stream, data.0.len()) {
-            None => {}
-            Some(("ServiceUnavailableException", message)) => {
-                return Err(KinesisError::service_unavailable(message));
-            }
-            Some((_, message)) => return Err(KinesisError::internal(message)),
-        }
-        self.buffer(&stream, &[&data.0])?;
-        Ok(serde_json::json!({ "RecordId": record_id(), "Encrypted": false }))
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    if let Ok(batch) = Arc::try_unwrap(batch)
+        && let Err(error) = batch.delivered()
+    {
+        tracing::error!(delivery_stream = %stream.name, %error, "cannot remove a delivered buffer file; its records will be delivered again at the next start");
+    }
+}
 
-    fn put_record_batch(&self, input: PutRecordBatchInput) -> OpResult<serde_json::Value> {
-        let mut v = Violations::default();
-        check_name(&mut v, input.delivery_stream_name.as_deref());
-        v.required("records", &input.records);
-        let records = input.records.unwrap_or_default();
-        v.count("records", records.len(), 1, MAX_BATCH_RECORDS, || {
-            format!("{} members", records.len())
-        });
-        for (i, record) in records.iter().enumerate() {
-            let field = format!("records.{}.member.data", i + 1);
-            v.required(&field, &record.data);
-            if let Some(data) = &record.data {
-                v.blob_length(&field, data.0.len(), MAX_RECORD_BYTES);
+fn write_raw(s3_dir: Option<&Path>, name: &str, s3: &S3, batch: &Batch) -> std::io::Result<()> {
+    let bucket =
+        config::bucket(s3_dir, &s3.bucket_arn).map_err(|e| std::io::Error::other(e.message))?;
+    let key = delivery::object_key(&s3.prefix, name, batch.first_ms, s3.compression);
+    delivery::write_object(&bucket, &key, &batch.data, s3.compression).map(|_| ())
+}
+
+/// POSTs the batch until the endpoint takes it or the retry duration runs out; then
+/// the records are backed up. With `AllData`, they are also written to the bucket.
+async fn post_until_done(stream: &DeliveryStream, context: &Context, http: &Http, batch: Batch) {
+    let started = context.clock.now_ms();
+    let mut attempts = 0u32;
+    let mut pause = Duration::from_millis(500);
+    let failure = loop {
+        attempts += 1;
+        let now = context.clock.now_ms();
+        match context.endpoints.post(http, &stream.arn, &batch, now).await {
+            Ok(()) => break None,
+            Err(failure) => {
+                let spent = context.clock.now_ms() - started;
+                tracing::warn!(delivery_stream = %stream.name, code = failure.code, message = %failure.message, attempts, "HTTP endpoint delivery failed");
+                if spent >= http.retry_ms || stream.deleted.load(Ordering::Acquire) {
+                    break Some(failure);
+                }
+                let left = Duration::from_millis((http.retry_ms - spent).max(0) as u64);
+                tokio::time::sleep(pause.min(left)).await;
+                pause = (pause * 2).min(Duration::from_secs(30));
             }
         }
-        v.finish()?;
-        let total: usize = records
-            .iter()
-            .filter_map(|r| r.data.as_ref())
-            .map(|d| d.0.len())
-            .sum();
-        if total > MAX_BATCH_BYTES {
-            return Err(KinesisError::invalid_argument(format!(
-                "Records size exceeds {} MB limit",
-                MAX_BATCH_BYTES >> 20
-            )));
+    };
+    let backups: Vec<(String, Vec<u8>)> = {
+        let mut objects = Vec::new();
+        if http.backup == BackupMode::AllData {
+            let key = delivery::object_key(
+                &http.s3.prefix,
+                &stream.name,
+                batch.first_ms,
+                http.s3.compression,
+            );
+            objects.push((key, batch.data.clone()));
         }
-        let stream = self.stream(&input.delivery_stream_name.unwrap_or_default())?;
-        self.admit_call(&stream)?;
-        let mut accepted: Vec<&[u8]> = Vec::with_capacity(records.len());
-        let mut failed = 0;
-        let responses: Vec<serde_json::Value> = records
-            .iter()
-            .filter_map(|r| r.data.as_ref())
-            .map(|data| match self.admit_record(&stream, data.0.len()) {
-                None => {
-                    accepted.push(&data.0[..]);
-                    serde_json::json!({ "RecordId": record_id() })
-                }
-                Some((code, message)) => {
-                    failed += 1;
-                    serde_json::json!({ "ErrorCode": code, "ErrorMessage": message })
-                }
+        if let Some(failure) = &failure {
+            let prefix = http
+                .s3
+                .error_prefix
+                .clone()
+                .unwrap_or_else(|| "http-endpoint-failed/".to_owned());
+            let key =
+                delivery::object_key(&prefix, &stream.name, batch.first_ms, http.s3.compression);
+            objects.push((
+                key,
+                failed_lines(&batch, failure, attempts, context.clock.now_ms()),
+            ));
+        }
+        objects
+    };
+    for (key, bytes) in backups {
+        loop {
+            let (dir, bucket_arn, key, bytes, compression) = (
+                context.s3_dir.clone(),
+                http.s3.bucket_arn.clone(),
+                key.clone(),
+                bytes.clone(),
+                http.s3.compression,
+            );
+            let written = tokio::task::spawn_blocking(move || {
+                let bucket = config::bucket(dir.as_deref(), &bucket_arn)
+                    .map_err(|e| std::io::Error::other(e.message))?;
+                delivery::write_object(&bucket, &key, &bytes, compression)
             })
-            .collect();
-        self.buffer(&stream, &accepted)?;
-        Ok(serde_json::json!({
-            "FailedPutCount": failed,
-            "Encrypted": false,
-            "RequestResponses": responses,
-        }))
-    }
-}
-
-impl Firehose {
-    /// Refuses a call past the delivery stream's calls-per-second quota.
-    fn admit_call(&self, stream: &DeliveryStream) -> OpResult<()> {
-        if self.limits && !lock(&stream.quota).admit_call(self.clock.now_ms()) {
-            return Err(KinesisError::service_unavailable("Slow down."));
-        }
-        Ok(())
-    }
-
-    /// Why one record of `bytes` is refused (its error code and message), or `None`
-    /// when it is taken: an injected fault, or the delivery stream's quota.
-    fn admit_record(
-        &self,
-        stream: &DeliveryStream,
-        bytes: usize,
-    ) -> Option<(&'static str, &'static str)> {
-        if self.faults.is_active() {
-            match self.faults.decide(rand::rng().random::<f64>()) {
-                InjectedFault::None => {}
-                InjectedFault::Throttle => {
-                    return Some(("ServiceUnavailableException", "Slow down."));
-                }
-                InjectedFault::Internal => {
-                    return Some(("InternalFailure", "Internal service failure."));
-                }
+            .await;
+            if let Ok(Ok(_)) = written {
+                break;
             }
+            tracing::error!(delivery_stream = %stream.name, "cannot write a backup object; retrying in 1 s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        if self.limits && !lock(&stream.quota).admit_record(bytes, self.clock.now_ms()) {
-            return Some(("ServiceUnavailableException", "Slow down."));
-        }
-        None
+    }
+    if let Err(error) = batch.delivered() {
+        tracing::error!(delivery_stream = %stream.name, %error, "cannot remove a delivered buffer file; its records will be delivered again at the next start");
     }
 }
 
-/// A record id in Firehose's shape (a long opaque string).
-fn record_id() -> String {
-    let id: u128 = rand::random();
-    let more: u128 = rand::random();
-    format!("{id:032x}{more:032x}")
-}
-
-fn check_name(v: &mut Violations, name: Option<&str>) {
-    v.required("deliveryStreamName", &name);
-    v.pattern("deliveryStreamName", name, "[a-zA-Z0-9_.-]+", is_name);
-    v.length("deliveryStreamName", name, 1, 64);
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct NameInput {
-    delivery_stream_name: Option<String>,
-}
-
-impl NameInput {
-    fn checked(self) -> OpResult<String> {
-        let mut v = Violations::default();
-        check_name(&mut v, self.delivery_stream_name.as_deref());
-        v.finish()?;
-        Ok(self.delivery_stream_name.unwrap_or_default())
+/// The failed records as Firehose backs them up: one JSON object per line.
+fn failed_lines(batch: &Batch, failure: &AttemptFailure, attempts: u32, now_ms: Millis) -> Vec<u8> {
+    let mut out = Vec::new();
+    for record in batch.records() {
+        let line = serde_json::json!({
+            "attemptsMade": attempts,
+            "arrivalTimestamp": batch.first_ms,
+            "errorCode": failure.code,
+            "errorMessage": failure.message,
+            "attemptEndingTimestamp": now_ms,
+            "rawData": base64_simd::STANDARD.encode_to_string(record),
+        });
+        out.extend_from_slice(line.to_string().as_bytes());
+        out.push(b'\n');
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListInput {
-    limit: Option<i64>,
-    exclusive_start_delivery_stream_name: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct RecordInput {
-    data: Option<Blob>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct PutRecordInput {
-    delivery_stream_name: Option<String>,
-    record: Option<RecordInput>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct PutRecordBatchInput {
-    delivery_stream_name: Option<String>,
-    records: Option<Vec<RecordInput>>,
+    out
 }
