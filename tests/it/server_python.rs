@@ -181,3 +181,17 @@ fn boto3_firehose_delivers_objects_to_the_s3_directory() {
     let server = ServerProcess::start(&["--s3-dir", &s3_dir]);
     assert!(run_python("firehose_s3.py", &[&server.endpoint, &s3_dir]).contains("firehose ok"));
 }
+
+/// boto3's Firehose client: an HTTP endpoint destination delivers to a local endpoint
+/// with Firehose's protocol, a failing one ends in backup objects under the error
+/// prefix, and every Firehose action is called with valid and invalid input
+/// (`tests/python/firehose_api.py`).
+#[test]
+fn boto3_firehose_http_endpoints_and_every_action() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let s3_dir = dir.path().to_str().unwrap_or_default().to_owned();
+    let server = ServerProcess::start(&["--s3-dir", &s3_dir]);
+    let mut args = vec![server.endpoint.as_str(), s3_dir.as_str()];
+    args.extend(shardcar::server::firehose::ACTIONS);
+    assert!(run_python("firehose_api.py", &args).contains("firehose api ok"));
+}

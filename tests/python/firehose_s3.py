@@ -88,7 +88,7 @@ firehose.create_delivery_stream(
 chunk = b"x" * 1000 + b"\n"
 for _ in range(3):
     firehose.put_record_batch(DeliveryStreamName="sized", Records=[{"Data": chunk}] * 400)
-found = objects("sized-bucket")
+found = wait_for_objects("sized-bucket")
 assert len(found) == 1 and len(found[0][1]) == 1001 * 1200, [(k, len(b)) for k, b in found]
 
 listed = firehose.list_delivery_streams()
