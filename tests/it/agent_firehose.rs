@@ -195,3 +195,111 @@ async fn with_failed_and_throttled_records_every_line_still_arrives_once() {
     );
     agent.stop().await;
 }
+
+/// The agent ships to a Kinesis stream (KPL aggregates), and a delivery stream reading
+/// that stream (KinesisStreamAsSource, a newline appended to every record) delivers
+/// the lines to S3. The stream is split while lines flow: the parent is read to its end
+/// and its children after it, and every line arrives once.
+#[tokio::test(flavor = "multi_thread")]
+async fn through_a_kinesis_stream_as_source_every_line_arrives_once_across_a_split() {
+    use aws_sdk_firehose::types::{
+        DeliveryStreamType, KinesisStreamSourceConfiguration, ProcessingConfiguration, Processor,
+        ProcessorType,
+    };
+    let setup = FirehoseSetup::new(verifying_server_config()).await;
+    let kinesis = crate::support::kinesis_client(&setup.server.endpoint_url());
+    kinesis
+        .create_stream()
+        .stream_name("logs")
+        .shard_count(2)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let firehose = crate::support::firehose_client(&setup.server.endpoint_url());
+    let destination = ExtendedS3DestinationConfiguration::builder()
+        .role_arn("arn:aws:iam::000000000000:role/firehose")
+        .bucket_arn("arn:aws:s3:::from-kinesis")
+        .buffering_hints(
+            BufferingHints::builder()
+                .interval_in_seconds(1)
+                .size_in_mbs(1)
+                .build(),
+        )
+        .processing_configuration(
+            ProcessingConfiguration::builder()
+                .enabled(true)
+                .processors(
+                    Processor::builder()
+                        .r#type(ProcessorType::AppendDelimiterToRecord)
+                        .build()
+                        .unwrap_or_else(|e| panic!("{e}")),
+                )
+                .build(),
+        )
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let account = setup.server.store().account_id().to_owned();
+    firehose
+        .create_delivery_stream()
+        .delivery_stream_name("from-logs")
+        .delivery_stream_type(DeliveryStreamType::KinesisStreamAsSource)
+        .kinesis_stream_source_configuration(
+            KinesisStreamSourceConfiguration::builder()
+                .kinesis_stream_arn(format!("arn:aws:kinesis:us-east-1:{account}:stream/logs"))
+                .role_arn("arn:aws:iam::000000000000:role/firehose")
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .extended_s3_destination_configuration(destination)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let before = lines("src-before", 30_000);
+    let after = lines("src-after", 30_000);
+    append(&setup.logs().join("a.log"), &before);
+    let text = setup
+        .config_text()
+        .replace("[firehose]", "[kinesis]")
+        .replace("delivery_stream = \"audit\"", "stream = \"logs\"");
+    let agent =
+        shardcar::agent::Agent::start(parse_config(&text), shardcar::agent::RunOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    let in_bucket = |written: &[Vec<u8>]| {
+        let bucket = setup.dir.path().join("s3").join("from-kinesis");
+        let mut counts: HashMap<Vec<u8>, usize> = HashMap::new();
+        for object in objects(&bucket) {
+            for line in object.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                *counts.entry(line.to_vec()).or_insert(0) += 1;
+            }
+        }
+        let missing = written.iter().filter(|l| !counts.contains_key(*l)).count();
+        (counts, missing)
+    };
+    eventually_explained(Duration::from_secs(60), async || match in_bucket(&before) {
+        (_, 0) => Ok(()),
+        (_, missing) => Err(format!("{missing} lines missing before the split")),
+    })
+    .await;
+    kinesis
+        .split_shard()
+        .stream_name("logs")
+        .shard_to_split("shardId-000000000000")
+        .new_starting_hash_key((u128::MAX / 4).to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    append(&setup.logs().join("a.log"), &after);
+    let written: Vec<Vec<u8>> = before.iter().chain(&after).cloned().collect();
+    let counts = eventually_explained(Duration::from_secs(60), async || {
+        match in_bucket(&written) {
+            (counts, 0) => Ok(counts),
+            (_, missing) => Err(format!("{missing} of {} lines missing", written.len())),
+        }
+    })
+    .await;
+    assert_eq!(counts.len(), written.len(), "only the lines written");
+    let twice = counts.values().filter(|n| **n > 1).count();
+    assert_eq!(twice, 0, "lines delivered more than once");
+    agent.stop().await;
+}

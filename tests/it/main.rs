@@ -20,6 +20,7 @@ mod server_auth;
 mod server_bad_input;
 mod server_connections;
 mod server_encryption;
+mod server_firehose;
 mod server_js;
 mod server_persistence;
 mod server_policy;

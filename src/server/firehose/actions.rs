@@ -482,8 +482,8 @@ impl Firehose {
     /// Buffers records (to the buffer's file first); starts a delivery once the buffer
     /// reaches its size hint.
     fn buffer(&self, stream: &Arc<DeliveryStream>, records: &[&[u8]]) -> OpResult<()> {
-        lock(&stream.buffer)
-            .push(records, self.clock.now_ms())
+        stream
+            .take_in(records, None, self.clock.now_ms())
             .map_err(|e| KinesisError::internal(format!("Internal service failure: {e}")))?;
         let (size, _) = lock(&stream.settings).destination.hints();
         if lock(&stream.buffer).bytes() >= size {

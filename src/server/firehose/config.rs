@@ -38,6 +38,32 @@ pub struct S3Input {
     pub error_output_prefix: Option<String>,
     pub buffering_hints: Option<BufferingHints>,
     pub compression_format: Option<String>,
+    pub processing_configuration: Option<ProcessingInput>,
+}
+
+/// `ProcessingConfiguration`: of Firehose's processors, `AppendDelimiterToRecord` (a
+/// delimiter after every record, `\n` unless its `Delimiter` parameter says otherwise)
+/// is the one this server runs.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProcessingInput {
+    pub enabled: Option<bool>,
+    pub processors: Option<Vec<ProcessorInput>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProcessorInput {
+    #[serde(rename = "Type")]
+    pub kind: Option<String>,
+    pub parameters: Option<Vec<ParameterInput>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ParameterInput {
+    pub parameter_name: Option<String>,
+    pub parameter_value: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -77,6 +103,9 @@ pub struct S3 {
     pub size_bytes: usize,
     pub interval_ms: i64,
     pub compression: Compression,
+    /// Appended to every record (the `AppendDelimiterToRecord` processor).
+    #[serde(default)]
+    pub delimiter: Option<String>,
 }
 
 /// Which records an HTTP endpoint destination also writes to its S3 bucket.
@@ -132,6 +161,14 @@ impl Destination {
         }
     }
 
+    /// What is appended to every record taken in, if anything.
+    pub fn delimiter(&self) -> Option<&[u8]> {
+        match self {
+            Destination::S3(s3) => s3.delimiter.as_deref().map(str::as_bytes),
+            Destination::Http(_) => None,
+        }
+    }
+
     /// The `Destinations[0]` member DescribeDeliveryStream answers with.
     pub fn describe(&self) -> serde_json::Value {
         match self {
@@ -139,6 +176,15 @@ impl Destination {
                 let plain = describe_s3(s3);
                 let mut extended = plain.clone();
                 extended["S3BackupMode"] = "Disabled".into();
+                if let Some(delimiter) = &s3.delimiter {
+                    extended["ProcessingConfiguration"] = serde_json::json!({
+                        "Enabled": true,
+                        "Processors": [{
+                            "Type": "AppendDelimiterToRecord",
+                            "Parameters": [{"ParameterName": "Delimiter", "ParameterValue": delimiter}],
+                        }],
+                    });
+                }
                 serde_json::json!({
                     "DestinationId": DESTINATION_ID,
                     "S3DestinationDescription": plain,
@@ -209,6 +255,60 @@ pub fn check_s3(v: &mut Violations, field: &str, d: &S3Input, required: bool) {
         &["UNCOMPRESSED", "GZIP", "ZIP", "Snappy", "HADOOP_SNAPPY"],
     );
     check_hints(v, field, d.buffering_hints.as_ref(), 128);
+    if let Some(processing) = &d.processing_configuration {
+        for (i, processor) in processing.processors.iter().flatten().enumerate() {
+            let at = format!(
+                "{field}.processingConfiguration.processors.{}.member.type",
+                i + 1
+            );
+            v.required(&at, &processor.kind);
+            v.one_of(
+                &at,
+                processor.kind.as_deref(),
+                &[
+                    "RecordDeAggregation",
+                    "Decompression",
+                    "CloudWatchLogProcessing",
+                    "Lambda",
+                    "MetadataExtraction",
+                    "AppendDelimiterToRecord",
+                ],
+            );
+        }
+    }
+}
+
+/// The delimiter the `AppendDelimiterToRecord` processor appends, when it is on.
+fn delimiter(processing: &ProcessingInput) -> OpResult<Option<String>> {
+    if processing.enabled == Some(false) {
+        return Ok(None);
+    }
+    let mut delimiter = None;
+    for processor in processing.processors.iter().flatten() {
+        match processor.kind.as_deref() {
+            Some("AppendDelimiterToRecord") => {
+                let given = processor
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .find(|p| p.parameter_name.as_deref() == Some("Delimiter"))
+                    .and_then(|p| p.parameter_value.clone());
+                delimiter = Some(given.map_or_else(|| "\n".to_owned(), |d| unescape(&d)));
+            }
+            Some(other) => {
+                return Err(KinesisError::invalid_argument(format!(
+                    "Processor type {other} is not run by this server (AppendDelimiterToRecord is)."
+                )));
+            }
+            None => {}
+        }
+    }
+    Ok(delimiter)
+}
+
+/// Firehose's delimiter parameter writes `\n` and `\t` as escapes.
+fn unescape(text: &str) -> String {
+    text.replace("\\n", "\n").replace("\\t", "\t")
 }
 
 fn check_hints(v: &mut Violations, field: &str, hints: Option<&BufferingHints>, max_mb: i64) {
@@ -291,7 +391,12 @@ pub fn s3(input: S3Input, base: Option<&S3>, s3_dir: Option<&Path>) -> OpResult<
         input.buffering_hints,
         base.map(|b| (b.size_bytes, b.interval_ms)),
     );
+    let delimiter = match &input.processing_configuration {
+        Some(processing) => delimiter(processing)?,
+        None => base.and_then(|b| b.delimiter.clone()),
+    };
     Ok(S3 {
+        delimiter,
         role_arn: input
             .role_arn
             .or_else(|| base.map(|b| b.role_arn.clone()))

@@ -85,6 +85,32 @@ impl DeliveryStream {
         lock(&self.settings).clone()
     }
 
+    /// Buffers `records` (each with the destination's delimiter, if it has one) and,
+    /// in the same write, `marker`.
+    fn take_in(
+        &self,
+        records: &[&[u8]],
+        marker: Option<&[u8]>,
+        now_ms: Millis,
+    ) -> std::io::Result<()> {
+        let delimiter = lock(&self.settings)
+            .destination
+            .delimiter()
+            .map(<[u8]>::to_vec);
+        let mut buffer = lock(&self.buffer);
+        match delimiter {
+            None => buffer.push_marked(records, marker, now_ms),
+            Some(delimiter) => {
+                let delimited: Vec<Vec<u8>> = records
+                    .iter()
+                    .map(|r| [*r, &delimiter[..]].concat())
+                    .collect();
+                let refs: Vec<&[u8]> = delimited.iter().map(Vec::as_slice).collect();
+                buffer.push_marked(&refs, marker, now_ms)
+            }
+        }
+    }
+
     /// Whether the buffer is due: its size hint reached, or its interval passed.
     fn due(&self, now_ms: Millis) -> bool {
         let (size, interval) = lock(&self.settings).destination.hints();
@@ -271,7 +297,7 @@ impl Firehose {
         }
         let records: Vec<&[u8]> = read.records.iter().map(|r| &r[..]).collect();
         let marker = next.encode();
-        let pushed = lock(&stream.buffer).push_marked(&records, Some(&marker), self.clock.now_ms());
+        let pushed = stream.take_in(&records, Some(&marker), self.clock.now_ms());
         match pushed {
             Ok(()) => *positions = next,
             Err(error) => {

@@ -1,7 +1,8 @@
 //! A delivery stream reading a Kinesis stream of this server
 //! (`KinesisStreamAsSource`): every shard from its start (or, for the shards open when
 //! the delivery stream was created, from their end, if asked), a parent to its end
-//! before its children, KPL aggregates cut back into their records.
+//! before its children, KPL aggregates cut back into their records (and, as a KCL
+//! does, an aggregate dropped whole when a record in it lies outside its shard).
 //!
 //! The read position (the next record of each shard, or "done" for a shard read to
 //! its end) travels with the records in the buffer file, as its marker, so after a
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::kinesis::aggregation::deaggregate;
+use crate::kinesis::aggregation::deaggregate_for_shard;
 use crate::server::store::Store;
 use crate::server::store::stream::lock;
 
@@ -106,8 +107,12 @@ impl Positions {
             let finished = state.closed.is_some_and(|c| after >= c.end_position);
             drop(state);
             for record in &records {
-                let users = deaggregate(&record.partition_key, &record.data).records;
-                read.records.extend(users.into_iter().map(|u| u.data));
+                // As a KCL reads them: an aggregate holding a record outside its shard
+                // (written across a reshard, and sent again by its producer) is dropped.
+                let (users, _) =
+                    deaggregate_for_shard(&record.partition_key, &record.data, shard.range);
+                read.records
+                    .extend(users.records.into_iter().map(|u| u.data));
             }
             let now = if finished {
                 Next::Done
