@@ -25,6 +25,9 @@ pub struct DemoArgs {
     /// Keep the shard server up on this address afterwards, to try the AWS CLI against it.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Ship to Firehose instead: agent -> Kinesis -> Firehose -> S3 directory, and agent -> Firehose -> S3 directory.
+    #[arg(long)]
+    firehose: bool,
     /// Make the server drop this many records after acknowledging them (shows the check fails).
     #[arg(long, default_value_t = 0, hide = true)]
     fault_drop_records: u64,
@@ -32,17 +35,26 @@ pub struct DemoArgs {
 
 pub fn run(args: DemoArgs) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let report = runtime.block_on(run_demo(
-        DemoOptions {
-            lines: args.lines,
-            shards: args.shards,
-            limits: !args.no_limits,
-            keep: args.keep,
-            listen: args.listen,
-            drop_records: args.fault_drop_records,
-        },
-        super::signals::terminated(),
-    ))?;
+    let options = DemoOptions {
+        lines: args.lines,
+        shards: args.shards,
+        limits: !args.no_limits,
+        keep: args.keep,
+        listen: args.listen,
+        drop_records: args.fault_drop_records,
+    };
+    if args.firehose {
+        let report = runtime.block_on(crate::demo::firehose::run(options))?;
+        if report.lost() > 0 {
+            bail!(
+                "{} of {} records were lost on the way to the objects",
+                report.lost(),
+                2 * report.records_written
+            );
+        }
+        return Ok(());
+    }
+    let report = runtime.block_on(run_demo(options, super::signals::terminated()))?;
     if report.lost > 0 {
         bail!(
             "{} of {} records were lost",

@@ -45,6 +45,51 @@ fn the_demo_fails_when_the_server_loses_a_record() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("records were lost"));
 }
 
+#[test]
+fn the_firehose_demo_finds_every_record_once_in_both_buckets() {
+    let output = Command::new(env!("CARGO_BIN_EXE_shardcar"))
+        .args(["demo", "--firehose", "--lines", "20000"])
+        .output()
+        .expect("run demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("| records written | 12500 | 12500 |"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| records in the objects | 12500 | 12500 |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| duplicates | 0 | 0 |"), "{stdout}");
+    assert!(stdout.contains("OK: every record arrived in both buckets."));
+}
+
+#[test]
+fn the_firehose_demo_fails_when_the_server_loses_a_record() {
+    let output = Command::new(env!("CARGO_BIN_EXE_shardcar"))
+        .args([
+            "demo",
+            "--firehose",
+            "--lines",
+            "5000",
+            "--no-limits",
+            "--fault-drop-records",
+            "1",
+        ])
+        .output()
+        .expect("run demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // One Kinesis record dropped: the delivery stream reading it never sees its records.
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(!stdout.contains("| lost | 0 | 0 |"), "{stdout}");
+    assert!(stdout.contains("FAILED:"), "{stdout}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn consume_reads_every_record_once_parents_before_children() {
     let server = ServerProcess::start(&[

@@ -12,6 +12,8 @@ macro_rules! say {
     }};
 }
 
+pub mod firehose;
+
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
