@@ -158,6 +158,16 @@ hints = described["Destinations"][0]["HttpEndpointDestinationDescription"]["Buff
 assert hints == {"SizeInMBs": 2, "IntervalInSeconds": 5}, hints
 refused("UpdateDestination", {"DeliveryStreamName": "web", "CurrentDeliveryStreamVersionId": "2", "DestinationId": "destinationId-000000000009", "ExtendedS3DestinationUpdate": {"Prefix": "x/"}}, "InvalidArgumentException")
 
+# Objects written after an UpdateDestination carry the new version in their key and
+# follow the new prefix.
+call("CreateDeliveryStream", DeliveryStreamName="versioned", ExtendedS3DestinationConfiguration={"RoleARN": role, "BucketARN": "arn:aws:s3:::versioned", "Prefix": "v1/", "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1}})
+call("UpdateDestination", DeliveryStreamName="versioned", CurrentDeliveryStreamVersionId="1", DestinationId="destinationId-000000000001", ExtendedS3DestinationUpdate={"Prefix": "v2/"})
+call("PutRecord", DeliveryStreamName="versioned", Record={"Data": b"after the update\n"})
+(key, body), = eventually(lambda: objects("versioned"), "an object after UpdateDestination")
+assert key.startswith("v2/") and key.rsplit("/", 1)[1].startswith("versioned-2-"), key
+assert body == b"after the update\n", body
+call("DeleteDeliveryStream", DeliveryStreamName="versioned")
+
 # Tags.
 call("TagDeliveryStream", DeliveryStreamName="web", Tags=[{"Key": "team", "Value": "logs"}, {"Key": "env", "Value": "test"}])
 tags = call("ListTagsForDeliveryStream", DeliveryStreamName="web")

@@ -58,6 +58,7 @@ pub fn bucket_dir(s3_dir: &Path, bucket_arn: &str) -> Option<PathBuf> {
 pub fn object_key(
     prefix: &str,
     stream: &str,
+    version: u64,
     first_ms: Millis,
     compression: Compression,
 ) -> String {
@@ -74,7 +75,7 @@ pub fn object_key(
     let random: u128 = rand::random();
     let random = format!("{random:032x}");
     format!(
-        "{prefix}{y:04}/{mo:02}/{d:02}/{h:02}/{stream}-1-{y:04}-{mo:02}-{d:02}-{h:02}-{mi:02}-{s:02}-{}-{}-{}-{}-{}{}",
+        "{prefix}{y:04}/{mo:02}/{d:02}/{h:02}/{stream}-{version}-{y:04}-{mo:02}-{d:02}-{h:02}-{mi:02}-{s:02}-{}-{}-{}-{}-{}{}",
         &random[..8],
         &random[8..12],
         &random[12..16],
@@ -122,10 +123,10 @@ mod tests {
     #[test]
     fn keys_follow_firehose_naming() {
         // 2015-01-22 01:22:02 UTC
-        let key = object_key("logs/", "orders", 1_421_889_722_000, Compression::Gzip);
+        let key = object_key("logs/", "orders", 3, 1_421_889_722_000, Compression::Gzip);
         let (dated, name) = key.rsplit_once('/').unwrap_or_default();
         assert_eq!(dated, "logs/2015/01/22/01");
-        assert!(name.starts_with("orders-1-2015-01-22-01-22-02-"), "{name}");
+        assert!(name.starts_with("orders-3-2015-01-22-01-22-02-"), "{name}");
         assert!(name.ends_with(".gz"), "{name}");
     }
 

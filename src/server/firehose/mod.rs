@@ -319,7 +319,8 @@ impl Firehose {
             }
             let taken = lock(&stream.buffer).take();
             if let Ok(Some(batch)) = taken {
-                match write_raw(self.s3_dir.as_deref(), &stream.name, &s3, &batch) {
+                let version = stream.settings().version;
+                match write_raw(self.s3_dir.as_deref(), &stream.name, version, &s3, &batch) {
                     Ok(()) => {
                         let _ = batch.delivered();
                     }
@@ -371,8 +372,11 @@ async fn write_until_done(stream: &DeliveryStream, context: &Context, s3: &S3, b
             s3.clone(),
             batch.clone(),
         );
-        let written =
-            tokio::task::spawn_blocking(move || write_raw(dir.as_deref(), &name, &s3c, &b)).await;
+        let version = stream.settings().version;
+        let written = tokio::task::spawn_blocking(move || {
+            write_raw(dir.as_deref(), &name, version, &s3c, &b)
+        })
+        .await;
         match written {
             Ok(Ok(())) => break,
             Ok(Err(error)) => {
@@ -391,10 +395,18 @@ async fn write_until_done(stream: &DeliveryStream, context: &Context, s3: &S3, b
     }
 }
 
-fn write_raw(s3_dir: Option<&Path>, name: &str, s3: &S3, batch: &Batch) -> std::io::Result<()> {
+/// Object keys carry the delivery stream's version (1, then one more for each
+/// UpdateDestination), as Firehose's do.
+fn write_raw(
+    s3_dir: Option<&Path>,
+    name: &str,
+    version: u64,
+    s3: &S3,
+    batch: &Batch,
+) -> std::io::Result<()> {
     let bucket =
         config::bucket(s3_dir, &s3.bucket_arn).map_err(|e| std::io::Error::other(e.message))?;
-    let key = delivery::object_key(&s3.prefix, name, batch.first_ms, s3.compression);
+    let key = delivery::object_key(&s3.prefix, name, version, batch.first_ms, s3.compression);
     delivery::write_object(&bucket, &key, &batch.data, s3.compression).map(|_| ())
 }
 
@@ -421,12 +433,14 @@ async fn post_until_done(stream: &DeliveryStream, context: &Context, http: &Http
             }
         }
     };
+    let version = stream.settings().version;
     let backups: Vec<(String, Vec<u8>)> = {
         let mut objects = Vec::new();
         if http.backup == BackupMode::AllData {
             let key = delivery::object_key(
                 &http.s3.prefix,
                 &stream.name,
+                version,
                 batch.first_ms,
                 http.s3.compression,
             );
@@ -438,8 +452,13 @@ async fn post_until_done(stream: &DeliveryStream, context: &Context, http: &Http
                 .error_prefix
                 .clone()
                 .unwrap_or_else(|| "http-endpoint-failed/".to_owned());
-            let key =
-                delivery::object_key(&prefix, &stream.name, batch.first_ms, http.s3.compression);
+            let key = delivery::object_key(
+                &prefix,
+                &stream.name,
+                version,
+                batch.first_ms,
+                http.s3.compression,
+            );
             objects.push((
                 key,
                 failed_lines(&batch, failure, attempts, context.clock.now_ms()),
