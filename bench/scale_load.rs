@@ -14,6 +14,8 @@
 
 #[path = "agent_files.rs"]
 mod agent_files;
+#[path = "metered_agent.rs"]
+mod metered_agent;
 #[path = "process.rs"]
 mod process;
 #[path = "server_process.rs"]
@@ -21,72 +23,20 @@ mod server_process;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent_files::{Process, acknowledged, write_files};
+use agent_files::{acknowledged, write_files};
+use metered_agent::Agent;
 use server_process::{ServerProcess, start_server};
 
-/// A port free now, for the agent's metrics endpoint.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-struct Agent {
-    process: Process,
-    metrics_port: u16,
-}
-
 fn agent(bin: &str, dir: &Path, endpoint: &str, include: &str, extra: &str) -> Agent {
-    let config = dir.join("agent.toml");
-    let metrics_port = free_port();
-    std::fs::write(
-        &config,
-        format!(
-            "[agent]\nstate_dir = \"{}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n[kinesis]\nendpoint_url = \"{endpoint}\"\nregion = \"us-east-1\"\n{extra}\n[[flows]]\nname = \"bench\"\nstream = \"bench\"\nstart_at = \"start\"\ninclude = [\"{include}\"]\n[flows.throttle]\nenabled = false\n",
-            dir.join("state").display()
+    metered_agent::spawn(
+        bin,
+        dir,
+        &format!(
+            "[kinesis]\nendpoint_url = \"{endpoint}\"\nregion = \"us-east-1\"\n{extra}\n[[flows]]\nname = \"bench\"\nstream = \"bench\"\nstart_at = \"start\"\ninclude = [\"{include}\"]\n[flows.throttle]\nenabled = false\n"
         ),
     )
-    .expect("config");
-    let process = Process(
-        Command::new(bin)
-            .args(["run", "-c", config.to_str().expect("utf-8")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("agent"),
-    );
-    Agent {
-        process,
-        metrics_port,
-    }
-}
-
-impl Agent {
-    fn pid(&self) -> u32 {
-        self.process.0.id()
-    }
-
-    /// The sum of every sample of a counter on the agent's /metrics page.
-    fn counter(&self, name: &str) -> f64 {
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)) else {
-            return 0.0;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
-        let mut page = String::new();
-        let _ = std::io::Read::read_to_string(&mut stream, &mut page);
-        page.lines()
-            .filter(|l| {
-                l.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
 }
 
 fn wait_acknowledged(dir: &Path, total: u64, within: Duration) -> bool {
@@ -132,15 +82,6 @@ fn server(bin: &str, shards: u32, tls_dir: Option<&Path>) -> Option<Server> {
         endpoint,
         agent_extra,
     })
-}
-
-/// Whether this build of the server terminates TLS itself.
-fn server_has_tls(bin: &str) -> bool {
-    Command::new(bin)
-        .args(["server", "--help"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--tls-self-signed"))
-        .unwrap_or(false)
 }
 
 fn shards_row(bin: &str, megabytes: u64, shards: u32, tls: bool) {
@@ -317,7 +258,7 @@ fn shards_table(
         for on in [false, true] {
             for (i, bin) in bins.iter().enumerate() {
                 print!("| {}", label(i));
-                if on && !server_has_tls(bin) {
+                if on && !server_process::has_tls(bin) {
                     println!("{shards} | on | not run: this server has no TLS | | | | |");
                     continue;
                 }

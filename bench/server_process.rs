@@ -35,3 +35,13 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Whether this build of the server terminates TLS itself (`--tls-self-signed`).
+#[allow(dead_code)] // only the benchmarks with TLS rows ask
+pub fn has_tls(bin: &str) -> bool {
+    Command::new(bin)
+        .args(["server", "--help"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--tls-self-signed"))
+        .unwrap_or(false)
+}
