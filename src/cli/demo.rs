@@ -44,7 +44,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
         drop_records: args.fault_drop_records,
     };
     if args.firehose {
-        let report = runtime.block_on(crate::demo::firehose::run(options))?;
+        let report = runtime.block_on(crate::demo::firehose::run(
+            options,
+            super::signals::terminated(),
+        ))?;
         if report.lost() > 0 {
             bail!(
                 "{} of {} records were lost on the way to the objects",

@@ -8,19 +8,16 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::{DemoOptions, bar, parse_marker, peak_rss_mib, write_log};
+use super::{DemoOptions, STREAM, Stage, bar, parse_marker, peak_rss_mib, write_log};
 use crate::agent::{Agent, RunOptions};
 use crate::config::Config;
 use crate::kinesis::limits;
-use crate::server::{Server, ServerConfig};
 
-const STREAM: &str = "demo";
 const FROM_KINESIS: &str = "demo-from-kinesis";
 const DIRECT: &str = "demo-direct";
 /// Both delivery streams flush every second: this long without a new record in
@@ -202,7 +199,12 @@ fn path_report(seen: &HashMap<u64, u32>, objects: u64, records: u64) -> PathRepo
     }
 }
 
-pub async fn run(options: DemoOptions) -> Result<FirehoseReport> {
+/// Runs the Firehose demo and counts every record in both buckets. With `listen`,
+/// the server then stays up until `stop` resolves.
+pub async fn run(
+    options: DemoOptions,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<FirehoseReport> {
     let started = Instant::now();
     let interactive = std::io::stdout().is_terminal();
     let say = |line: String| {
@@ -210,30 +212,13 @@ pub async fn run(options: DemoOptions) -> Result<FirehoseReport> {
             say!("{line}");
         }
     };
-    let temp = tempfile::Builder::new()
-        .prefix("shardcar-demo-")
-        .tempdir()
-        .context("cannot create a temporary directory")?;
-    let (dir, temp): (PathBuf, Option<tempfile::TempDir>) = if options.keep {
-        (temp.keep(), None)
-    } else {
-        (temp.path().to_owned(), Some(temp))
-    };
-    let logs = dir.join("logs");
+    let stage = Stage::start(&options, |config, dir| {
+        config.s3_dir = Some(dir.join("s3"));
+    })
+    .await?;
+    let (dir, logs, endpoint) = (stage.dir.clone(), stage.logs(), stage.endpoint.clone());
     let s3 = dir.join("s3");
-    std::fs::create_dir_all(&logs)?;
-
-    let mut server_config = ServerConfig::default();
-    server_config.store.limits = options.limits;
-    server_config.store.faults.drop_records = options.drop_records;
-    server_config.create_streams = vec![(STREAM.to_owned(), options.shards)];
-    server_config.s3_dir = Some(s3.clone());
-    let listen = options
-        .listen
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let server = Server::bind(listen, server_config).await?;
-    let endpoint = server.endpoint_url();
-    create_delivery_streams(&endpoint, server.store().account_id()).await?;
+    create_delivery_streams(&endpoint, stage.server.store().account_id()).await?;
     say(format!(
         "shard server on {endpoint}: stream {STREAM:?} ({} shards) read by delivery stream {FROM_KINESIS:?}, and delivery stream {DIRECT:?}, both delivering to {}",
         options.shards,
@@ -296,11 +281,20 @@ pub async fn run(options: DemoOptions) -> Result<FirehoseReport> {
         seconds: started.elapsed().as_secs_f64(),
     };
     print_report(&report);
-    if options.keep {
-        say!("\nkept {} (agent.toml, logs/, s3/, state/)", dir.display());
-    }
-    server.shutdown().await;
-    drop(temp);
+    stage
+        .finish(
+            &options,
+            "agent.toml, logs/, s3/, state/",
+            &[
+                format!("aws firehose list-delivery-streams --endpoint-url {endpoint}"),
+                format!(
+                    "aws firehose describe-delivery-stream --delivery-stream-name {FROM_KINESIS} --endpoint-url {endpoint}"
+                ),
+                format!("find {} -type f", s3.display()),
+            ],
+            stop,
+        )
+        .await;
     Ok(report)
 }
 

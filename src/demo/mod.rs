@@ -28,7 +28,7 @@ use crate::agent::{Agent, RunOptions};
 use crate::config::Config;
 use crate::consume::{self, ConsumeOptions, StartFrom};
 use crate::kinesis::limits;
-use crate::server::{Server, ServerConfig};
+use crate::server::{RunningServer, Server, ServerConfig};
 
 const STREAM: &str = "demo";
 
@@ -236,28 +236,8 @@ pub async fn run(
             say!("{line}");
         }
     };
-    let temp = tempfile::Builder::new()
-        .prefix("shardcar-demo-")
-        .tempdir()
-        .context("cannot create a temporary directory")?;
-    // With --keep the directory outlives the demo; otherwise it is removed at the end.
-    let (dir, temp): (PathBuf, Option<tempfile::TempDir>) = if options.keep {
-        (temp.keep(), None)
-    } else {
-        (temp.path().to_owned(), Some(temp))
-    };
-    let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs)?;
-
-    let mut server_config = ServerConfig::default();
-    server_config.store.limits = options.limits;
-    server_config.store.faults.drop_records = options.drop_records;
-    server_config.create_streams = vec![(STREAM.to_owned(), options.shards)];
-    let listen = options
-        .listen
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let server = Server::bind(listen, server_config).await?;
-    let endpoint = server.endpoint_url();
+    let stage = Stage::start(&options, |_, _| {}).await?;
+    let (dir, logs, endpoint) = (stage.dir.clone(), stage.logs(), stage.endpoint.clone());
     say(format!(
         "shard server on {endpoint}, stream {STREAM:?} with {} shards, limits {}",
         options.shards,
@@ -328,7 +308,12 @@ pub async fn run(
 
     // Per-shard use of the write limit, as the server measured it.
     let mut shard_utilisation = Vec::new();
-    for (shard, bytes) in server.store().open_shard_bytes(STREAM).unwrap_or_default() {
+    for (shard, bytes) in stage
+        .server
+        .store()
+        .open_shard_bytes(STREAM)
+        .unwrap_or_default()
+    {
         shard_utilisation.push((
             shard,
             bytes as f64 / run_seconds / limits::SHARD_WRITE_BYTES_PER_SEC as f64,
@@ -394,30 +379,104 @@ pub async fn run(
     };
     print_report(&report, &producer);
 
-    if options.keep {
-        say!("\nkept {} (agent.toml, logs/, state/)", dir.display());
-        if options.listen.is_none() {
-            say!(
-                "the agent.toml there points at this demo's server ({endpoint}), which stops now; \
-                 run the demo with --keep --listen 127.0.0.1:4567 to keep a server at a fixed address"
-            );
-        }
-    }
-    if options.listen.is_some() {
-        say!("\nthe shard server stays up at {endpoint}; try (Ctrl-C or SIGTERM to stop):");
-        say!(
-            "  export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_DEFAULT_REGION=us-east-1"
-        );
-        say!("  aws kinesis list-shards --stream-name {STREAM} --endpoint-url {endpoint}");
-        say!(
-            "  aws kinesis get-shard-iterator --stream-name {STREAM} --shard-id shardId-000000000000 --shard-iterator-type TRIM_HORIZON --endpoint-url {endpoint}"
-        );
-        say!("  shardcar consume {STREAM} --endpoint-url {endpoint} --limit 5");
-        stop.await;
-    }
-    server.shutdown().await;
-    drop(temp);
+    stage
+        .finish(
+            &options,
+            "agent.toml, logs/, state/",
+            &[
+                format!("aws kinesis list-shards --stream-name {STREAM} --endpoint-url {endpoint}"),
+                format!(
+                    "aws kinesis get-shard-iterator --stream-name {STREAM} --shard-id shardId-000000000000 --shard-iterator-type TRIM_HORIZON --endpoint-url {endpoint}"
+                ),
+                format!("shardcar consume {STREAM} --endpoint-url {endpoint} --limit 5"),
+            ],
+            stop,
+        )
+        .await;
     Ok(report)
+}
+
+/// The demo's directory (removed at the end unless kept, with its `logs/`) and its
+/// in-process shard server.
+struct Stage {
+    dir: PathBuf,
+    temp: Option<tempfile::TempDir>,
+    server: RunningServer,
+    endpoint: String,
+}
+
+impl Stage {
+    /// `configure` adds to the server's configuration, given the directory.
+    async fn start(
+        options: &DemoOptions,
+        configure: impl FnOnce(&mut ServerConfig, &Path),
+    ) -> Result<Stage> {
+        let temp = tempfile::Builder::new()
+            .prefix("shardcar-demo-")
+            .tempdir()
+            .context("cannot create a temporary directory")?;
+        // With --keep the directory outlives the demo; otherwise it is removed at the end.
+        let (dir, temp): (PathBuf, Option<tempfile::TempDir>) = if options.keep {
+            (temp.keep(), None)
+        } else {
+            (temp.path().to_owned(), Some(temp))
+        };
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let mut server_config = ServerConfig::default();
+        server_config.store.limits = options.limits;
+        server_config.store.faults.drop_records = options.drop_records;
+        server_config.create_streams = vec![(STREAM.to_owned(), options.shards)];
+        configure(&mut server_config, &dir);
+        let listen = options
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let server = Server::bind(listen, server_config).await?;
+        let endpoint = server.endpoint_url();
+        Ok(Stage {
+            dir,
+            temp,
+            server,
+            endpoint,
+        })
+    }
+
+    fn logs(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+
+    /// Says what was kept; with `--listen`, keeps the server up until `stop`, with
+    /// `commands` to try against it. Then stops the server and removes the directory
+    /// unless kept.
+    async fn finish(
+        self,
+        options: &DemoOptions,
+        kept: &str,
+        commands: &[String],
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        let endpoint = &self.endpoint;
+        if options.keep {
+            say!("\nkept {} ({kept})", self.dir.display());
+            if options.listen.is_none() {
+                say!(
+                    "the agent.toml there points at this demo's server ({endpoint}), which stops now; \
+                     run the demo with --keep --listen 127.0.0.1:4567 to keep a server at a fixed address"
+                );
+            }
+        }
+        if options.listen.is_some() {
+            say!("\nthe shard server stays up at {endpoint}; try (Ctrl-C or SIGTERM to stop):");
+            say!(
+                "  export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_DEFAULT_REGION=us-east-1"
+            );
+            for command in commands {
+                say!("  {command}");
+            }
+            stop.await;
+        }
+        self.server.shutdown().await;
+        drop(self.temp);
+    }
 }
 
 fn print_report(report: &DemoReport, producer: &crate::producer::StatsSnapshot) {
