@@ -16,7 +16,7 @@ use aws_sdk_firehose::Client;
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::{DeliveryStreamStatus, Record};
 
-use super::judge::{EntryVerdict, request_verdict};
+use super::judge::{EntryVerdict, entry_verdicts};
 use super::put_body::WireEntry;
 use super::service::{PutAnswer, RequestFailure, StreamService};
 use super::topology::{Topology, TopologyError};
@@ -74,23 +74,12 @@ impl StreamService for FirehoseService {
                 .send()
                 .await;
             match call {
-                Ok(output) => {
-                    let results = output.request_responses();
-                    Ok((0..sent)
-                        .map(|index| {
-                            results.get(index).map_or(
-                                EntryVerdict::Retry {
-                                    code: "MissingResult".into(),
-                                },
-                                entry_verdict,
-                            )
-                        })
-                        .collect())
-                }
-                Err(error) => Err(RequestFailure {
-                    verdict: request_verdict(&error),
-                    failure: Failure::of(&error),
-                }),
+                Ok(output) => Ok(entry_verdicts(
+                    output.request_responses(),
+                    sent,
+                    entry_verdict,
+                )),
+                Err(error) => Err(RequestFailure::of(&error)),
             }
         }
     }

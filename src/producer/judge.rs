@@ -77,6 +77,26 @@ pub fn request_verdict<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Re
     }
 }
 
+/// One verdict per entry sent, in order, from the answer's per-entry results. An
+/// answer shorter than the call leaves some outcomes unknown: those entries are sent
+/// again.
+pub fn entry_verdicts<T>(
+    results: &[T],
+    sent: usize,
+    verdict: impl Fn(&T) -> EntryVerdict,
+) -> Vec<EntryVerdict> {
+    (0..sent)
+        .map(|index| {
+            results.get(index).map_or(
+                EntryVerdict::Retry {
+                    code: "MissingResult".into(),
+                },
+                &verdict,
+            )
+        })
+        .collect()
+}
+
 pub fn entry_verdict(entry: &aws_sdk_kinesis::types::PutRecordsResultEntry) -> EntryVerdict {
     match (
         entry.error_code(),

@@ -11,7 +11,7 @@ use std::future::Future;
 use aws_sdk_kinesis::Client;
 
 use super::cbor_body;
-use super::judge::{EntryVerdict, RequestVerdict, entry_verdict, request_verdict};
+use super::judge::{EntryVerdict, RequestVerdict, entry_verdict, entry_verdicts, request_verdict};
 use super::put_body::{self, WireEntry};
 use super::topology::{self, Topology, TopologyError};
 use crate::aws::Failure;
@@ -22,6 +22,19 @@ use crate::config::BodyFormat;
 pub struct RequestFailure {
     pub verdict: RequestVerdict,
     pub failure: Failure,
+}
+
+impl RequestFailure {
+    pub fn of<E, R>(error: &aws_sdk_kinesis::error::SdkError<E, R>) -> RequestFailure
+    where
+        E: aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        RequestFailure {
+            verdict: request_verdict(error),
+            failure: Failure::of(error),
+        }
+    }
 }
 
 /// One verdict per entry sent, in order; or the call's failure.
@@ -67,25 +80,8 @@ impl StreamService for SdkService {
             };
             drop(entries);
             match put_body::put_records(&client, stream, body, format).await {
-                Ok(output) => {
-                    let results = output.records();
-                    // An answer shorter than the call leaves some outcomes unknown:
-                    // those entries are sent again.
-                    Ok((0..sent)
-                        .map(|index| {
-                            results.get(index).map_or(
-                                EntryVerdict::Retry {
-                                    code: "MissingResult".into(),
-                                },
-                                entry_verdict,
-                            )
-                        })
-                        .collect())
-                }
-                Err(error) => Err(RequestFailure {
-                    verdict: request_verdict(&error),
-                    failure: Failure::of(&error),
-                }),
+                Ok(output) => Ok(entry_verdicts(output.records(), sent, entry_verdict)),
+                Err(error) => Err(RequestFailure::of(&error)),
             }
         }
     }

@@ -254,8 +254,8 @@ async fn through_a_kinesis_stream_as_source_every_line_arrives_once_across_a_spl
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
-    let before = lines("src-before", 30_000);
-    let after = lines("src-after", 30_000);
+    let before = lines("src-before", 50_000);
+    let after = lines("src-after", 50_000);
     append(&setup.logs().join("a.log"), &before);
     let text = setup
         .config_text()

@@ -35,14 +35,47 @@ pub fn load(dir: &Path) -> std::io::Result<Vec<Saved>> {
     }
 }
 
+/// Readable by the server's user only: HTTP endpoint destinations carry their access
+/// keys.
 pub fn store(dir: &Path, all: &[Saved]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     std::fs::create_dir_all(dir)?;
     let temp = dir.join(".streams.json.tmp");
+    // A leftover from a crash keeps its mode when reopened: start afresh.
+    let _ = std::fs::remove_file(&temp);
     {
-        let mut file = std::fs::File::create(&temp)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)?;
         file.write_all(&serde_json::to_vec_pretty(all).map_err(std::io::Error::other)?)?;
         file.sync_all()?;
     }
     std::fs::rename(&temp, dir.join(FILE))?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn the_saved_streams_are_readable_by_the_owner_only() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        store(dir.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        let mode = std::fs::metadata(dir.path().join(FILE))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(
+            load(dir.path())
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_empty()
+        );
+    }
 }
