@@ -7,18 +7,24 @@ use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ScalingType};
 
 use crate::support::{ServerProcess, json_lines, kinesis_client, shardcar};
 
-#[test]
-fn the_demo_proves_nothing_was_lost() {
+/// `shardcar demo ARGS`: its exit code, stdout and stderr.
+fn demo(args: &[&str]) -> (Option<i32>, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_shardcar"))
-        .args(["demo", "--lines", "20000"])
+        .arg("demo")
+        .args(args)
         .output()
         .expect("run demo");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_demo_proves_nothing_was_lost() {
+    let (code, stdout, stderr) = demo(&["--lines", "20000"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("| lost | 0 |"), "{stdout}");
     assert!(stdout.contains("| lines written | 20000 |"), "{stdout}");
     assert!(stdout.contains("OK: every record arrived."));
@@ -26,37 +32,24 @@ fn the_demo_proves_nothing_was_lost() {
 
 #[test]
 fn the_demo_fails_when_the_server_loses_a_record() {
-    let output = Command::new(env!("CARGO_BIN_EXE_shardcar"))
-        .args([
-            "demo",
-            "--lines",
-            "5000",
-            "--no-limits",
-            "--fault-drop-records",
-            "1",
-        ])
-        .output()
-        .expect("run demo");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (code, stdout, stderr) = demo(&[
+        "--lines",
+        "5000",
+        "--no-limits",
+        "--fault-drop-records",
+        "1",
+    ]);
     // The server dropped one Kinesis record: a whole aggregate of user records.
-    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(!stdout.contains("| lost | 0 |"), "{stdout}");
     assert!(stdout.contains("FAILED:"), "{stdout}");
-    assert!(String::from_utf8_lossy(&output.stderr).contains("records were lost"));
+    assert!(stderr.contains("records were lost"), "{stderr}");
 }
 
 #[test]
 fn the_firehose_demo_finds_every_record_once_in_both_buckets() {
-    let output = Command::new(env!("CARGO_BIN_EXE_shardcar"))
-        .args(["demo", "--firehose", "--lines", "20000"])
-        .output()
-        .expect("run demo");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (code, stdout, stderr) = demo(&["--firehose", "--lines", "20000"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("| records written | 12500 | 12500 |"),
         "{stdout}"
@@ -71,21 +64,16 @@ fn the_firehose_demo_finds_every_record_once_in_both_buckets() {
 
 #[test]
 fn the_firehose_demo_fails_when_the_server_loses_a_record() {
-    let output = Command::new(env!("CARGO_BIN_EXE_shardcar"))
-        .args([
-            "demo",
-            "--firehose",
-            "--lines",
-            "5000",
-            "--no-limits",
-            "--fault-drop-records",
-            "1",
-        ])
-        .output()
-        .expect("run demo");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (code, stdout, _) = demo(&[
+        "--firehose",
+        "--lines",
+        "5000",
+        "--no-limits",
+        "--fault-drop-records",
+        "1",
+    ]);
     // One Kinesis record dropped: the delivery stream reading it never sees its records.
-    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(!stdout.contains("| lost | 0 | 0 |"), "{stdout}");
     assert!(stdout.contains("FAILED:"), "{stdout}");
 }
