@@ -8,6 +8,8 @@
 
 #[path = "agent_files.rs"]
 mod agent_files;
+#[path = "metered_agent.rs"]
+mod metered_agent;
 #[path = "process.rs"]
 mod process;
 #[path = "server_process.rs"]
@@ -15,10 +17,10 @@ mod server_process;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent_files::{Process, acknowledged, write_files};
+use agent_files::{acknowledged, write_files};
+use metered_agent::Agent;
 use server_process::{ServerProcess, start_server};
 use shardcar::config::KinesisConfig;
 
@@ -30,23 +32,13 @@ fn server(bin: &str) -> ServerProcess {
     )
 }
 
-fn agent(bin: &str, dir: &Path, endpoint: &str, include: &str) -> Process {
-    let config = dir.join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[agent]\nstate_dir = \"{}\"\n[kinesis]\nendpoint_url = \"{endpoint}\"\nregion = \"us-east-1\"\n[[flows]]\nname = \"bench\"\nstream = \"bench\"\nstart_at = \"start\"\ninclude = [\"{include}\"]\n[flows.throttle]\nenabled = false\n",
-            dir.join("state").display()
+fn agent(bin: &str, dir: &Path, endpoint: &str, include: &str) -> Agent {
+    metered_agent::spawn(
+        bin,
+        dir,
+        &format!(
+            "[kinesis]\nendpoint_url = \"{endpoint}\"\nregion = \"us-east-1\"\n[[flows]]\nname = \"bench\"\nstream = \"bench\"\nstart_at = \"start\"\ninclude = [\"{include}\"]\n[flows.throttle]\nenabled = false\n"
         ),
-    )
-    .expect("config");
-    Process(
-        Command::new(bin)
-            .args(["run", "-c", config.to_str().expect("utf-8")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("agent"),
     )
 }
 
@@ -64,7 +56,7 @@ fn throughput(bin: &str, megabytes: u64) {
         &endpoint,
         &format!("{}/*.log", logs.display()),
     );
-    let pid = agent.0.id();
+    let pid = agent.pid();
     let mut cpu = 0.0;
     while acknowledged(dir.path()) < total {
         cpu = process::cpu_seconds(Some(pid));
@@ -139,7 +131,7 @@ fn many_files(bin: &str) {
     std::thread::sleep(Duration::from_secs(2));
     println!(
         "| agent peak RSS with 1,000 tracked files | {:.1} MiB |",
-        process::status_kib(Some(agent.0.id()), "VmHWM:") as f64 / 1024.0
+        process::status_kib(Some(agent.pid()), "VmHWM:") as f64 / 1024.0
     );
     drop(agent);
     drop(server);
