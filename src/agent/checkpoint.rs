@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::ledger::{ReadingName, Snapshot};
 use super::tail::identity::FileIdentity;
 
 const FILE_NAME: &str = "checkpoints.json";
@@ -41,10 +42,42 @@ impl FileCheckpoint {
 
 /// [`CheckpointFile`] as written: borrowed.
 #[derive(Serialize)]
-struct CheckpointFileRef<'a> {
+struct CheckpointFileRef<'a, F: Serialize> {
     version: u32,
     flows: &'a [String],
-    files: &'a [FileCheckpoint],
+    files: &'a [F],
+}
+
+/// [`FileCheckpoint`] as written from the ledger's shared names: the same fields in
+/// the same order, without a copy of the strings.
+#[derive(Serialize)]
+struct FileCheckpointRef<'a> {
+    flow: &'a str,
+    path: std::borrow::Cow<'a, str>,
+    dev: u64,
+    ino: u64,
+    fingerprint: &'a str,
+    fingerprint_len: u64,
+    offset: u64,
+}
+
+/// One snapshot entry, serialized as a [`FileCheckpoint`].
+struct SnapshotEntry<'a>(&'a (std::sync::Arc<ReadingName>, u64));
+
+impl Serialize for SnapshotEntry<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (name, offset) = self.0;
+        FileCheckpointRef {
+            flow: &name.flow,
+            path: name.path.to_string_lossy(),
+            dev: name.identity.dev,
+            ino: name.identity.ino,
+            fingerprint: &name.identity.fingerprint,
+            fingerprint_len: name.identity.fingerprint_len,
+            offset: *offset,
+        }
+        .serialize(serializer)
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -142,21 +175,41 @@ impl CheckpointStore {
         Ok(Some(aside))
     }
 
-    /// Writes `files` atomically.
+    /// Writes `checkpoints` atomically.
     pub fn persist(&self, checkpoints: &Checkpoints) -> Result<(), CheckpointError> {
+        self.write(&CheckpointFileRef {
+            version: VERSION,
+            flows: &checkpoints.flows,
+            files: &checkpoints.files,
+        })
+    }
+
+    /// Writes the flows and the ledger's `snapshot` atomically, as [`persist`] writes
+    /// the same checkpoints owned.
+    ///
+    /// [`persist`]: CheckpointStore::persist
+    pub fn persist_snapshot(
+        &self,
+        flows: &[String],
+        snapshot: &Snapshot,
+    ) -> Result<(), CheckpointError> {
+        let files: Vec<SnapshotEntry> = snapshot.iter().map(SnapshotEntry).collect();
+        self.write(&CheckpointFileRef {
+            version: VERSION,
+            flows,
+            files: &files,
+        })
+    }
+
+    fn write(&self, file: &impl Serialize) -> Result<(), CheckpointError> {
         let write = || -> io::Result<()> {
             fs::create_dir_all(&self.dir)?;
             // Written as it is serialized: 10,000 files are megabytes of JSON, and
             // neither the list nor the text is worth a copy in memory.
-            let file = CheckpointFileRef {
-                version: VERSION,
-                flows: &checkpoints.flows,
-                files: &checkpoints.files,
-            };
             let temp = self.temp_path();
             {
                 let mut out = io::BufWriter::with_capacity(64 * 1024, File::create(&temp)?);
-                serde_json::to_writer_pretty(&mut out, &file).map_err(io::Error::other)?;
+                serde_json::to_writer_pretty(&mut out, file).map_err(io::Error::other)?;
                 out.flush()?;
                 out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             }
@@ -199,6 +252,38 @@ mod tests {
         std::fs::write(dir.path().join("checkpoints.json.tmp"), b"{half").unwrap();
         assert_eq!(store.load().unwrap(), Some(saved));
         assert!(!dir.path().join("checkpoints.json.tmp").exists());
+    }
+
+    /// The checkpointer writes from the ledger's shared names; what it writes loads
+    /// back as the owned checkpoints the ledger lists (same fields, same order).
+    #[test]
+    fn a_ledger_snapshot_is_written_as_its_checkpoints() {
+        use super::super::ledger::Ledger;
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(dir.path());
+        let ledger = Ledger::default();
+        let flow: std::sync::Arc<str> = "f".into();
+        let identity = |ino| FileIdentity {
+            dev: 1,
+            ino,
+            fingerprint: format!("{ino:032x}"),
+            fingerprint_len: 7,
+        };
+        let a = ledger.begin(&flow, Path::new("/logs/b.log"), &identity(3), 5);
+        let b = ledger.begin(&flow, Path::new("/logs/a.log"), &identity(4), 0);
+        ledger.acknowledge(a, 5..20);
+        ledger.acknowledge(b, 0..9);
+        ledger.update_path(b, Path::new("/logs/a.log.1"));
+        let flows = vec!["f".to_owned()];
+        store.persist_snapshot(&flows, &ledger.snapshot()).unwrap();
+        let expected = Checkpoints {
+            flows,
+            files: ledger.checkpoints(),
+        };
+        assert_eq!(expected.files.len(), 2);
+        assert_eq!(expected.files[0].path, "/logs/a.log.1");
+        assert_eq!(expected.files[1].offset, 20);
+        assert_eq!(store.load().unwrap(), Some(expected));
     }
 
     #[test]

@@ -48,6 +48,8 @@ const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Flow {
     config: FlowConfig,
+    /// The flow's name as every reading of it in the ledger shares it.
+    name: Arc<str>,
     discovery: Discovery,
     producer: ProducerHandle<Token>,
     ledger: Ledger,
@@ -117,6 +119,7 @@ impl Flow {
         let records = RecordMaker::new(config.clone(), host, stats.clone());
         Ok(Flow {
             records,
+            name: Arc::from(config.name.as_str()),
             config,
             discovery,
             producer,
@@ -293,7 +296,7 @@ impl Flow {
         tracked.lifecycle = lifecycle;
         tracked.reading = self
             .ledger
-            .begin(&self.config.name, path, &tracked.identity, offset);
+            .begin(&self.name, path, &tracked.identity, offset);
         Some(tracked)
     }
 
@@ -548,7 +551,7 @@ impl Flow {
         }
         tracked.reading = self
             .ledger
-            .begin(&self.config.name, &tracked.path, &tracked.identity, 0);
+            .begin(&self.name, &tracked.path, &tracked.identity, 0);
     }
 
     /// Transforms, keys and sends the frames; acknowledges dropped ranges at once.

@@ -13,11 +13,38 @@ use super::ack::{AckTracker, ReadingId};
 use super::checkpoint::FileCheckpoint;
 use super::tail::identity::FileIdentity;
 
-#[derive(Debug, Clone)]
+/// What a checkpoint names: the reading's flow, file and identity. Shared (an `Arc`)
+/// with the checkpointer's snapshots, so a snapshot of 10,000 readings copies
+/// pointers, not three strings per file; replaced whole on the rare change (a rename,
+/// a longer fingerprint).
+#[derive(Debug)]
+pub struct ReadingName {
+    pub flow: Arc<str>,
+    pub path: PathBuf,
+    pub identity: FileIdentity,
+}
+
+impl ReadingName {
+    /// The owned checkpoint of this reading at `offset`.
+    pub fn checkpoint(&self, offset: u64) -> FileCheckpoint {
+        FileCheckpoint {
+            flow: self.flow.to_string(),
+            path: self.path.to_string_lossy().into_owned(),
+            dev: self.identity.dev,
+            ino: self.identity.ino,
+            fingerprint: self.identity.fingerprint.clone(),
+            fingerprint_len: self.identity.fingerprint_len,
+            offset,
+        }
+    }
+}
+
+/// The readings to checkpoint and their acknowledged offsets, in checkpoint order.
+pub type Snapshot = Vec<(Arc<ReadingName>, u64)>;
+
+#[derive(Debug)]
 struct Reading {
-    flow: String,
-    path: PathBuf,
-    identity: FileIdentity,
+    name: Arc<ReadingName>,
     /// Set once the file was read to its end and released: the reading is over when
     /// everything below it is acknowledged.
     end: Option<u64>,
@@ -59,24 +86,21 @@ impl Ledger {
     /// Registers a reading of `path` from `offset` and returns its id.
     pub fn begin(
         &self,
-        flow: &str,
+        flow: &Arc<str>,
         path: &Path,
         identity: &FileIdentity,
         offset: u64,
     ) -> ReadingId {
+        let name = Arc::new(ReadingName {
+            flow: flow.clone(),
+            path: path.to_owned(),
+            identity: identity.clone(),
+        });
         let mut inner = self.change();
         inner.next += 1;
         let id = inner.next;
         inner.tracker.begin(id, offset);
-        inner.readings.insert(
-            id,
-            Reading {
-                flow: flow.to_owned(),
-                path: path.to_owned(),
-                identity: identity.clone(),
-                end: None,
-            },
-        );
+        inner.readings.insert(id, Reading { name, end: None });
         id
     }
 
@@ -122,13 +146,21 @@ impl Ledger {
 
     pub fn update_identity(&self, reading: ReadingId, identity: &FileIdentity) {
         if let Some(r) = self.change().readings.get_mut(&reading) {
-            r.identity = identity.clone();
+            r.name = Arc::new(ReadingName {
+                flow: r.name.flow.clone(),
+                path: r.name.path.clone(),
+                identity: identity.clone(),
+            });
         }
     }
 
     pub fn update_path(&self, reading: ReadingId, path: &Path) {
         if let Some(r) = self.change().readings.get_mut(&reading) {
-            r.path = path.to_owned();
+            r.name = Arc::new(ReadingName {
+                flow: r.name.flow.clone(),
+                path: path.to_owned(),
+                identity: r.name.identity.clone(),
+            });
         }
     }
 
@@ -154,7 +186,7 @@ impl Ledger {
         let ids: Vec<ReadingId> = inner
             .readings
             .iter()
-            .filter(|(_, r)| r.flow == flow)
+            .filter(|(_, r)| *r.name.flow == *flow)
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
@@ -169,7 +201,7 @@ impl Ledger {
         let ids: Vec<ReadingId> = inner
             .readings
             .iter()
-            .filter(|(_, r)| !flows.contains(&r.flow))
+            .filter(|(_, r)| !flows.iter().any(|f| **f == *r.name.flow))
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
@@ -180,26 +212,33 @@ impl Ledger {
 
     /// The checkpoint of every reading still open or not fully acknowledged.
     pub fn checkpoints(&self) -> Vec<FileCheckpoint> {
-        let inner = self.lock();
-        let mut list: Vec<FileCheckpoint> = inner
-            .readings
+        self.snapshot()
             .iter()
-            .filter_map(|(id, r)| {
-                let offset = inner.tracker.committed(*id)?;
-                Some(FileCheckpoint {
-                    flow: r.flow.clone(),
-                    path: r.path.to_string_lossy().into_owned(),
-                    dev: r.identity.dev,
-                    ino: r.identity.ino,
-                    fingerprint: r.identity.fingerprint.clone(),
-                    fingerprint_len: r.identity.fingerprint_len,
-                    offset,
-                })
-            })
-            .collect();
-        list.sort_by(|a, b| (&a.flow, &a.path, a.ino).cmp(&(&b.flow, &b.path, b.ino)));
-        list.dedup_by(|a, b| {
-            a.dev == b.dev && a.ino == b.ino && a.fingerprint == b.fingerprint && a.flow == b.flow
+            .map(|(name, offset)| name.checkpoint(*offset))
+            .collect()
+    }
+
+    /// [`Ledger::checkpoints`] as shared names and offsets: what the checkpointer
+    /// writes every second, without copying a string per file. Sorted by flow, path
+    /// and inode; one entry per file and flow (a file found again under another
+    /// name while its old reading drains has two readings).
+    pub fn snapshot(&self) -> Snapshot {
+        let mut list: Snapshot = {
+            let inner = self.lock();
+            inner
+                .readings
+                .iter()
+                .filter_map(|(id, r)| Some((r.name.clone(), inner.tracker.committed(*id)?)))
+                .collect()
+        };
+        list.sort_by(|(a, _), (b, _)| {
+            (&a.flow, &a.path, a.identity.ino).cmp(&(&b.flow, &b.path, b.identity.ino))
+        });
+        list.dedup_by(|(a, _), (b, _)| {
+            a.identity.dev == b.identity.dev
+                && a.identity.ino == b.identity.ino
+                && a.identity.fingerprint == b.identity.fingerprint
+                && a.flow == b.flow
         });
         list
     }
@@ -226,7 +265,7 @@ impl Ledger {
         self.lock()
             .readings
             .values()
-            .filter(|r| r.flow == flow)
+            .filter(|r| *r.name.flow == *flow)
             .count()
     }
 }
@@ -271,7 +310,7 @@ mod tests {
             assert_ne!(now, seen, "{what} did not move the version");
             seen = now;
         };
-        let id = ledger.begin("flow", Path::new("/a"), &identity(), 0);
+        let id = ledger.begin(&"flow".into(), Path::new("/a"), &identity(), 0);
         changed(&ledger, "begin");
         ledger.acknowledge(id, 0..10);
         changed(&ledger, "acknowledge");
@@ -290,7 +329,7 @@ mod tests {
     #[test]
     fn a_finished_reading_stays_until_fully_acknowledged() {
         let ledger = Ledger::default();
-        let id = ledger.begin("flow", Path::new("/a"), &identity(), 0);
+        let id = ledger.begin(&"flow".into(), Path::new("/a"), &identity(), 0);
         ledger.acknowledge(id, 10..20);
         ledger.finish(id, 20);
         assert_eq!(ledger.checkpoints()[0].offset, 0);
@@ -302,8 +341,8 @@ mod tests {
     #[test]
     fn batches_of_acks_in_any_order_commit_exactly_what_they_cover() {
         let ledger = Ledger::default();
-        let a = ledger.begin("flow", Path::new("/a"), &identity(), 0);
-        let b = ledger.begin("flow", Path::new("/b"), &identity(), 100);
+        let a = ledger.begin(&"flow".into(), Path::new("/a"), &identity(), 0);
+        let b = ledger.begin(&"flow".into(), Path::new("/b"), &identity(), 100);
         // Two files' records over three shards, acknowledged shard by shard, with a
         // gap in /a (30..40 still in flight) and a duplicate.
         let mut batch = Vec::new();

@@ -456,13 +456,7 @@ impl RunningAgent {
         if let Some(endpoint) = self.endpoint.take() {
             let _ = endpoint.await;
         }
-        checkpointer::write(
-            &self.ledger,
-            &self.store,
-            &self.known_flows,
-            Checkpoints::default(),
-        )
-        .await;
+        checkpointer::write(&self.ledger, &self.store, &self.known_flows).await;
         let report = StopReport {
             unacknowledged_records: reports.values().map(|r| r.unacknowledged_records).sum(),
             grace_exceeded: reports.values().any(|r| r.grace_exceeded),

@@ -114,6 +114,12 @@ impl Framer {
         }
     }
 
+    /// Starts over at `offset` with the same configuration, forgetting what was held
+    /// (the file was replaced in place).
+    pub fn restart(&mut self, offset: u64) {
+        *self = Framer::new(self.config.clone(), offset);
+    }
+
     /// Offset just past the last byte fed.
     pub fn offset(&self) -> u64 {
         self.line_start + self.line.len() as u64

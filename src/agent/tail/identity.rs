@@ -35,6 +35,8 @@ pub fn read_prefix(file: &File, len: u64) -> io::Result<Vec<u8>> {
     Ok(buffer)
 }
 
+use crate::kinesis::digest::Md5Digest;
+
 fn fingerprint_of(prefix: &[u8]) -> String {
     crate::kinesis::digest::md5_hex(prefix)
 }
@@ -54,6 +56,17 @@ impl FileIdentity {
             ino,
             fingerprint: fingerprint_of(prefix),
             fingerprint_len: prefix.len() as u64,
+        }
+    }
+
+    /// The identity of the file `(dev, ino)` whose first `len` bytes have the MD5
+    /// `digest` (what [`FileIdentity::from_prefix`] computes from the bytes).
+    pub fn from_digest(dev: u64, ino: u64, digest: &Md5Digest, len: usize) -> FileIdentity {
+        FileIdentity {
+            dev,
+            ino,
+            fingerprint: crate::kinesis::digest::hex(digest),
+            fingerprint_len: len as u64,
         }
     }
 
