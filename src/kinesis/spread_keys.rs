@@ -10,9 +10,6 @@
 //! stays small and each record refers to it with one or two bytes), and the producer
 //! looks the hash up instead of computing it.
 
-use std::collections::HashMap;
-
-use foldhash::fast::RandomState;
 use rand::{Rng, RngExt};
 
 use super::{HashKey, ShardMap};
@@ -42,10 +39,10 @@ pub fn random_key(rng: &mut impl Rng) -> String {
 #[derive(Debug)]
 pub struct SpreadKeys {
     map: ShardMap,
-    /// Keys whose hash falls in each shard, by the map's shard order. A shard too
-    /// narrow to be hit while building may have none; `pick` then returns `None`.
-    per_shard: Vec<Vec<String>>,
-    hashes: HashMap<String, HashKey, RandomState>,
+    /// Keys whose hash falls in each shard, with that hash, by the map's shard order.
+    /// A shard too narrow to be hit while building may have none; `pick` then
+    /// returns `None`.
+    per_shard: Vec<Vec<(String, HashKey)>>,
 }
 
 impl SpreadKeys {
@@ -53,26 +50,23 @@ impl SpreadKeys {
     /// shards too narrow to be hit within a bounded number of draws.
     pub fn new(map: &ShardMap, per_shard: usize, rng: &mut impl Rng) -> Self {
         let shards = map.len();
-        let mut pools: Vec<Vec<String>> = vec![Vec::with_capacity(per_shard); shards];
-        let mut hashes =
-            HashMap::with_capacity_and_hasher(shards * per_shard, RandomState::default());
+        let mut pools: Vec<Vec<(String, HashKey)>> = vec![Vec::with_capacity(per_shard); shards];
         let mut missing = shards * per_shard;
         let mut draws_left = (shards * per_shard).saturating_mul(32).max(1024);
         while missing > 0 && draws_left > 0 {
             draws_left -= 1;
             let key = random_key(rng);
             let hash = HashKey::of_partition_key(&key);
+            // A key drawn twice hashes into the same shard: that pool is where to look.
             let pool = &mut pools[map.predict_index(hash)];
-            if pool.len() < per_shard && !hashes.contains_key(&key) {
-                pool.push(key.clone());
-                hashes.insert(key, hash);
+            if pool.len() < per_shard && !pool.iter().any(|(k, _)| *k == key) {
+                pool.push((key, hash));
                 missing -= 1;
             }
         }
         SpreadKeys {
             map: map.clone(),
             per_shard: pools,
-            hashes,
         }
     }
 
@@ -96,13 +90,8 @@ impl SpreadKeys {
         if pool.is_empty() {
             return None;
         }
-        let key = pool.get(rng.random_range(0..pool.len()))?;
-        Some((key, self.hash_of(key)?))
-    }
-
-    /// The hash key of a key from this pool, without computing it again.
-    pub fn hash_of(&self, key: &str) -> Option<HashKey> {
-        self.hashes.get(key).copied()
+        let (key, hash) = pool.get(rng.random_range(0..pool.len()))?;
+        Some((key, *hash))
     }
 }
 
@@ -120,13 +109,15 @@ mod tests {
         let keys = SpreadKeys::new(&map, KEYS_PER_SHARD, &mut rng);
         for (index, pool) in keys.per_shard.iter().enumerate() {
             assert_eq!(pool.len(), KEYS_PER_SHARD, "shard {index}");
-            for key in pool {
-                let hash = HashKey::of_partition_key(key);
-                assert_eq!(map.predict_index(hash), index, "{key}");
-                assert_eq!(keys.hash_of(key), Some(hash));
+            for (key, hash) in pool {
+                assert_eq!(*hash, HashKey::of_partition_key(key), "{key}");
+                assert_eq!(map.predict_index(*hash), index, "{key}");
             }
+            let mut distinct: Vec<&String> = pool.iter().map(|(k, _)| k).collect();
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!(distinct.len(), pool.len(), "shard {index}: a key twice");
         }
-        assert_eq!(keys.hash_of("not-from-the-pool"), None);
     }
 
     /// A map of shards owning the given inclusive hash-key ranges, in order.

@@ -115,6 +115,14 @@ impl<T> Entry<T> {
     }
 }
 
+/// `record` with `key` as its partition key, when one is given.
+pub fn with_key(mut record: UserRecord, key: Option<&str>) -> UserRecord {
+    if let Some(key) = key {
+        record.partition_key = key.to_owned();
+    }
+    record
+}
+
 #[derive(Debug)]
 pub struct Lane<T> {
     pub shard_id: String,
@@ -143,19 +151,27 @@ impl<T> Lane<T> {
     }
 
     /// Adds a record: into the open aggregate, or alone when aggregation is off or it
-    /// is larger than an aggregate may be.
-    pub fn add(&mut self, mut member: Member<T>, aggregation: &AggregationConfig, now: Instant) {
+    /// is larger than an aggregate may be. `key`, when given, is the record's partition
+    /// key (a spread record's pool key): an aggregate holds it in its key table, and
+    /// only a record sent alone gets a string of its own.
+    pub fn add(
+        &mut self,
+        mut member: Member<T>,
+        key: Option<&str>,
+        aggregation: &AggregationConfig,
+        now: Instant,
+    ) {
         let Some(record) = member.record.take() else {
             tracing::error!("a record without data reached a lane; it cannot be sent");
             return;
         };
         if !aggregation.enabled || record.kinesis_size() > aggregation.max_bytes {
-            self.queue_alone(record, member);
+            self.queue_alone(with_key(record, key), member);
             return;
         }
         // The aggregator takes the record's only copy; sealing gives it back when the
         // aggregate turns out to hold this one record alone.
-        match self.packer.push(record) {
+        match self.packer.push(record, key) {
             Ok(Pushed::Added) => {
                 self.members.push(member);
                 self.opened_at.get_or_insert(now);
@@ -166,11 +182,11 @@ impl<T> Lane<T> {
             Ok(Pushed::Full(record)) => {
                 self.seal();
                 member.record = Some(record);
-                self.add(member, aggregation, now);
+                self.add(member, key, aggregation, now);
             }
             Err(refused) => {
                 // Cannot happen (the size was checked above); send it alone anyway.
-                self.queue_alone(refused.record, member);
+                self.queue_alone(with_key(refused.record, key), member);
             }
         }
     }
@@ -316,7 +332,7 @@ mod tests {
                     .map(|i| UserRecord::new(format!("k{i}"), format!("{index}/{round}/{i}")))
                     .collect();
                 for (i, record) in records.iter().enumerate() {
-                    lane.add(member(record.clone(), i as u32), &aggregation, now);
+                    lane.add(member(record.clone(), i as u32), None, &aggregation, now);
                 }
                 lane.seal();
                 expected[index].push(records);
@@ -353,7 +369,12 @@ mod tests {
             let (mut lane, aggregation) = lane(aggregate);
             let now = Instant::now();
             for (token, record) in sent.iter().enumerate() {
-                lane.add(member(record.clone(), token as u32), &aggregation, now);
+                lane.add(
+                    member(record.clone(), token as u32),
+                    None,
+                    &aggregation,
+                    now,
+                );
             }
             lane.seal();
             Lane::complete_sealed(std::slice::from_mut(&mut lane), now);

@@ -30,9 +30,15 @@ impl Packer {
         }
     }
 
-    pub fn push(&mut self, record: UserRecord) -> Result<Pushed, RecordTooLarge> {
+    /// Adds a record; `key`, when given, is its partition key (see
+    /// [`Aggregator::push_keyed`]; a concatenation keeps no keys).
+    pub fn push(
+        &mut self,
+        record: UserRecord,
+        key: Option<&str>,
+    ) -> Result<Pushed, RecordTooLarge> {
         match self {
-            Packer::Kpl(aggregator) => aggregator.push(record),
+            Packer::Kpl(aggregator) => aggregator.push_keyed(record, key),
             Packer::Concatenated(concatenation) => concatenation.push(record),
         }
     }

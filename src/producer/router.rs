@@ -26,7 +26,7 @@ use super::dead_letter::DeadLetters;
 use super::delivery::Delivery;
 use super::health::Health;
 use super::judge::{EntryVerdict, RequestVerdict};
-use super::lane::{Entry, Lane, Member};
+use super::lane::{Entry, Lane, Member, with_key};
 use super::put_body::WireEntry;
 use super::reshard::{self, Landed, Refresh};
 use super::service::{PutAnswer, RequestFailure, StreamService};
@@ -64,7 +64,8 @@ pub struct Router<T, S> {
     wake_at: Option<Instant>,
     cursor: usize,
     /// Pre-hashed keys for the current map, given to records that ask to be spread.
-    spread: Option<SpreadKeys>,
+    /// Shared so that a record can borrow its key while the router routes it.
+    spread: Option<Arc<SpreadKeys>>,
     /// The lane whose open aggregate spread records fill now (see `accept_spread`).
     filling: Option<usize>,
     /// The record limit applied now (configured and stream limits, the smaller),
@@ -246,14 +247,14 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
                         .record
                         .explicit_hash_key
                         .unwrap_or_else(|| input.record.hash_key());
-                    self.accept(input, hash_key, now);
+                    self.accept(input, hash_key, None, now);
                 }
             }
             Inputs::Many(batch) => {
                 let hash_keys = self.hash_keys(&batch);
                 for (input, hash_key) in batch.into_iter().zip(hash_keys) {
                     match hash_key {
-                        Some(hash_key) => self.accept(input, hash_key, now),
+                        Some(hash_key) => self.accept(input, hash_key, None, now),
                         None => self.accept_spread(input, now),
                     }
                 }
@@ -294,23 +295,20 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
     fn accept_spread(&mut self, mut input: Input<T>, now: Instant) {
         let mut rng = rand::rng();
         let cost = input.record.data.len() + SPREAD_KEY_LEN + FRAMING_SLACK;
-        let picked = self.fill_lane(cost, &mut rng).and_then(|index| {
-            self.spread
-                .as_ref()
-                .and_then(|pool| pool.key_in(index, &mut rng))
-                .map(|(key, hash)| (key.to_owned(), hash))
-        });
-        let hash_key = match picked {
-            Some((key, hash)) => {
-                input.record.partition_key = key;
-                hash
-            }
+        let pool = self.spread.clone();
+        let picked = self
+            .fill_lane(cost, &mut rng)
+            .and_then(|index| pool.as_ref()?.key_in(index, &mut rng));
+        match picked {
+            // The pool key is lent, not copied: an aggregate takes it into its key
+            // table once (a string per record was a tenth of the routing time).
+            Some((key, hash)) => self.accept(input, hash, Some(key), now),
             None => {
                 input.record.partition_key = random_key(&mut rng);
-                input.record.hash_key()
+                let hash_key = input.record.hash_key();
+                self.accept(input, hash_key, None, now);
             }
-        };
-        self.accept(input, hash_key, now);
+        }
     }
 
     /// The lane that a spread record of `cost` bytes goes to. The lane being filled
@@ -364,10 +362,12 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
         }
     }
 
-    fn accept(&mut self, input: Input<T>, hash_key: HashKey, now: Instant) {
+    /// Takes a record in: checks what Kinesis would refuse, then routes it. `key`,
+    /// when given, is its partition key, lent by the spread pool.
+    fn accept(&mut self, input: Input<T>, hash_key: HashKey, key: Option<&str>, now: Instant) {
         ProducerStats::add(&self.stats.user_records, 1);
         ProducerStats::add(&self.stats.user_bytes, input.record.kinesis_size() as u64);
-        let member = Member {
+        let mut member = Member {
             hash_key,
             explicit: input.record.explicit_hash_key.is_some(),
             data_len: input.record.data.len() as u32,
@@ -378,32 +378,34 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
         };
         let Some(record) = &member.record else { return };
         // Counting characters is only needed when the bytes could exceed the limit.
-        let key = &record.partition_key;
-        let key_chars = if key.len() <= limits::MAX_PARTITION_KEY_CHARS {
-            key.len()
+        let partition_key = key.unwrap_or(&record.partition_key);
+        let key_chars = if partition_key.len() <= limits::MAX_PARTITION_KEY_CHARS {
+            partition_key.len()
         } else {
-            key.chars().count()
+            partition_key.chars().count()
         };
-        if !(1..=limits::MAX_PARTITION_KEY_CHARS).contains(&key_chars) {
-            self.delivery.dead_letter(
-                vec![member],
-                &format!("partition key of {key_chars} characters; Kinesis accepts 1 to 256"),
-            );
-            return;
-        }
         let limit = self.record_limit.load(Ordering::Relaxed);
-        if record.kinesis_size() > limit {
-            let reason = format!(
-                "record of {} bytes (partition key + data) exceeds the record limit of {limit} bytes",
-                record.kinesis_size(),
-            );
+        let size = record.kinesis_size();
+        let refused = if !(1..=limits::MAX_PARTITION_KEY_CHARS).contains(&key_chars) {
+            Some(format!(
+                "partition key of {key_chars} characters; Kinesis accepts 1 to 256"
+            ))
+        } else if size > limit {
+            Some(format!(
+                "record of {size} bytes (partition key + data) exceeds the record limit of {limit} bytes",
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            member.record = member.record.take().map(|r| with_key(r, key));
             self.delivery.dead_letter(vec![member], &reason);
             return;
         }
-        self.route(member, now);
+        self.route(member, key, now);
     }
 
-    fn route(&mut self, member: Member<T>, now: Instant) {
+    fn route(&mut self, member: Member<T>, key: Option<&str>, now: Instant) {
         let Some(topology) = &self.topology else {
             // Records are only taken in once the shard map is known.
             tracing::error!(
@@ -412,7 +414,7 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
             return;
         };
         let index = topology.open.predict_index(member.hash_key);
-        self.lanes[index].add(member, &self.config.aggregation, now);
+        self.lanes[index].add(member, key, &self.config.aggregation, now);
     }
 
     fn seal_due(&mut self, now: Instant) {
@@ -531,7 +533,7 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
                 Some(index) => self.lanes[index].queue.push_front(entry),
                 None => {
                     for member in entry.into_members() {
-                        self.route(member, now);
+                        self.route(member, None, now);
                     }
                 }
             }
@@ -642,7 +644,7 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
                             Some(lane) => lane.requeue_singly(members, now),
                             None => {
                                 for member in members {
-                                    self.route(member, now);
+                                    self.route(member, None, now);
                                 }
                             }
                         }
@@ -732,11 +734,11 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
     fn follow_map(&mut self, topology: Topology, now: Instant) {
         tracing::info!(stream.name = %self.config.stream, shards = topology.open.len(), "shard map loaded");
         self.filling = None;
-        self.spread = Some(SpreadKeys::new(
+        self.spread = Some(Arc::new(SpreadKeys::new(
             &topology.open,
             KEYS_PER_SHARD,
             &mut rand::rng(),
-        ));
+        )));
         for shard in topology.open.shards() {
             metrics::counter!("shardcar_throttled_entries_total", "stream" => self.config.stream.clone(), "shard" => shard.shard_id.as_str().to_owned()).increment(0);
         }
@@ -761,7 +763,7 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
         self.lanes = lanes;
         self.topology = Some(topology);
         for member in reroute {
-            self.route(member, now);
+            self.route(member, None, now);
         }
     }
 
@@ -788,7 +790,7 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
             ProducerStats::add(&self.stats.misrouted_aggregates, 1);
             tracing::warn!(stream.name = %self.config.stream, records = entry.members.len(), "an aggregate landed across a reshard boundary; its records are sent again on the new shards");
             for member in entry.into_members() {
-                self.route(member, now);
+                self.route(member, None, now);
             }
         }
     }

@@ -3,10 +3,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use foldhash::fast::RandomState;
 use indexmap::IndexSet;
-use prost::Message;
-use prost::encoding::encoded_len_varint;
+use prost::encoding::{encode_varint, encoded_len_varint};
 
-use super::proto;
 use super::sealed::{self, Sealed};
 use super::{AGGREGATE_PARTITION_KEY, DIGEST_LEN, KinesisRecord, MAGIC, UserRecord};
 use crate::kinesis::hash_key::HashKey;
@@ -43,11 +41,55 @@ pub struct Aggregator {
     /// cost a tenth of the aggregation time.
     partition_keys: IndexSet<String, RandomState>,
     explicit_hash_keys: IndexSet<String, RandomState>,
-    records: Vec<proto::Record>,
+    records: Vec<Held>,
     /// Exact length of the protobuf `AggregatedRecord` built so far.
     protobuf_len: usize,
     /// Records and keys the last aggregate held: what the next one reserves.
     expected: (usize, usize),
+}
+
+/// A record in the open aggregate: its places in the key tables and its data.
+///
+/// Encoded by hand, not through prost's `Record`: prost writes a `Bytes` field by
+/// cloning it (an atomic increment and decrement per record, on a count the reading
+/// thread shares), and its message carries a tags vector no record uses. The bytes
+/// are the same as prost's (a test holds them to it).
+#[derive(Debug)]
+struct Held {
+    partition_key_index: u32,
+    explicit_hash_key_index: Option<u32>,
+    data: Bytes,
+}
+
+impl Held {
+    /// The length of the encoded `Record` message, without its own tag and length.
+    fn message_len(&self) -> usize {
+        record_message_len(
+            self.partition_key_index as usize,
+            self.explicit_hash_key_index.map(|i| i as usize),
+            self.data.len(),
+        )
+    }
+}
+
+/// Field tags (field number << 3 | wire type) of the messages in `proto`.
+const TAG_PARTITION_KEY_TABLE: u8 = 1 << 3 | 2;
+const TAG_EXPLICIT_HASH_KEY_TABLE: u8 = 2 << 3 | 2;
+const TAG_RECORDS: u8 = 3 << 3 | 2;
+const TAG_PARTITION_KEY_INDEX: u8 = 1 << 3;
+const TAG_EXPLICIT_HASH_KEY_INDEX: u8 = 2 << 3;
+const TAG_DATA: u8 = 3 << 3 | 2;
+
+fn record_message_len(pk_index: usize, ehk_index: Option<usize>, data_len: usize) -> usize {
+    varint_field_len(pk_index as u64)
+        + ehk_index.map_or(0, |i| varint_field_len(i as u64))
+        + delimited_field_len(data_len)
+}
+
+fn put_delimited(out: &mut BytesMut, tag: u8, bytes: &[u8]) {
+    out.put_u8(tag);
+    encode_varint(bytes.len() as u64, out);
+    out.put_slice(bytes);
 }
 
 /// Bytes a length-delimited field of `len` bytes costs, with its one-byte tag.
@@ -107,7 +149,7 @@ impl Aggregator {
     }
 
     fn first_data_len(&self) -> usize {
-        self.records[0].data.as_ref().map_or(0, Bytes::len)
+        self.records[0].data.len()
     }
 
     fn aggregate_size(protobuf_len: usize) -> usize {
@@ -116,6 +158,19 @@ impl Aggregator {
 
     /// Adds a record if the aggregate stays within its limit.
     pub fn push(&mut self, record: UserRecord) -> Result<Pushed, RecordTooLarge> {
+        self.push_keyed(record, None)
+    }
+
+    /// [`Aggregator::push`] for a record whose partition key is `key`, not its own
+    /// (a spread record given a pool key, see
+    /// [`SpreadKeys`](crate::kinesis::SpreadKeys)): the key goes into the key table
+    /// once per aggregate instead of into a string per record. A record returned
+    /// (full, too large) is returned as given, without the key.
+    pub fn push_keyed(
+        &mut self,
+        record: UserRecord,
+        key: Option<&str>,
+    ) -> Result<Pushed, RecordTooLarge> {
         let alone = record.kinesis_size();
         if self.records.is_empty() && alone > self.max_bytes {
             return Err(RecordTooLarge {
@@ -126,11 +181,12 @@ impl Aggregator {
         }
 
         let explicit_hash_key = record.explicit_hash_key.map(|k| k.to_string());
-        let (pk_index, pk_cost) = match self.partition_keys.get_index_of(&record.partition_key) {
+        let partition_key = key.unwrap_or(&record.partition_key);
+        let (pk_index, pk_cost) = match self.partition_keys.get_index_of(partition_key) {
             Some(i) => (i, 0),
             None => (
                 self.partition_keys.len(),
-                delimited_field_len(record.partition_key.len()),
+                delimited_field_len(partition_key.len()),
             ),
         };
         let (ehk_index, ehk_cost) = match &explicit_hash_key {
@@ -143,9 +199,7 @@ impl Aggregator {
                 ),
             },
         };
-        let record_len = varint_field_len(pk_index as u64)
-            + ehk_index.map_or(0, |i| varint_field_len(i as u64))
-            + delimited_field_len(record.data.len());
+        let record_len = record_message_len(pk_index, ehk_index, record.data.len());
         let grown = self.protobuf_len + pk_cost + ehk_cost + delimited_field_len(record_len);
 
         if !self.records.is_empty() && Self::aggregate_size(grown) > self.max_bytes {
@@ -158,16 +212,18 @@ impl Aggregator {
             self.partition_keys.reserve(self.expected.1);
         }
         if pk_cost > 0 {
-            self.partition_keys.insert(record.partition_key);
+            match key {
+                Some(key) => self.partition_keys.insert(key.to_owned()),
+                None => self.partition_keys.insert(record.partition_key),
+            };
         }
         if let (Some(key), true) = (explicit_hash_key, ehk_cost > 0) {
             self.explicit_hash_keys.insert(key);
         }
-        self.records.push(proto::Record {
-            partition_key_index: Some(pk_index as u64),
-            explicit_hash_key_index: ehk_index.map(|i| i as u64),
-            data: Some(record.data),
-            tags: Vec::new(),
+        self.records.push(Held {
+            partition_key_index: pk_index as u32,
+            explicit_hash_key_index: ehk_index.map(|i| i as u32),
+            data: record.data,
         });
         Ok(Pushed::Added)
     }
@@ -175,23 +231,42 @@ impl Aggregator {
     /// Encodes the held records as one aggregated record (magic, protobuf, MD5), whatever
     /// their number; this is what `aws-kinesis-agg` produces. Does not reset.
     pub fn encode_aggregate(&self) -> Bytes {
-        let message = proto::AggregatedRecord {
-            partition_key_table: self.partition_keys.iter().cloned().collect(),
-            explicit_hash_key_table: self.explicit_hash_keys.iter().cloned().collect(),
-            records: self.records.clone(),
-        };
-        sealed::trailed(Self::encode_unhashed(&message, self.protobuf_len))
+        sealed::trailed(Self::encode_unhashed(
+            &self.partition_keys,
+            &self.explicit_hash_keys,
+            &self.records,
+            self.protobuf_len,
+        ))
     }
 
-    /// Magic and protobuf, in a buffer with room left for the trailer.
-    fn encode_unhashed(message: &proto::AggregatedRecord, protobuf_len: usize) -> BytesMut {
-        debug_assert_eq!(message.encoded_len(), protobuf_len);
+    /// Magic and the `AggregatedRecord` protobuf (key tables, then records, as prost
+    /// orders them), in a buffer with room left for the trailer.
+    fn encode_unhashed(
+        partition_keys: &IndexSet<String, RandomState>,
+        explicit_hash_keys: &IndexSet<String, RandomState>,
+        records: &[Held],
+        protobuf_len: usize,
+    ) -> BytesMut {
         let mut out = BytesMut::with_capacity(MAGIC.len() + protobuf_len + DIGEST_LEN);
         out.put_slice(&MAGIC);
-        // Encoding into a buffer reserved to the exact size cannot run out of room.
-        message
-            .encode(&mut out)
-            .unwrap_or_else(|e| unreachable!("buffer reserved to the exact size: {e}"));
+        for key in partition_keys {
+            put_delimited(&mut out, TAG_PARTITION_KEY_TABLE, key.as_bytes());
+        }
+        for key in explicit_hash_keys {
+            put_delimited(&mut out, TAG_EXPLICIT_HASH_KEY_TABLE, key.as_bytes());
+        }
+        for record in records {
+            out.put_u8(TAG_RECORDS);
+            encode_varint(record.message_len() as u64, &mut out);
+            out.put_u8(TAG_PARTITION_KEY_INDEX);
+            encode_varint(u64::from(record.partition_key_index), &mut out);
+            if let Some(index) = record.explicit_hash_key_index {
+                out.put_u8(TAG_EXPLICIT_HASH_KEY_INDEX);
+                encode_varint(u64::from(index), &mut out);
+            }
+            put_delimited(&mut out, TAG_DATA, &record.data);
+        }
+        debug_assert_eq!(out.len(), MAGIC.len() + protobuf_len);
         out
     }
 
@@ -205,16 +280,15 @@ impl Aggregator {
         records
             .into_iter()
             .map(|record| UserRecord {
-                partition_key: record
-                    .partition_key_index
-                    .and_then(|i| partition_keys.get_index(i as usize))
+                partition_key: partition_keys
+                    .get_index(record.partition_key_index as usize)
                     .cloned()
                     .unwrap_or_default(),
                 explicit_hash_key: record
                     .explicit_hash_key_index
                     .and_then(|i| explicit_hash_keys.get_index(i as usize))
                     .and_then(|key| key.parse().ok()),
-                data: record.data.unwrap_or_default(),
+                data: record.data,
             })
             .collect()
     }
@@ -253,7 +327,7 @@ impl Aggregator {
             None => HashKey::of_partition_key(first_pk),
         };
         if records.len() == 1 {
-            let data = first.data.clone().unwrap_or_default();
+            let data = first.data.clone();
             return Some(Sealed::from(KinesisRecord {
                 partition_key: partition_keys.into_iter().next().unwrap_or_default(),
                 explicit_hash_key: first_hash_key,
@@ -261,17 +335,13 @@ impl Aggregator {
                 user_records: 1,
             }));
         }
-        let user_records = records.len();
-        let message = proto::AggregatedRecord {
-            partition_key_table: partition_keys.into_iter().collect(),
-            explicit_hash_key_table: explicit_hash_keys.into_iter().collect(),
-            records,
-        };
+        let body =
+            Self::encode_unhashed(&partition_keys, &explicit_hash_keys, &records, protobuf_len);
         Some(Sealed::unhashed(
             AGGREGATE_PARTITION_KEY.to_owned(),
             first_hash_key,
-            Self::encode_unhashed(&message, protobuf_len),
-            user_records,
+            body,
+            records.len(),
         ))
     }
 }
@@ -294,6 +364,85 @@ mod tests {
         assert_eq!(out.explicit_hash_key, HashKey::of_partition_key("pk-1"));
         assert!(agg.is_empty());
         assert_eq!(agg.finish(), None);
+    }
+
+    /// Spread records given pool keys: the aggregate's key table holds each key
+    /// once, every record refers to its key, and a record sealed alone goes out with
+    /// its key; the size predicted with lent keys is the size encoded.
+    #[test]
+    fn records_pushed_with_lent_keys_carry_those_keys() {
+        let mut agg = Aggregator::new(1 << 20);
+        let keys = ["0123456789abcdef", "fedcba9876543210"];
+        let mut expected = Vec::new();
+        for i in 0..10 {
+            let key = keys[i % 2];
+            let data = format!("line {i}\n");
+            agg.push_keyed(UserRecord::spread(data.clone()), Some(key))
+                .unwrap();
+            expected.push(UserRecord::new(key, data));
+            if agg.len() > 1 {
+                assert_eq!(agg.kinesis_size(), 1 + agg.encode_aggregate().len());
+            }
+        }
+        assert_eq!(agg.partition_keys.len(), 2);
+        let aggregate = agg.finish().unwrap();
+        let back =
+            crate::kinesis::aggregation::deaggregate(&aggregate.partition_key, &aggregate.data);
+        assert_eq!(back.records, expected);
+        assert_eq!(
+            aggregate.explicit_hash_key,
+            HashKey::of_partition_key(keys[0])
+        );
+
+        agg.push_keyed(UserRecord::spread("alone"), Some(keys[1]))
+            .unwrap();
+        let alone = agg.finish().unwrap();
+        assert_eq!(alone.partition_key, keys[1]);
+        assert_eq!(alone.explicit_hash_key, HashKey::of_partition_key(keys[1]));
+    }
+
+    /// The hand encoding is prost's, byte for byte: records with and without explicit
+    /// hash keys, key tables, data whose lengths take one to three varint bytes.
+    #[test]
+    fn the_hand_encoding_is_prosts_encoding() {
+        use prost::Message;
+        let mut agg = Aggregator::new(1 << 24);
+        let mut message = super::super::proto::AggregatedRecord::default();
+        let mut keys = IndexSet::<String, RandomState>::default();
+        let mut hash_keys = IndexSet::<String, RandomState>::default();
+        for i in 0..200usize {
+            let mut record = UserRecord::new(format!("key-{}", i % 9), vec![b'x'; i * 97 % 20_000]);
+            if i % 3 == 0 {
+                record.explicit_hash_key = Some(HashKey(i as u128 * 1_000_000_007));
+            }
+            let (pk_index, _) = keys.insert_full(record.partition_key.clone());
+            let ehk_index = record
+                .explicit_hash_key
+                .map(|k| hash_keys.insert_full(k.to_string()).0 as u64);
+            message.records.push(super::super::proto::Record {
+                partition_key_index: Some(pk_index as u64),
+                explicit_hash_key_index: ehk_index,
+                data: Some(record.data.clone()),
+                tags: Vec::new(),
+            });
+            assert_eq!(agg.push(record), Ok(Pushed::Added));
+        }
+        message.partition_key_table = keys.into_iter().collect();
+        message.explicit_hash_key_table = hash_keys.into_iter().collect();
+        let mut expected = MAGIC.to_vec();
+        expected.extend_from_slice(&message.encode_to_vec());
+        let encoded = agg.encode_aggregate();
+        let encoded = &encoded[..encoded.len() - DIGEST_LEN];
+        let first_difference = encoded.iter().zip(&expected).position(|(a, b)| a != b);
+        assert_eq!(
+            (first_difference, encoded.len()),
+            (None, expected.len()),
+            "near {:?}",
+            first_difference.map(|i| (
+                &encoded[i.saturating_sub(8)..i + 8],
+                &expected[i.saturating_sub(8)..i + 8]
+            ))
+        );
     }
 
     #[test]
