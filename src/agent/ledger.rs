@@ -115,9 +115,20 @@ impl Ledger {
     ///
     /// A batch of acks covers records spread over shards, each shard's in file order:
     /// sorted, neighbours join into a few long ranges, so the tracker does a few
-    /// updates per file instead of one per record.
+    /// updates per file instead of one per record. Ranges that follow each other in
+    /// the batch (an aggregate's lines, mostly) are joined before sorting: what is
+    /// sorted is a few ranges per aggregate, not a range per record.
     pub fn acknowledge_all(&self, ranges: impl IntoIterator<Item = (ReadingId, Range<u64>)>) {
-        let mut ranges: Vec<(ReadingId, Range<u64>)> = ranges.into_iter().collect();
+        let mut joined_runs: Vec<(ReadingId, Range<u64>)> = Vec::new();
+        for (reading, range) in ranges {
+            match joined_runs.last_mut() {
+                Some((last, run)) if *last == reading && run.end == range.start => {
+                    run.end = range.end;
+                }
+                _ => joined_runs.push((reading, range)),
+            }
+        }
+        let mut ranges = joined_runs;
         ranges.sort_unstable_by_key(|(reading, range)| (*reading, range.start));
         let mut inner = self.change();
         let mut current: Option<(ReadingId, Range<u64>)> = None;
@@ -336,6 +347,28 @@ mod tests {
         ledger.acknowledge(id, 0..10);
         assert!(ledger.checkpoints().is_empty());
         assert_eq!(ledger.open_readings("flow"), 0);
+    }
+
+    /// Runs of ranges that follow each other are joined before sorting; a run broken
+    /// by a gap, or by another file's range, still commits only up to the gap.
+    #[test]
+    fn runs_of_following_ranges_commit_up_to_the_first_gap() {
+        let ledger = Ledger::default();
+        let a = ledger.begin(&"flow".into(), Path::new("/a"), &identity(), 0);
+        let b = ledger.begin(&"flow".into(), Path::new("/b"), &identity(), 0);
+        ledger.acknowledge_all([
+            (a, 0..10),
+            (a, 10..20),
+            (b, 0..5),
+            (a, 20..30),
+            (a, 40..50),
+            (a, 50..60),
+            (b, 5..8),
+        ]);
+        assert_eq!(ledger.committed(a), Some(30));
+        assert_eq!(ledger.committed(b), Some(8));
+        ledger.acknowledge_all([(a, 30..40)]);
+        assert_eq!(ledger.committed(a), Some(60));
     }
 
     #[test]
