@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::dead_letter::DeadLetters;
 use super::lane::{Entry, Member};
 use super::stats::ProducerStats;
-use super::{Ack, Outcome};
+use super::{Ack, Outcome, Stored};
 
 pub struct Delivery<T> {
     stream: String,
@@ -61,15 +61,16 @@ impl<T> Delivery<T> {
         let aggregated = entry.record.is_aggregated();
         let now = Instant::now();
         let mut released = 0;
-        let (shard_id, sequence_number): (Arc<str>, Arc<str>) =
-            (shard_id.into(), sequence_number.into());
+        let stored = Arc::new(Stored {
+            shard_id: shard_id.to_owned(),
+            sequence_number: sequence_number.to_owned(),
+        });
         for (position, member) in entry.members.into_iter().enumerate() {
             released += member.size;
             self.pending.push(Ack {
                 token: member.token,
                 outcome: Outcome::Delivered {
-                    shard_id: shard_id.clone(),
-                    sequence_number: sequence_number.clone(),
+                    stored: stored.clone(),
                     sub_sequence_number: if aggregated { position as u64 } else { 0 },
                 },
                 latency: now.duration_since(member.received),

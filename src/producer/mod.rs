@@ -108,16 +108,23 @@ impl ProducerConfig {
 /// The final outcome of one user record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Shard id and sequence number are shared by every record of one aggregate.
+    /// Where Kinesis stored the record's entry, shared by every record of one
+    /// aggregate (one count to move per record, not two).
     Delivered {
-        shard_id: Arc<str>,
-        sequence_number: Arc<str>,
+        stored: Arc<Stored>,
         /// Position inside its aggregate (0 for a record sent alone).
         sub_sequence_number: u64,
     },
     DeadLettered {
         reason: String,
     },
+}
+
+/// The shard and sequence number Kinesis stored an entry under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub shard_id: String,
+    pub sequence_number: String,
 }
 
 /// A user record's token, handed back with its outcome.

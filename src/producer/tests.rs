@@ -248,10 +248,11 @@ async fn collect(acks: &mut Acks<u64>, count: usize) -> HashMap<u64, Ack<u64>> {
 /// The shard each acknowledgement names must own the record's hash key in `truth`.
 fn assert_delivered_where_they_belong(acks: &HashMap<u64, Ack<u64>>, truth: &Topology) {
     for (token, ack) in acks {
-        let Outcome::Delivered { shard_id, .. } = &ack.outcome else {
+        let Outcome::Delivered { stored, .. } = &ack.outcome else {
             panic!("record {token}: {:?}", ack.outcome);
         };
-        let range = truth.ranges[shard_id.as_ref()];
+        let shard_id = &stored.shard_id;
+        let range = truth.ranges[shard_id.as_str()];
         let key = record(*token).hash_key();
         assert!(
             range.contains(key),

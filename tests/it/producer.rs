@@ -120,10 +120,10 @@ async fn two_hundred_thousand_records_arrive_once_each_on_their_predicted_shard(
             "record {i} on the shard its key hashes to"
         );
         // The ack names the shard and sequence number the record is stored under.
-        let Outcome::Delivered { shard_id, .. } = &outcomes[&i] else {
+        let Outcome::Delivered { stored, .. } = &outcomes[&i] else {
             unreachable!()
         };
-        assert_eq!(shard_id.as_ref(), shard.as_str());
+        assert_eq!(stored.shard_id, shard.as_str());
     }
     let stats = handle.stats();
     assert!(
