@@ -9,7 +9,7 @@
 //! truncations, draining rotated files and reading in turns are one state machine
 //! over one map of tracked files. What a read becomes is [`super::records`]'s.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +64,11 @@ pub struct Flow {
     /// Whether the last pass left a file with more to read (its turn ended).
     unfinished: bool,
     files: FileTable,
+    /// Slots of files whose framer holds bytes not yet sent (a line without its
+    /// newline, an open multi-line record): the only ones an idle flush can concern.
+    /// With 10,000 quiet files, looking at each of them four times a second was a
+    /// fifth of the idle agent's CPU. A slot may outlive its file (it is checked).
+    held: BTreeSet<Slot>,
     draining: Vec<TrackedFile>,
     /// Paths that could not be opened, reported once until they can.
     unreadable: HashSet<PathBuf>,
@@ -131,6 +136,7 @@ impl Flow {
             events_on: false,
             unfinished: false,
             files: FileTable::default(),
+            held: BTreeSet::new(),
             draining: Vec::new(),
             unreadable: HashSet::new(),
             scratch: vec![0; READ_BUFFER],
@@ -476,6 +482,9 @@ impl Flow {
             };
             let (read, more) = self.read_file(&mut tracked).await;
             read_any |= read > 0;
+            if tracked.pending_bytes() > 0 {
+                self.held.insert(slot);
+            }
             if more {
                 // Its turn ended before its end: read on at the next pass.
                 self.unfinished = true;
@@ -648,11 +657,19 @@ impl Flow {
             tracked.flush_idle(whole, &mut out);
             (!out.frames.is_empty()).then_some(out)
         };
-        for (slot, tracked) in self.files.iter_mut() {
+        let files = &mut self.files;
+        self.held.retain(|&slot| {
+            let Some(tracked) = files.get_mut(slot) else {
+                return false;
+            };
+            if tracked.pending_bytes() == 0 {
+                return false;
+            }
             if let Some(out) = due(tracked) {
                 work.push((Some(slot), tracked.reading, out));
             }
-        }
+            true
+        });
         for tracked in &mut self.draining {
             if let Some(out) = due(tracked) {
                 work.push((None, tracked.reading, out));

@@ -23,7 +23,7 @@ pub struct FileTable {
 }
 
 /// Where a file lives in a [`FileTable`]; valid until it is removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Slot(usize);
 
 impl FileTable {
@@ -73,6 +73,11 @@ impl FileTable {
     }
 
     /// Lends the file out for a read; [`FileTable::put_back`] returns it.
+    /// The file at `slot`, unless it is lent out or the slot is empty.
+    pub fn get_mut(&mut self, slot: Slot) -> Option<&mut TrackedFile> {
+        self.slots.get_mut(slot.0)?.as_deref_mut()
+    }
+
     pub fn take(&mut self, slot: Slot) -> Option<Box<TrackedFile>> {
         self.slots.get_mut(slot.0)?.take()
     }
