@@ -2,14 +2,16 @@
 //!
 //! A file can be replaced in place: `copytruncate` empties it and the writer fills it
 //! again, often past the old offset before the reader looks (during an outage or a busy
-//! spell). Size alone cannot tell; the file's first bytes can. The reader keeps their
-//! MD5 and checks them after every read and before framing it, so bytes of the new
+//! spell). Size alone cannot tell; the file's first bytes can. The reader keeps a hash
+//! of them and checks them after every read and before framing it, so bytes of the new
 //! content read from the old offset never become a record (they would be half a line).
 
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -21,6 +23,17 @@ use crate::kinesis::digest::{Md5Digest, md5};
 
 /// The most first bytes kept track of, as a buffer length.
 const PREFIX_MAX: usize = FINGERPRINT_BYTES as usize;
+
+/// The hash the first bytes are checked against after every read: keyed per process
+/// (a writer cannot simply pick colliding content) and a few times cheaper than MD5, which 10,000 busy
+/// files made a visible cost. MD5 is still taken when the prefix grows, for the
+/// identity's fingerprint.
+static PREFIX_HASHER: LazyLock<foldhash::quality::RandomState> =
+    LazyLock::new(foldhash::quality::RandomState::default);
+
+fn prefix_hash(bytes: &[u8]) -> u64 {
+    PREFIX_HASHER.hash_one(bytes)
+}
 
 /// Why a file is being read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +65,12 @@ pub struct TrackedFile {
     pub lifecycle: Lifecycle,
     file: File,
     framer: Framer,
-    /// How many of the file's first bytes were read (up to `FINGERPRINT_BYTES`), and
-    /// their MD5: a digest rather than the bytes, which at 10,000 files would be
-    /// 2.5 MiB held only to be compared.
+    /// How many of the file's first bytes were read (up to `FINGERPRINT_BYTES`), their
+    /// hash (checked after every read) and their MD5 (the identity's fingerprint):
+    /// digests rather than the bytes, which at 10,000 files would be 2.5 MiB held
+    /// only to be compared.
     prefix_len: usize,
+    prefix_hash: u64,
     prefix_md5: Md5Digest,
     /// Next byte to read.
     offset: u64,
@@ -93,6 +108,7 @@ impl TrackedFile {
             file,
             framer: Framer::new(framing, offset),
             prefix_len: prefix.len(),
+            prefix_hash: prefix_hash(&prefix),
             prefix_md5,
             offset,
             last_data: Instant::now(),
@@ -106,6 +122,7 @@ impl TrackedFile {
         let meta = self.file.metadata()?;
         let prefix = read_prefix(&self.file, meta.len().min(FINGERPRINT_BYTES))?;
         self.prefix_len = prefix.len();
+        self.prefix_hash = prefix_hash(&prefix);
         self.prefix_md5 = md5(&prefix);
         self.identity =
             FileIdentity::from_digest(meta.dev(), meta.ino(), &self.prefix_md5, self.prefix_len);
@@ -163,7 +180,7 @@ impl TrackedFile {
                 n => read += n,
             }
         }
-        Ok(md5(now) == self.prefix_md5)
+        Ok(prefix_hash(now) == self.prefix_hash)
     }
 
     /// Reads what fits in `scratch` and, if the file was not replaced meanwhile,
@@ -217,6 +234,7 @@ impl TrackedFile {
         }
         first[have..have + take.len()].copy_from_slice(take);
         self.prefix_len = have + take.len();
+        self.prefix_hash = prefix_hash(&first[..self.prefix_len]);
         self.prefix_md5 = md5(&first[..self.prefix_len]);
     }
 
@@ -329,6 +347,13 @@ mod tests {
         assert_eq!(
             tracked.identity,
             FileIdentity::of(&File::open(&path).unwrap()).unwrap()
+        );
+        // The grown prefix is what later reads are checked against: more lines are
+        // read, not taken for a replacement.
+        file.write_all(b"more\n").unwrap();
+        assert_eq!(
+            tracked.read_chunk(&mut scratch, &mut out).unwrap(),
+            Chunk::Read(5)
         );
         // Same first two bytes, different content after them: still a replacement.
         let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
