@@ -17,7 +17,7 @@ use super::tail::identity::FileIdentity;
 /// with the checkpointer's snapshots, so a snapshot of 10,000 readings copies
 /// pointers, not three strings per file; replaced whole on the rare change (a rename,
 /// a longer fingerprint).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ReadingName {
     pub flow: Arc<str>,
     pub path: PathBuf,
@@ -156,22 +156,23 @@ impl Ledger {
     }
 
     pub fn update_identity(&self, reading: ReadingId, identity: &FileIdentity) {
-        if let Some(r) = self.change().readings.get_mut(&reading) {
-            r.name = Arc::new(ReadingName {
-                flow: r.name.flow.clone(),
-                path: r.name.path.clone(),
-                identity: identity.clone(),
-            });
-        }
+        self.rename(reading, |name| ReadingName {
+            identity: identity.clone(),
+            ..name.clone()
+        });
     }
 
     pub fn update_path(&self, reading: ReadingId, path: &Path) {
+        self.rename(reading, |name| ReadingName {
+            path: path.to_owned(),
+            ..name.clone()
+        });
+    }
+
+    /// Replaces a reading's shared name (snapshots taken before keep the old one).
+    fn rename(&self, reading: ReadingId, renamed: impl FnOnce(&ReadingName) -> ReadingName) {
         if let Some(r) = self.change().readings.get_mut(&reading) {
-            r.name = Arc::new(ReadingName {
-                flow: r.name.flow.clone(),
-                path: path.to_owned(),
-                identity: r.name.identity.clone(),
-            });
+            r.name = Arc::new(renamed(&r.name));
         }
     }
 

@@ -51,12 +51,7 @@ impl FileIdentity {
 
     /// The identity of the file `(dev, ino)` whose first bytes are `prefix`.
     pub fn from_prefix(dev: u64, ino: u64, prefix: &[u8]) -> FileIdentity {
-        FileIdentity {
-            dev,
-            ino,
-            fingerprint: fingerprint_of(prefix),
-            fingerprint_len: prefix.len() as u64,
-        }
+        FileIdentity::from_digest(dev, ino, &crate::kinesis::digest::md5(prefix), prefix.len())
     }
 
     /// The identity of the file `(dev, ino)` whose first `len` bytes have the MD5

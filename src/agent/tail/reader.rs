@@ -35,6 +35,32 @@ fn prefix_hash(bytes: &[u8]) -> u64 {
     PREFIX_HASHER.hash_one(bytes)
 }
 
+/// How many of a file's first bytes were read (up to `FINGERPRINT_BYTES`), their hash
+/// (checked after every read) and their MD5 (the identity's fingerprint): digests
+/// rather than the bytes, which at 10,000 files would be 2.5 MiB held only to be
+/// compared.
+#[derive(Debug)]
+struct Prefix {
+    len: usize,
+    hash: u64,
+    md5: Md5Digest,
+}
+
+impl Prefix {
+    fn of(bytes: &[u8]) -> Prefix {
+        Prefix {
+            len: bytes.len(),
+            hash: prefix_hash(bytes),
+            md5: md5(bytes),
+        }
+    }
+
+    /// The identity of the file `(dev, ino)` that starts with these bytes.
+    fn identity(&self, dev: u64, ino: u64) -> FileIdentity {
+        FileIdentity::from_digest(dev, ino, &self.md5, self.len)
+    }
+}
+
 /// Why a file is being read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifecycle {
@@ -65,13 +91,7 @@ pub struct TrackedFile {
     pub lifecycle: Lifecycle,
     file: File,
     framer: Framer,
-    /// How many of the file's first bytes were read (up to `FINGERPRINT_BYTES`), their
-    /// hash (checked after every read) and their MD5 (the identity's fingerprint):
-    /// digests rather than the bytes, which at 10,000 files would be 2.5 MiB held
-    /// only to be compared.
-    prefix_len: usize,
-    prefix_hash: u64,
-    prefix_md5: Md5Digest,
+    prefix: Prefix,
     /// Next byte to read.
     offset: u64,
     /// When a read last returned data.
@@ -97,9 +117,8 @@ impl TrackedFile {
                 "not a regular file",
             ));
         }
-        let prefix = read_prefix(&file, meta.len().min(FINGERPRINT_BYTES))?;
-        let prefix_md5 = md5(&prefix);
-        let identity = FileIdentity::from_digest(meta.dev(), meta.ino(), &prefix_md5, prefix.len());
+        let prefix = Prefix::of(&read_prefix(&file, meta.len().min(FINGERPRINT_BYTES))?);
+        let identity = prefix.identity(meta.dev(), meta.ino());
         Ok(TrackedFile {
             reading,
             path: path.to_owned(),
@@ -107,9 +126,7 @@ impl TrackedFile {
             lifecycle: Lifecycle::Active,
             file,
             framer: Framer::new(framing, offset),
-            prefix_len: prefix.len(),
-            prefix_hash: prefix_hash(&prefix),
-            prefix_md5,
+            prefix,
             offset,
             last_data: Instant::now(),
             seen_size: meta.len(),
@@ -120,12 +137,8 @@ impl TrackedFile {
     /// place); the caller gives the new reading its id.
     pub fn restart(&mut self) -> io::Result<()> {
         let meta = self.file.metadata()?;
-        let prefix = read_prefix(&self.file, meta.len().min(FINGERPRINT_BYTES))?;
-        self.prefix_len = prefix.len();
-        self.prefix_hash = prefix_hash(&prefix);
-        self.prefix_md5 = md5(&prefix);
-        self.identity =
-            FileIdentity::from_digest(meta.dev(), meta.ino(), &self.prefix_md5, self.prefix_len);
+        self.prefix = Prefix::of(&read_prefix(&self.file, meta.len().min(FINGERPRINT_BYTES))?);
+        self.identity = self.prefix.identity(meta.dev(), meta.ino());
         self.framer.restart(0);
         self.offset = 0;
         self.last_data = Instant::now();
@@ -169,10 +182,10 @@ impl TrackedFile {
     /// Whether the file still starts with the bytes it started with; `first` then
     /// holds them.
     fn prefix_unchanged(&self, first: &mut [u8; PREFIX_MAX]) -> io::Result<bool> {
-        if self.prefix_len == 0 {
+        if self.prefix.len == 0 {
             return Ok(true);
         }
-        let now = &mut first[..self.prefix_len];
+        let now = &mut first[..self.prefix.len];
         let mut read = 0;
         while read < now.len() {
             match self.file.read_at(&mut now[read..], read as u64)? {
@@ -180,7 +193,7 @@ impl TrackedFile {
                 n => read += n,
             }
         }
-        Ok(prefix_hash(now) == self.prefix_hash)
+        Ok(prefix_hash(now) == self.prefix.hash)
     }
 
     /// Reads what fits in `scratch` and, if the file was not replaced meanwhile,
@@ -222,7 +235,7 @@ impl TrackedFile {
     /// bytes just read at its end (checked above, so they belong to the same content).
     /// `first` holds the prefix as checked.
     fn extend_prefix(&mut self, first: &mut [u8; PREFIX_MAX], read: &[u8]) {
-        let have = self.prefix_len;
+        let have = self.prefix.len;
         if have >= PREFIX_MAX || self.offset > have as u64 {
             return;
         }
@@ -233,9 +246,7 @@ impl TrackedFile {
             return;
         }
         first[have..have + take.len()].copy_from_slice(take);
-        self.prefix_len = have + take.len();
-        self.prefix_hash = prefix_hash(&first[..self.prefix_len]);
-        self.prefix_md5 = md5(&first[..self.prefix_len]);
+        self.prefix = Prefix::of(&first[..have + take.len()]);
     }
 
     /// Emits what waits on idleness: an open multi-line record, and with `partial` a last
@@ -251,15 +262,10 @@ impl TrackedFile {
 
     /// A longer fingerprint once a short file has grown, for a stronger identity.
     pub fn refresh_identity(&mut self) -> bool {
-        if self.identity.fingerprint_len >= self.prefix_len as u64 {
+        if self.identity.fingerprint_len >= self.prefix.len as u64 {
             return false;
         }
-        self.identity = FileIdentity::from_digest(
-            self.identity.dev,
-            self.identity.ino,
-            &self.prefix_md5,
-            self.prefix_len,
-        );
+        self.identity = self.prefix.identity(self.identity.dev, self.identity.ino);
         true
     }
 }
@@ -342,7 +348,7 @@ mod tests {
         file.write_all(&[b'x'; 400]).unwrap();
         file.write_all(b"\n").unwrap();
         tracked.read_chunk(&mut scratch, &mut out).unwrap();
-        assert_eq!(tracked.prefix_len as u64, FINGERPRINT_BYTES);
+        assert_eq!(tracked.prefix.len as u64, FINGERPRINT_BYTES);
         assert!(tracked.refresh_identity());
         assert_eq!(
             tracked.identity,
