@@ -157,12 +157,20 @@ impl RecordMaker {
             if over {
                 FlowStats::add(&self.stats.oversize_records, 1);
             }
-            let mut records = match fitted {
+            let (mut one, mut parts);
+            let records: &mut [bytes::Bytes] = match fitted {
                 Fitted::Skipped => {
                     handled.push((source.reading, frame.range));
                     continue;
                 }
-                Fitted::Records(records) => records,
+                Fitted::One(record) => {
+                    one = record;
+                    std::slice::from_mut(&mut one)
+                }
+                Fitted::Parts(records) => {
+                    parts = records;
+                    &mut parts
+                }
             };
             if newline
                 && !piece.continued()
@@ -182,7 +190,7 @@ impl RecordMaker {
                 // The parts of one line go to one shard, in order: one key for all.
                 key = Some(random_key(&mut rand::rng()));
             }
-            for data in records {
+            for data in records.iter_mut().map(std::mem::take) {
                 let record = match &key {
                     Some(key) => UserRecord::new(key.clone(), data),
                     None => UserRecord::spread(data),

@@ -13,8 +13,10 @@ use crate::config::Oversize;
 /// What a record became.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fitted {
-    /// One or more records to send, in order, all under one partition key.
-    Records(Vec<Bytes>),
+    /// One record to send: nearly every line, and no allocation for it.
+    One(Bytes),
+    /// Several records to send, in order, all under one partition key.
+    Parts(Vec<Bytes>),
     /// Dropped by `oversize = "skip"`.
     Skipped,
 }
@@ -39,11 +41,11 @@ pub fn fit(
         } else {
             data
         };
-        return (Fitted::Records(vec![record]), false);
+        return (Fitted::One(record), false);
     }
     let fitted = match policy {
         Oversize::Skip => Fitted::Skipped,
-        Oversize::Truncate => Fitted::Records(vec![data.slice(..room.saturating_sub(tail))]),
+        Oversize::Truncate => Fitted::One(data.slice(..room.saturating_sub(tail))),
         Oversize::Split => {
             let piece = room.saturating_sub(marker.len()).max(1);
             let count = data.len().div_ceil(piece);
@@ -57,7 +59,7 @@ pub fn fit(
                     }
                 })
                 .collect();
-            Fitted::Records(records)
+            Fitted::Parts(records)
         }
     };
     (fitted, true)
@@ -78,7 +80,8 @@ mod tests {
 
     fn records(fitted: Fitted) -> Vec<Vec<u8>> {
         match fitted {
-            Fitted::Records(records) => records.into_iter().map(|r| r.to_vec()).collect(),
+            Fitted::One(record) => vec![record.to_vec()],
+            Fitted::Parts(records) => records.into_iter().map(|r| r.to_vec()).collect(),
             Fitted::Skipped => panic!("skipped"),
         }
     }

@@ -132,26 +132,21 @@ impl Framer {
 
     /// Feeds the next bytes of the file. A line that lies whole within the chunk becomes
     /// a slice of it (no copy, no allocation); only lines spanning chunks are copied.
+    ///
+    /// Lines are cut from `chunk` by position: one count on the shared buffer per line,
+    /// not a slice of the rest per line as well.
     pub fn feed(&mut self, chunk: &Bytes, out: &mut Framed) {
-        let mut rest = chunk.clone();
-        while !rest.is_empty() {
-            match memchr::memchr(b'\n', &rest) {
-                Some(at) => {
-                    if self.line.is_empty() && self.oversized.is_none() && at <= self.max() + 1 {
-                        let line = rest.slice(..at);
-                        self.complete_line(line, out);
-                    } else {
-                        self.take_line_bytes(&rest[..at], out);
-                        self.end_line(out);
-                    }
-                    rest = rest.slice(at + 1..);
-                }
-                None => {
-                    self.take_line_bytes(&rest, out);
-                    break;
-                }
+        let mut from = 0;
+        for at in memchr::memchr_iter(b'\n', chunk) {
+            if self.line.is_empty() && self.oversized.is_none() && at - from <= self.max() + 1 {
+                self.complete_line(chunk.slice(from..at), out);
+            } else {
+                self.take_line_bytes(&chunk[from..at], out);
+                self.end_line(out);
             }
+            from = at + 1;
         }
+        self.take_line_bytes(&chunk[from..], out);
     }
 
     /// A whole line (without its `\n`) that starts at `self.line_start` and never passed
