@@ -238,6 +238,13 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
 
     fn accept_all(&mut self, inputs: Inputs<T>, now: Instant) {
         self.delivery.hold(inputs.permits());
+        // Counted once per batch: two shared counters moved per record showed in profiles.
+        let bytes: usize = match &inputs {
+            Inputs::One(input) => input.record.kinesis_size(),
+            Inputs::Many(batch) => batch.iter().map(|i| i.record.kinesis_size()).sum(),
+        };
+        ProducerStats::add(&self.stats.user_records, inputs.len() as u64);
+        ProducerStats::add(&self.stats.user_bytes, bytes as u64);
         match inputs {
             Inputs::One(input) => {
                 if input.record.is_spread() {
@@ -365,8 +372,6 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
     /// Takes a record in: checks what Kinesis would refuse, then routes it. `key`,
     /// when given, is its partition key, lent by the spread pool.
     fn accept(&mut self, input: Input<T>, hash_key: HashKey, key: Option<&str>, now: Instant) {
-        ProducerStats::add(&self.stats.user_records, 1);
-        ProducerStats::add(&self.stats.user_bytes, input.record.kinesis_size() as u64);
         let mut member = Member {
             hash_key,
             explicit: input.record.explicit_hash_key.is_some(),
