@@ -78,6 +78,12 @@ pub struct Flow {
     stop: watch::Receiver<bool>,
     /// Frames into records: transforms, partition keys, sizing.
     records: RecordMaker,
+    /// Records made in this pass and not yet handed to the producer, in read order:
+    /// handed over together once they hold a read buffer's worth or the pass ends.
+    /// With thousands of files written a line each, one hand-over per file read was
+    /// a channel message, a budget acquisition and a wake-up of the producer per line.
+    outbox: Vec<(UserRecord, Token)>,
+    outbox_bytes: usize,
     last_report: Instant,
 }
 
@@ -141,6 +147,8 @@ impl Flow {
             unreadable: HashSet::new(),
             scratch: vec![0; READ_BUFFER],
             stop: watch::channel(false).1,
+            outbox: Vec::new(),
+            outbox_bytes: 0,
             last_report: Instant::now(),
         })
     }
@@ -501,6 +509,7 @@ impl Flow {
             read_any |= read > 0;
         }
         self.draining.append(&mut draining);
+        self.hand_over_outbox(None).await;
         read_any
     }
 
@@ -588,13 +597,33 @@ impl Flow {
             out,
             self.producer.max_record_bytes(),
         );
-        if !self.hand_over(made.records, tracked).await {
-            return false;
-        }
+        // Ranges that made no record are done now; the ledger moves a checkpoint only
+        // over what precedes them being acknowledged too.
         if !made.handled.is_empty() {
             self.ledger.acknowledge_all(made.handled);
         }
-        true
+        self.outbox_bytes += made
+            .records
+            .iter()
+            .map(|(record, _)| record.kinesis_size())
+            .sum::<usize>();
+        self.outbox.extend(made.records);
+        if self.outbox_bytes < READ_BUFFER {
+            return true;
+        }
+        self.hand_over_outbox(Some(tracked)).await
+    }
+
+    /// Hands the pass's records to the producer (see `outbox`). Returns false if the
+    /// flow was asked to stop first: the records not taken stay above the checkpoint.
+    /// `current` is the file being read, if any, for the gauges kept while waiting.
+    async fn hand_over_outbox(&mut self, current: Option<&TrackedFile>) -> bool {
+        if self.outbox.is_empty() {
+            return true;
+        }
+        let batch = std::mem::take(&mut self.outbox);
+        self.outbox_bytes = 0;
+        self.hand_over(batch, current).await
     }
 
     /// Waits until the producer knows the stream's record limit, keeping the gauges
@@ -618,7 +647,11 @@ impl Flow {
     /// wait ends early when the flow must stop (the records stay above the checkpoint
     /// and are read again); meanwhile the gauges stay current, since an outage is when
     /// an operator looks at them. Returns whether every record was handed over.
-    async fn hand_over(&self, batch: Vec<(UserRecord, Token)>, tracked: &TrackedFile) -> bool {
+    async fn hand_over(
+        &self,
+        batch: Vec<(UserRecord, Token)>,
+        current: Option<&TrackedFile>,
+    ) -> bool {
         let mut stop = self.stop.clone();
         let sending = self.producer.send_batch(batch);
         tokio::pin!(sending);
@@ -628,7 +661,7 @@ impl Flow {
             tokio::select! {
                 sent = &mut sending => return sent.is_ok(),
                 _ = stop.wait_for(|stop| *stop) => return false,
-                _ = report.tick() => self.report(Some(tracked)),
+                _ = report.tick() => self.report(current),
             }
         }
     }
@@ -695,6 +728,7 @@ impl Flow {
                 return;
             }
         }
+        self.hand_over_outbox(None).await;
     }
 
     /// Releases renamed or deleted files read to their end and idle for a while.
