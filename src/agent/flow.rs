@@ -212,6 +212,8 @@ impl Flow {
                 self.flush_idle().await;
                 self.release_drained();
             }
+            // What this pass read and flushed goes to the producer together.
+            self.hand_over_outbox(None).await;
             if self.last_report.elapsed() >= REPORT_INTERVAL {
                 self.report(None);
                 self.last_report = Instant::now();
@@ -509,7 +511,6 @@ impl Flow {
             read_any |= read > 0;
         }
         self.draining.append(&mut draining);
-        self.hand_over_outbox(None).await;
         read_any
     }
 
@@ -728,7 +729,6 @@ impl Flow {
                 return;
             }
         }
-        self.hand_over_outbox(None).await;
     }
 
     /// Releases renamed or deleted files read to their end and idle for a while.
