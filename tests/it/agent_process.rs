@@ -2,11 +2,11 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    ServerProcess, eventually_explained, kcl_user_records, kinesis_client, read_stream,
+    Reaped, ServerProcess, eventually_explained, kcl_user_records, kinesis_client, read_stream,
 };
 
 fn agent_config(dir: &Path, endpoint: &str, budget: u64) -> std::path::PathBuf {
@@ -37,16 +37,17 @@ enabled = false
     path
 }
 
-fn start_agent(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_shardcar"))
+fn start_agent(config: &Path) -> Reaped {
+    let child = Command::new(env!("CARGO_BIN_EXE_shardcar"))
         .args(["run", "-c", config.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start agent")
+        .expect("start agent");
+    Reaped(child)
 }
 
-fn terminate(mut child: Child) {
+fn terminate(mut child: Reaped) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

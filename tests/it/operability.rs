@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::agent_safety::AgentProcess;
-use crate::support::{ServerProcess, eventually, kinesis_client, shardcar};
+use crate::support::{Reaped, ServerProcess, eventually, kinesis_client, shardcar};
 
 const DEAD_ENDPOINT: &str = "http://127.0.0.1:1";
 
@@ -43,18 +43,19 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 /// The agent with stderr written to a file, as journald or a log file gets it.
-fn agent_logging_to_file(config: &Path, log: &Path, args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_shardcar"))
+fn agent_logging_to_file(config: &Path, log: &Path, args: &[&str]) -> Reaped {
+    let child = Command::new(env!("CARGO_BIN_EXE_shardcar"))
         .args(["run", "-c", config.to_str().unwrap()])
         .args(args)
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Reaped(child)
 }
 
-fn stop(mut child: std::process::Child) {
+fn stop(mut child: Reaped) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -220,6 +221,7 @@ async fn no_access_key_id_or_secret_in_any_log_even_at_trace() {
         .env("RUST_LOG", "trace")
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
+        .map(Reaped)
         .unwrap();
     let client = kinesis_client(&server.endpoint);
     eventually(Duration::from_secs(20), async || {
@@ -452,6 +454,7 @@ async fn role_arn_sends_assume_role_to_the_sts_endpoint_not_the_kinesis_one() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Reaped)
         .unwrap();
     let client = kinesis_client(&server.endpoint);
     eventually(Duration::from_secs(30), async || {

@@ -229,6 +229,31 @@ impl Drop for ServerProcess {
     }
 }
 
+/// A child process (an agent the test started) that is killed and reaped when
+/// dropped: a test that fails before stopping it must not leave it running.
+pub struct Reaped(pub std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // After a wait this does nothing: std never signals a reaped child.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// One Kinesis record as read back, with the shard it was read from.
 #[derive(Debug, Clone)]
 pub struct ReadRecord {
