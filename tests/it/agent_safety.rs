@@ -3,18 +3,21 @@
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::agent_support::{Setup, append, copy_truncate, lines, parse_config};
-use crate::support::{ServerProcess, eventually, kcl_user_records, kinesis_client, read_stream};
+use crate::support::{
+    Reaped, ServerProcess, eventually, kcl_user_records, kinesis_client, read_stream,
+};
 
 /// An address nothing listens on: connections are refused at once.
 const DEAD_ENDPOINT: &str = "http://127.0.0.1:1";
 
 /// The agent as a process, its log read line by line on a thread.
 pub struct AgentProcess {
-    pub child: Child,
+    /// Killed and reaped with the `AgentProcess`.
+    pub child: Reaped,
     log: std::sync::mpsc::Receiver<String>,
     pub seen: Vec<String>,
 }
@@ -47,7 +50,7 @@ impl AgentProcess {
             }
         });
         AgentProcess {
-            child,
+            child: Reaped(child),
             log: rx,
             seen: Vec::new(),
         }
@@ -123,13 +126,6 @@ impl AgentProcess {
             self.seen.push(line);
         }
         self.seen.clone()
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

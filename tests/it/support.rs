@@ -169,7 +169,8 @@ pub async fn eventually_explained<T, E: std::fmt::Display>(
 
 /// The real `shardcar server` binary, as a child process.
 pub struct ServerProcess {
-    pub child: std::process::Child,
+    /// Killed and reaped with the `ServerProcess`.
+    pub child: Reaped,
     pub endpoint: String,
 }
 
@@ -200,7 +201,7 @@ impl ServerProcess {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
         ServerProcess {
-            child,
+            child: Reaped(child),
             endpoint: format!("http://{addr}"),
         }
     }
@@ -222,15 +223,8 @@ impl ServerProcess {
     }
 }
 
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A child process (an agent the test started) that is killed and reaped when
-/// dropped: a test that fails before stopping it must not leave it running.
+/// A child process (a server or agent the test started) that is killed and reaped
+/// when dropped: a test that fails before stopping it must not leave it running.
 pub struct Reaped(pub std::process::Child);
 
 impl std::ops::Deref for Reaped {
