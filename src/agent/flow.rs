@@ -79,7 +79,8 @@ pub struct Flow {
     /// Frames into records: transforms, partition keys, sizing.
     records: RecordMaker,
     /// Records made in this pass and not yet handed to the producer, in read order:
-    /// handed over together once they hold a read buffer's worth or the pass ends.
+    /// handed over together once they hold a read buffer's worth, or at the end of
+    /// the loop's turn.
     /// With thousands of files written a line each, one hand-over per file read was
     /// a channel message, a budget acquisition and a wake-up of the producer per line.
     outbox: Vec<(UserRecord, Token)>,

@@ -190,6 +190,14 @@ impl<T> Inputs<T> {
             Inputs::Many(batch) => batch.iter().map(|i| i.size).sum(),
         }
     }
+
+    /// Partition key and data bytes of these records, as given.
+    fn kinesis_bytes(&self) -> usize {
+        match self {
+            Inputs::One(input) => input.record.kinesis_size(),
+            Inputs::Many(batch) => batch.iter().map(|i| i.record.kinesis_size()).sum(),
+        }
+    }
 }
 
 /// Sends records to a running producer. Cheap to clone.
