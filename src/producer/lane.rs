@@ -128,6 +128,9 @@ pub struct Lane<T> {
     pub shard_id: String,
     packer: Packer,
     members: Vec<Member<T>>,
+    /// Members of the last aggregate sealed: the next one's list starts at that size
+    /// rather than growing (and being copied) through every power of two.
+    expected_members: usize,
     opened_at: Option<Instant>,
     /// Closed aggregates waiting for their MD5 trailers, which [`Lane::complete_sealed`]
     /// computes for every lane at once.
@@ -143,6 +146,7 @@ impl<T> Lane<T> {
             shard_id: shard_id.to_owned(),
             packer: Packer::new(aggregation),
             members: Vec::new(),
+            expected_members: 0,
             opened_at: None,
             sealed: Vec::new(),
             queue: VecDeque::new(),
@@ -173,6 +177,10 @@ impl<T> Lane<T> {
         // aggregate turns out to hold this one record alone.
         match self.packer.push(record, key) {
             Ok(Pushed::Added) => {
+                if self.members.capacity() == 0 {
+                    // Only once a record comes: most of 500 lanes can be idle.
+                    self.members.reserve_exact(self.expected_members);
+                }
                 self.members.push(member);
                 self.opened_at.get_or_insert(now);
                 if self.members.len() >= aggregation.max_records {
@@ -219,6 +227,7 @@ impl<T> Lane<T> {
     pub fn seal(&mut self) {
         self.opened_at = None;
         let members = std::mem::take(&mut self.members);
+        self.expected_members = members.len();
         if let Some(sealed) = self.packer.seal() {
             self.sealed.push((sealed, members));
         }

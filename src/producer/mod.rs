@@ -168,18 +168,30 @@ pub(crate) struct Input<T> {
     received: Instant,
 }
 
-/// What travels to the router: one record, or a batch that costs one channel message,
-/// one budget acquisition and one clock read for all of its records.
+/// Records handed over together (`send_batch`): one channel message, one budget
+/// acquisition and one clock read for all of them. They travel in the sender's own
+/// list, not copied into one of [`Input`]s; the router works out each record's share
+/// of the budget again as it takes it in ([`record_permits`]).
+pub(crate) struct Batch<T> {
+    records: Vec<(UserRecord, T)>,
+    received: Instant,
+    /// The budget the batch holds: `record_permits` summed over its records.
+    permits: usize,
+    /// The budget's size, which each record's share is clamped to.
+    budget_total: usize,
+}
+
+/// What travels to the router: one record, or a batch.
 pub(crate) enum Inputs<T> {
     One(Input<T>),
-    Many(Vec<Input<T>>),
+    Many(Batch<T>),
 }
 
 impl<T> Inputs<T> {
     fn len(&self) -> usize {
         match self {
             Inputs::One(_) => 1,
-            Inputs::Many(batch) => batch.len(),
+            Inputs::Many(batch) => batch.records.len(),
         }
     }
 
@@ -187,7 +199,7 @@ impl<T> Inputs<T> {
     fn permits(&self) -> usize {
         match self {
             Inputs::One(input) => input.size,
-            Inputs::Many(batch) => batch.iter().map(|i| i.size).sum(),
+            Inputs::Many(batch) => batch.permits,
         }
     }
 
@@ -195,9 +207,16 @@ impl<T> Inputs<T> {
     fn kinesis_bytes(&self) -> usize {
         match self {
             Inputs::One(input) => input.record.kinesis_size(),
-            Inputs::Many(batch) => batch.iter().map(|i| i.record.kinesis_size()).sum(),
+            Inputs::Many(batch) => batch.records.iter().map(|(r, _)| r.kinesis_size()).sum(),
         }
     }
+}
+
+/// The budget a record holds, out of a budget of `budget_total`: a memory cap, so its
+/// bytes plus its bookkeeping.
+fn record_permits(record: &UserRecord, budget_total: usize) -> u32 {
+    let size = record.kinesis_size() + PER_RECORD_OVERHEAD;
+    size.clamp(1, budget_total).min(u32::MAX as usize) as u32
 }
 
 /// Sends records to a running producer. Cheap to clone.
@@ -373,28 +392,34 @@ impl<T: Send + 'static> ProducerHandle<T> {
         &self,
         records: impl IntoIterator<Item = (UserRecord, T)>,
     ) -> Result<(), ProducerClosed> {
+        // A list handed over as one is not copied (collecting a vector's own iterator
+        // gives the vector back).
+        let records: Vec<(UserRecord, T)> = records.into_iter().collect();
+        if records.is_empty() {
+            return Ok(());
+        }
         // A part never holds more than a quarter of the budget, so one large batch
         // cannot wait for the whole budget while smaller senders starve behind it.
         let most = (self.budget_total / 4).max(1) as u64;
-        let now = Instant::now();
-        let records = records.into_iter();
-        let expected = records.size_hint().0.min(4096);
-        let mut part: Vec<Input<T>> = Vec::with_capacity(expected);
+        let total: u64 = records
+            .iter()
+            .map(|(record, _)| u64::from(self.permits(record)))
+            .sum();
+        if total <= most || records.len() == 1 {
+            return self.send_part(records, total).await;
+        }
+        let mut part: Vec<(UserRecord, T)> = Vec::new();
         let mut part_permits = 0u64;
         for (record, token) in records {
             let permits = self.permits(&record);
             if !part.is_empty() && part_permits + u64::from(permits) > most {
-                let full = std::mem::replace(&mut part, Vec::with_capacity(expected));
+                let capacity = part.len();
+                let full = std::mem::replace(&mut part, Vec::with_capacity(capacity));
                 self.send_part(full, part_permits).await?;
                 part_permits = 0;
             }
             part_permits += u64::from(permits);
-            part.push(Input {
-                record,
-                token,
-                size: permits as usize,
-                received: now,
-            });
+            part.push((record, token));
         }
         if !part.is_empty() {
             self.send_part(part, part_permits).await?;
@@ -402,23 +427,28 @@ impl<T: Send + 'static> ProducerHandle<T> {
         Ok(())
     }
 
-    async fn send_part(&self, mut part: Vec<Input<T>>, permits: u64) -> Result<(), ProducerClosed> {
+    async fn send_part(
+        &self,
+        records: Vec<(UserRecord, T)>,
+        permits: u64,
+    ) -> Result<(), ProducerClosed> {
         // Each record's permits are clamped to the budget, and a part holds more than
         // one record only while it stays under a quarter of it: this fits in a u32.
         let permits = permits.min(u64::from(u32::MAX)) as u32;
         self.acquire(permits).await?;
-        // Latency counts from when the budget let the records in, as for `send`.
-        let received = Instant::now();
-        for input in &mut part {
-            input.received = received;
-        }
-        self.forward(Inputs::Many(part), permits).await
+        let batch = Batch {
+            records,
+            // Latency counts from when the budget let the records in, as for `send`.
+            received: Instant::now(),
+            permits: permits as usize,
+            budget_total: self.budget_total,
+        };
+        self.forward(Inputs::Many(batch), permits).await
     }
 
-    /// The budget a record holds: a memory cap, so its bytes plus its bookkeeping.
+    /// The budget a record holds (see [`record_permits`]).
     fn permits(&self, record: &UserRecord) -> u32 {
-        let size = record.kinesis_size() + PER_RECORD_OVERHEAD;
-        size.clamp(1, self.budget_total).min(u32::MAX as usize) as u32
+        record_permits(record, self.budget_total)
     }
 
     async fn acquire(&self, permits: u32) -> Result<(), ProducerClosed> {

@@ -33,10 +33,10 @@ use super::service::{PutAnswer, RequestFailure, StreamService};
 use super::stats::ProducerStats;
 use super::throttle::{ShardRates, ShardThrottle};
 use super::topology::{Topology, TopologyError};
-use super::{Ack, Input, Inputs, ProducerConfig};
+use super::{Ack, Batch, Input, Inputs, ProducerConfig, record_permits};
 use crate::aws::{Failure, Trouble};
 use crate::kinesis::spread_keys::{KEYS_PER_SHARD, SPREAD_KEY_LEN, SpreadKeys, random_key};
-use crate::kinesis::{HashKey, limits};
+use crate::kinesis::{HashKey, UserRecord, limits};
 
 /// Bytes of aggregate framing a record may add beyond its partition key and data (its
 /// record message's tags and lengths, and its key's entry in the key table).
@@ -244,7 +244,8 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
         match inputs {
             Inputs::One(input) => {
                 if input.record.is_spread() {
-                    self.accept_spread(input, now);
+                    let pool = self.spread.clone();
+                    self.accept_spread(input, pool.as_deref(), &mut rand::rng(), now);
                 } else {
                     let hash_key = input
                         .record
@@ -254,11 +255,27 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
                 }
             }
             Inputs::Many(batch) => {
-                let hash_keys = self.hash_keys(&batch);
-                for (input, hash_key) in batch.into_iter().zip(hash_keys) {
+                let hash_keys = self.hash_keys(&batch.records);
+                // Once per batch, not per record: the pool's count and the thread's
+                // generator showed in profiles.
+                let pool = self.spread.clone();
+                let mut rng = rand::rng();
+                let Batch {
+                    records,
+                    received,
+                    budget_total,
+                    ..
+                } = batch;
+                for ((record, token), hash_key) in records.into_iter().zip(hash_keys) {
+                    let input = Input {
+                        size: record_permits(&record, budget_total) as usize,
+                        record,
+                        token,
+                        received,
+                    };
                     match hash_key {
                         Some(hash_key) => self.accept(input, hash_key, None, now),
-                        None => self.accept_spread(input, now),
+                        None => self.accept_spread(input, pool.as_deref(), &mut rng, now),
                     }
                 }
             }
@@ -269,11 +286,10 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
     /// The hash key of every record of a batch that has a key of its own (explicit, or
     /// the MD5 of its partition key, hashed side by side); `None` for records that ask
     /// to be spread, which get theirs as they are routed.
-    fn hash_keys(&self, batch: &[Input<T>]) -> Vec<Option<HashKey>> {
+    fn hash_keys(&self, batch: &[(UserRecord, T)]) -> Vec<Option<HashKey>> {
         let mut hash_keys = Vec::with_capacity(batch.len());
         let mut unknown = Vec::new();
-        for (index, input) in batch.iter().enumerate() {
-            let record = &input.record;
+        for (index, (record, _)) in batch.iter().enumerate() {
             if record.explicit_hash_key.is_none() && !record.is_spread() {
                 unknown.push(index);
             }
@@ -281,7 +297,7 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
         }
         let keys: Vec<&str> = unknown
             .iter()
-            .map(|&index| batch[index].record.partition_key.as_str())
+            .map(|&index| batch[index].0.partition_key.as_str())
             .collect();
         for (index, hash_key) in unknown.iter().zip(HashKey::of_partition_keys(&keys)) {
             hash_keys[*index] = Some(hash_key);
@@ -295,19 +311,26 @@ impl<T: Send + 'static, S: StreamService> Router<T, S> {
     /// Aggregates are full however many shards there are, and the budget is held by
     /// one open aggregate rather than one per shard. A record the pool cannot serve (a
     /// shard too narrow to have keys) gets a fresh random key.
-    fn accept_spread(&mut self, mut input: Input<T>, now: Instant) {
-        let mut rng = rand::rng();
+    ///
+    /// `pool` is the router's spread pool (`self.spread`), held by the caller so that
+    /// the key lent to the aggregate outlives the router's borrow.
+    fn accept_spread(
+        &mut self,
+        mut input: Input<T>,
+        pool: Option<&SpreadKeys>,
+        rng: &mut impl rand::Rng,
+        now: Instant,
+    ) {
         let cost = input.record.data.len() + SPREAD_KEY_LEN + FRAMING_SLACK;
-        let pool = self.spread.clone();
         let picked = self
-            .fill_lane(cost, &mut rng)
-            .and_then(|index| pool.as_ref()?.key_in(index, &mut rng));
+            .fill_lane(cost, rng)
+            .and_then(|index| pool?.key_in(index, rng));
         match picked {
             // The pool key is lent, not copied: an aggregate takes it into its key
             // table once (a string per record was a tenth of the routing time).
             Some((key, hash)) => self.accept(input, hash, Some(key), now),
             None => {
-                input.record.partition_key = random_key(&mut rng);
+                input.record.partition_key = random_key(rng);
                 let hash_key = input.record.hash_key();
                 self.accept(input, hash_key, None, now);
             }
